@@ -1,0 +1,24 @@
+GO        ?= go
+FUZZTIME  ?= 5m
+BENCHTIME ?= 1s
+
+.PHONY: test vet fmt-check bench fuzz demo
+
+## test: vet, gofmt check and the race-enabled test suite (what CI runs)
+test: vet fmt-check
+	$(GO) test -race -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+## bench: every benchmark, with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+## fuzz: run the frame decoder fuzzer for FUZZTIME (default 5m)
+fuzz:
+	cd frame && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)

@@ -1,0 +1,236 @@
+package frame
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/klauspost/compress/s2"
+)
+
+func decodeAll(t *testing.T, d Decoder, b []byte) []Frame {
+	t.Helper()
+	var out []Frame
+	for len(b) > 0 {
+		f, n, err := d.Decode(b)
+		if err != nil {
+			t.Fatalf("decode after %d frames: %v", len(out), err)
+		}
+		out = append(out, f)
+		b = b[n:]
+	}
+	return out
+}
+
+func TestRoundTripEveryType(t *testing.T) {
+	for _, checksum := range []bool{false, true} {
+		e := Encoder{Checksum: checksum}
+		d := Decoder{Checksum: checksum}
+		var b []byte
+		b = e.AppendDoit(b, 7, Doit{TimeoutMillis: 9, Handler: []byte("h"), Nonce: []byte("n"), Args: []byte("a")})
+		b = e.AppendReply(b, 7, []byte("r"))
+		for _, typ := range []Type{TypeStreamInit, TypeStart, TypeCancel, TypePing, TypeHeartbeat} {
+			b = e.AppendEmpty(b, typ, 7)
+		}
+		b = e.AppendStream(b, 7, []byte("row"))
+		b = e.AppendAck(b, 7, 5)
+		b = e.AppendLast(b, 7, []byte("last"))
+		b = e.AppendExit(b, 7, Exit{Kind: ExitError, Reason: []byte("bad")})
+		b = e.AppendKillAll(b, []uint64{7, 8})
+		b = e.AppendError(b, 7, CodeMalformed, "m")
+		fs := decodeAll(t, d, b)
+		want := []Type{TypeDoit, TypeReply, TypeStreamInit, TypeStart, TypeCancel, TypePing, TypeHeartbeat,
+			TypeStream, TypeAck, TypeLast, TypeExit, TypeKillAll, TypeError}
+		if len(fs) != len(want) {
+			t.Fatalf("checksum=%t: decoded %d frames, want %d", checksum, len(fs), len(want))
+		}
+		for i, f := range fs {
+			if f.Type != want[i] || (f.Type != TypeKillAll && f.Ref != 7) {
+				t.Errorf("frame %d: %s ref %d, want %s ref 7", i, f.Type, f.Ref, want[i])
+			}
+			if (f.Flags&FlagChecksum != 0) != checksum {
+				t.Errorf("frame %d: flags %v, checksum=%t", i, f.Flags, checksum)
+			}
+		}
+		dt, _ := ParseDoit(fs[0].Payload)
+		if dt.TimeoutMillis != 9 || string(dt.Handler) != "h" || string(dt.Nonce) != "n" || string(dt.Args) != "a" {
+			t.Errorf("DOIT parsed as %+v", dt)
+		}
+		if n, err := ParseAck(fs[8].Payload); n != 5 || err != nil {
+			t.Errorf("ACK parsed as %d, %v", n, err)
+		}
+		x, _ := ParseExit(fs[10].Payload)
+		if x.Kind != ExitError || string(x.Reason) != "bad" || len(x.Stack) != 0 {
+			t.Errorf("EXIT parsed as %+v", x)
+		}
+		l, _ := ParseKillAll(fs[11].Payload)
+		if l.Len() != 2 || l.At(0) != 7 || l.At(1) != 8 {
+			t.Errorf("KILL_ALL parsed as %d refs", l.Len())
+		}
+		c, msg, _ := ParseError(fs[12].Payload)
+		if c != CodeMalformed || string(msg) != "m" {
+			t.Errorf("ERROR parsed as %v %q", c, msg)
+		}
+	}
+}
+
+func TestDecodeIncompleteAtEveryCut(t *testing.T) {
+	e := Encoder{Checksum: true}
+	b := e.AppendStream(nil, 1, []byte("hello world"))
+	d := Decoder{Checksum: true}
+	for i := 0; i < len(b); i++ {
+		if _, _, err := d.Decode(b[:i]); !errors.Is(err, ErrIncomplete) {
+			t.Fatalf("decode of %d/%d bytes: %v, want ErrIncomplete", i, len(b), err)
+		}
+	}
+	if _, n, err := d.Decode(b); err != nil || n != len(b) {
+		t.Fatalf("whole frame: n=%d err=%v", n, err)
+	}
+}
+
+func TestDecodePayloadAliasesInput(t *testing.T) {
+	b := (&Encoder{}).AppendStream(nil, 1, []byte("abc"))
+	f, _, _ := (&Decoder{}).Decode(b)
+	b[HeaderSize] = 'X'
+	if string(f.Payload) != "Xbc" {
+		t.Fatalf("payload %q does not alias the input buffer", f.Payload)
+	}
+	if cap(f.Payload) != len(f.Payload) {
+		t.Fatalf("payload capacity %d lets appends clobber the next frame", cap(f.Payload))
+	}
+}
+
+func TestOversizeLengthRejectedFromHeader(t *testing.T) {
+	d := Decoder{MaxPayload: 1024}
+	b := (&Encoder{}).AppendStream(nil, 1, make([]byte, 1025))
+	_, _, err := d.Decode(b[:HeaderSize]) // no payload buffered yet
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge from the header alone", err)
+	}
+	var pe *ProtocolError
+	if !errors.As(err, &pe) || pe.Code != CodeTooLarge {
+		t.Fatalf("err %v is not a *ProtocolError with CodeTooLarge", err)
+	}
+	ok := (&Encoder{}).AppendStream(nil, 1, make([]byte, 1024))
+	if _, _, err := d.Decode(ok); err != nil {
+		t.Fatalf("payload of exactly MaxPayload: %v", err)
+	}
+}
+
+func TestPayloadParsersRejectMalformed(t *testing.T) {
+	cases := []struct {
+		name  string
+		parse func() error
+	}{
+		{"doit empty", func() error { _, err := ParseDoit(nil); return err }},
+		{"doit zero handler", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 0, 0, 0}); return err }},
+		{"doit handler past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 9, 'a'}); return err }},
+		{"doit nonce past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 5, 'x'}); return err }},
+		{"ack short", func() error { _, err := ParseAck([]byte{0, 1}); return err }},
+		{"ack zero", func() error { _, err := ParseAck([]byte{0, 0, 0, 0}); return err }},
+		{"kill_all ragged", func() error { _, err := ParseKillAll(make([]byte, 12)); return err }},
+		{"exit short", func() error { _, err := ParseExit([]byte{1, 0}); return err }},
+		{"exit reason past end", func() error { _, err := ParseExit([]byte{1, 0, 9, 'x'}); return err }},
+		{"error short", func() error { _, _, err := ParseError([]byte{1}); return err }},
+		{"empty type with payload", func() error { return CheckEmpty([]byte{1}) }},
+		{"hello bad magic", func() error { _, err := ParseHello([]byte("HTTP/1.1 GET /")); return err }},
+		{"welcome short", func() error { _, err := ParseWelcome([]byte{0, 1}); return err }},
+		{"auth short", func() error { _, err := ParseAuth([]byte{1, 2, 3}); return err }},
+	}
+	for _, c := range cases {
+		err := c.parse()
+		var pe *ProtocolError
+		if !errors.As(err, &pe) {
+			t.Errorf("%s: err = %v, want a *ProtocolError", c.name, err)
+		}
+	}
+}
+
+func TestCompressionOnlyAboveThreshold(t *testing.T) {
+	e := Encoder{Compress: true, CompressThreshold: 100}
+	d := Decoder{Compression: true}
+	small := bytes.Repeat([]byte("a"), 100)
+	large := bytes.Repeat([]byte("a"), 101)
+	f, _, _ := d.Decode(e.AppendStream(nil, 1, small))
+	if f.Flags&FlagCompressed != 0 {
+		t.Fatalf("payload of exactly the threshold was compressed")
+	}
+	f, _, err := d.Decode(e.AppendStream(nil, 1, large))
+	if err != nil || f.Flags&FlagCompressed == 0 {
+		t.Fatalf("payload above the threshold: flags %v err %v, want compressed", f.Flags, err)
+	}
+	p, _, err := Payload(f, nil, 0)
+	if err != nil || !bytes.Equal(p, large) {
+		t.Fatalf("decompressed %d bytes, err %v", len(p), err)
+	}
+	// Incompressible data stays raw even above the threshold.
+	noise := make([]byte, 200)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i*i*31)
+	}
+	f, _, _ = d.Decode(e.AppendStream(nil, 1, noise))
+	if f.Flags&FlagCompressed != 0 && len(f.Payload) >= len(noise) {
+		t.Fatalf("compression made the payload larger")
+	}
+}
+
+func TestDecompressionBombRefused(t *testing.T) {
+	// 1 MiB of zeros compresses to a few hundred bytes; the receiver's max is 64 KiB.
+	bomb := s2.Encode(nil, make([]byte, 1<<20))
+	f := Frame{Type: TypeStream, Flags: FlagCompressed, Ref: 1, Payload: bomb}
+	buf := make([]byte, 0, 16)
+	_, got, err := Payload(f, buf, 64<<10)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if cap(got) != 16 {
+		t.Fatalf("buffer grown to %d before the size check", cap(got))
+	}
+	f.Payload = []byte{0xff, 0xff, 0xff}
+	if _, _, err := Payload(f, nil, 0); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("garbage S2 header: %v, want ErrMalformed", err)
+	}
+}
+
+func TestHandshakeMACs(t *testing.T) {
+	secret := []byte("s3cret")
+	h := AppendHello(nil, Hello{Version: Version, Features: FeatureChecksum, MaxPayload: 1 << 20, Nonce: fixedNonce(1), Name: []byte("c")})
+	w := Welcome{Version: Version, Features: Negotiate(FeatureChecksum|1<<9, FeatureChecksum|FeatureCompression), Nonce: fixedNonce(2), Name: []byte("n")}
+	if w.Features != FeatureChecksum {
+		t.Fatalf("negotiated %#x, want checksum only", w.Features)
+	}
+	w.MAC = NodeMAC(secret, h[HeaderSize:], WelcomeBody(w))
+	wb := AppendWelcome(nil, w)
+	f, _, err := (&Decoder{}).Decode(wb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseWelcome(f.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !VerifyMAC(got.MAC, NodeMAC(secret, h[HeaderSize:], WelcomeBody(got))) {
+		t.Fatal("node MAC does not verify with the right secret")
+	}
+	if VerifyMAC(got.MAC, NodeMAC([]byte("wrong"), h[HeaderSize:], WelcomeBody(got))) {
+		t.Fatal("node MAC verifies with a wrong secret")
+	}
+	if CoordMAC(secret, h[HeaderSize:], f.Payload) == CoordMAC([]byte("wrong"), h[HeaderSize:], f.Payload) {
+		t.Fatal("coordinator MAC does not depend on the secret")
+	}
+}
+
+func TestDoitValidate(t *testing.T) {
+	if err := (Doit{}).Validate(); err == nil {
+		t.Error("empty handler accepted")
+	}
+	if err := (Doit{Handler: make([]byte, 256)}).Validate(); err == nil {
+		t.Error("256-byte handler accepted")
+	}
+	if err := (Doit{Handler: []byte("x"), Nonce: make([]byte, MaxNonce+1)}).Validate(); err == nil {
+		t.Error("oversize nonce accepted")
+	}
+	if err := (Doit{Handler: []byte("x")}).Validate(); err != nil {
+		t.Errorf("valid DOIT refused: %v", err)
+	}
+}
