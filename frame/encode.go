@@ -88,26 +88,34 @@ func (e *Encoder) AppendDoit(dst []byte, ref uint64, d Doit) []byte {
 	return e.finish(dst, s, true)
 }
 
+// Append appends a frame of type t whose payload is opaque bytes: REPLY,
+// STREAM, LAST, or (with an empty payload) STREAM_INIT, START, CANCEL, PING,
+// HEARTBEAT. The payload is compressed when the Encoder says so.
+func (e *Encoder) Append(dst []byte, t Type, ref uint64, payload []byte) []byte {
+	dst, s := e.begin(dst, t, ref)
+	dst = append(dst, payload...)
+	return e.finish(dst, s, true)
+}
+
 // AppendReply appends a REPLY frame carrying payload.
 func (e *Encoder) AppendReply(dst []byte, ref uint64, payload []byte) []byte {
-	return e.appendBytes(dst, TypeReply, ref, payload)
+	return e.Append(dst, TypeReply, ref, payload)
 }
 
 // AppendStream appends a STREAM frame carrying one row.
 func (e *Encoder) AppendStream(dst []byte, ref uint64, row []byte) []byte {
-	return e.appendBytes(dst, TypeStream, ref, row)
+	return e.Append(dst, TypeStream, ref, row)
 }
 
 // AppendLast appends a LAST frame carrying payload.
 func (e *Encoder) AppendLast(dst []byte, ref uint64, payload []byte) []byte {
-	return e.appendBytes(dst, TypeLast, ref, payload)
+	return e.Append(dst, TypeLast, ref, payload)
 }
 
 // AppendEmpty appends a frame with no payload: STREAM_INIT, START, CANCEL,
 // PING or HEARTBEAT.
 func (e *Encoder) AppendEmpty(dst []byte, t Type, ref uint64) []byte {
-	dst, s := e.begin(dst, t, ref)
-	return e.finish(dst, s, false)
+	return e.Append(dst, t, ref, nil)
 }
 
 // AppendAck appends an ACK frame for n consumed rows.
@@ -141,10 +149,4 @@ func (e *Encoder) AppendError(dst []byte, ref uint64, code ErrorCode, msg string
 	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
 	dst = append(dst, msg...)
 	return e.finish(dst, s, false)
-}
-
-func (e *Encoder) appendBytes(dst []byte, t Type, ref uint64, payload []byte) []byte {
-	dst, s := e.begin(dst, t, ref)
-	dst = append(dst, payload...)
-	return e.finish(dst, s, true)
 }

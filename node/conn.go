@@ -1,0 +1,301 @@
+package node
+
+import (
+	"crypto/rand"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/rexi-go/rexi/frame"
+)
+
+// handshakeMaxPayload bounds frames before the handshake completes.
+const handshakeMaxPayload = 1024
+
+type phase uint8
+
+const (
+	phaseHello phase = iota // waiting for HELLO
+	phaseAuth               // WELCOME sent, waiting for AUTH
+	phaseReady              // authenticated
+)
+
+// conn is one coordinator connection: its handshake state, job table,
+// tombstones and output buffers.
+type conn struct {
+	n      *Node
+	gc     gnet.Conn
+	opened time.Time
+	remote string
+
+	// Event loop only.
+	phase   phase
+	dec     frame.Decoder
+	hello   []byte // HELLO payload, kept for the MAC check
+	welcome []byte // WELCOME payload as sent
+	scratch []byte // decompression buffer
+	spare   []byte // the output buffer not in use by workers
+	tombs   tombstones
+	kills   []*Worker // reused by KILL_ALL
+
+	ready    atomic.Bool  // handshake done (read by the janitor)
+	lastRecv atomic.Int64 // unix nanos of the last inbound bytes
+	peerName atomic.Pointer[string]
+	closing  atomic.Pointer[connError] // set by the janitor: send it and close
+
+	mu           sync.Mutex
+	enc          frame.Encoder
+	out          []byte
+	flushPending bool
+	gnetBuffered int
+	peerMax      int
+	closed       bool
+	jobs         map[uint64]*Worker
+	room         chan struct{} // closed when output room appears; nil without waiters
+	poll         *time.Timer
+}
+
+func newConn(n *Node, gc gnet.Conn) *conn {
+	c := &conn{
+		n:       n,
+		gc:      gc,
+		opened:  time.Now(),
+		dec:     frame.Decoder{MaxPayload: handshakeMaxPayload},
+		tombs:   tombstones{max: n.cfg.MaxTombstones, ttl: n.cfg.TombstoneTTL},
+		jobs:    make(map[uint64]*Worker),
+		peerMax: handshakeMaxPayload,
+	}
+	if a := gc.RemoteAddr(); a != nil {
+		c.remote = a.String()
+	}
+	c.lastRecv.Store(c.opened.UnixNano())
+	return c
+}
+
+// traffic decodes and handles every complete frame buffered on the
+// connection, then flushes. It returns gnet.Close when the connection must
+// end. Event loop only.
+func (c *conn) traffic() (action gnet.Action) {
+	defer func() {
+		if r := recover(); r != nil { // a bug of ours must not take the loop down
+			c.n.log.Error("rexi node: panic handling traffic", "remote", c.remote, "panic", r)
+			action = c.fail(newConnError(frame.CodeInternal, "internal error"))
+		}
+	}()
+	if ce := c.closing.Load(); ce != nil {
+		return c.fail(ce)
+	}
+	buf, _ := c.gc.Peek(-1)
+	used := 0
+	var err error
+	for used < len(buf) {
+		var f frame.Frame
+		var n int
+		f, n, err = c.dec.Decode(buf[used:])
+		if err == frame.ErrIncomplete {
+			err = nil
+			break
+		}
+		if err != nil {
+			break
+		}
+		used += n
+		if err = c.handle(f); err != nil {
+			break
+		}
+	}
+	if len(buf) > 0 {
+		c.lastRecv.Store(time.Now().UnixNano())
+		c.n.stats.bytesIn.Add(uint64(used))
+	}
+	_, _ = c.gc.Discard(used)
+	if err != nil {
+		return c.fail(err)
+	}
+	c.flush()
+	return gnet.None
+}
+
+// fail sends ERROR for err (unless the peer sent one), flushes and asks
+// gnet to close. Other connections are untouched.
+func (c *conn) fail(err error) gnet.Action {
+	code, msg := frame.CodeInternal, err.Error()
+	switch e := err.(type) {
+	case *frame.ProtocolError:
+		code, msg = e.Code, e.Detail
+		if c.phase == phaseHello && code == frame.CodeUnknownType {
+			code = frame.CodeBadHandshake // garbage instead of HELLO
+		}
+	case *connError:
+		code, msg = e.code, e.msg
+	}
+	if c.phase == phaseReady {
+		c.n.stats.protocolErrors.Add(1)
+	} else {
+		c.n.stats.refused.Add(1)
+	}
+	if err == errPeerError {
+		c.n.log.Warn("rexi node: peer sent ERROR, closing", "remote", c.remote)
+	} else {
+		c.n.log.Warn("rexi node: closing connection", "remote", c.remote, "code", code.String(), "detail", msg)
+		c.mu.Lock()
+		c.out = c.enc.AppendError(c.out, 0, code, msg)
+		c.mu.Unlock()
+	}
+	c.flush()
+	return gnet.Close
+}
+
+// handle acts on one frame. A non-nil error closes the connection.
+func (c *conn) handle(f frame.Frame) error {
+	switch c.phase {
+	case phaseHello:
+		return c.onHello(f)
+	case phaseAuth:
+		return c.onAuth(f)
+	}
+	var p []byte
+	var err error
+	p, c.scratch, err = frame.Payload(f, c.scratch, c.n.cfg.MaxPayload)
+	if err != nil {
+		return err
+	}
+	switch f.Type {
+	case frame.TypeDoit:
+		d, err := frame.ParseDoit(p)
+		if err != nil {
+			return err
+		}
+		return c.doit(f.Ref, d)
+	case frame.TypeStart:
+		if err := frame.CheckEmpty(p); err != nil {
+			return err
+		}
+		c.start(f.Ref)
+	case frame.TypeCancel:
+		if err := frame.CheckEmpty(p); err != nil {
+			return err
+		}
+		c.kill(f.Ref)
+	case frame.TypeAck:
+		n, err := frame.ParseAck(p)
+		if err != nil {
+			return err
+		}
+		c.ack(f.Ref, n)
+	case frame.TypeKillAll:
+		refs, err := frame.ParseKillAll(p)
+		if err != nil {
+			return err
+		}
+		c.killAll(refs)
+	case frame.TypeHeartbeat:
+		if err := frame.CheckEmpty(p); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.out = c.enc.AppendEmpty(c.out, frame.TypeHeartbeat, f.Ref)
+		c.mu.Unlock()
+	case frame.TypeError:
+		code, msg, _ := frame.ParseError(p)
+		c.n.log.Warn("rexi node: coordinator sent ERROR", "remote", c.remote, "code", code.String(), "message", string(msg))
+		return errPeerError
+	default:
+		return newConnError(frame.CodeUnexpected, "%s is not valid from a coordinator after the handshake", f.Type)
+	}
+	return nil
+}
+
+func (c *conn) onHello(f frame.Frame) error {
+	if f.Type != frame.TypeHello {
+		return newConnError(frame.CodeBadHandshake, "first frame must be HELLO, got %s", f.Type)
+	}
+	h, err := frame.ParseHello(f.Payload)
+	if err != nil {
+		return err
+	}
+	if h.Version != frame.Version {
+		return newConnError(frame.CodeBadVersion, "protocol version %d not supported; this node speaks version %d", h.Version, frame.Version)
+	}
+	c.hello = append([]byte(nil), f.Payload...)
+	name := string(h.Name)
+	c.peerName.Store(&name)
+	w := frame.Welcome{
+		Version:    frame.Version,
+		Features:   frame.Negotiate(h.Features, c.n.cfg.features()),
+		MaxPayload: uint32(c.n.cfg.MaxPayload),
+		Name:       []byte(c.n.cfg.Name),
+	}
+	_, _ = rand.Read(w.Nonce[:])
+	w.MAC = frame.NodeMAC(c.n.cfg.Secret, c.hello, frame.WelcomeBody(w))
+	c.mu.Lock()
+	start := len(c.out)
+	c.out = frame.AppendWelcome(c.out, w)
+	c.welcome = append([]byte(nil), c.out[start+frame.HeaderSize:]...)
+	// Features apply to what the node sends after WELCOME.
+	c.enc = frame.Encoder{
+		Checksum:          w.Features&frame.FeatureChecksum != 0,
+		Compress:          w.Features&frame.FeatureCompression != 0,
+		CompressThreshold: c.n.cfg.CompressThreshold,
+	}
+	c.peerMax = int(h.MaxPayload)
+	c.mu.Unlock()
+	c.phase = phaseAuth
+	return nil
+}
+
+func (c *conn) onAuth(f frame.Frame) error {
+	if f.Type != frame.TypeAuth {
+		return newConnError(frame.CodeBadHandshake, "expected AUTH after WELCOME, got %s", f.Type)
+	}
+	mac, err := frame.ParseAuth(f.Payload)
+	if err != nil {
+		return err
+	}
+	if !frame.VerifyMAC(mac, frame.CoordMAC(c.n.cfg.Secret, c.hello, c.welcome)) {
+		return newConnError(frame.CodeAuthFailed, "authentication failed: the coordinator's secret differs from the node's")
+	}
+	c.phase = phaseReady
+	c.hello, c.welcome = nil, nil
+	c.dec = frame.Decoder{
+		MaxPayload:  c.n.cfg.MaxPayload,
+		Checksum:    c.enc.Checksum,
+		Compression: c.enc.Compress,
+	}
+	c.ready.Store(true)
+	c.n.stats.connections.Add(1)
+	c.n.log.Debug("rexi node: coordinator connected", "remote", c.remote, "name", *c.peerName.Load())
+	return nil
+}
+
+// closeAll runs when the connection is gone: every worker it submitted is
+// killed at once.
+func (c *conn) closeAll() {
+	c.mu.Lock()
+	c.closed = true
+	jobs := c.jobs
+	c.jobs = nil
+	for _, w := range jobs {
+		w.removed = true
+	}
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+	if c.poll != nil {
+		c.poll.Stop()
+	}
+	c.mu.Unlock()
+	for _, w := range jobs {
+		c.n.killed(w)
+	}
+}
+
+// closeWith asks the event loop to send ERROR{ce} and close the
+// connection. Safe from any goroutine.
+func (c *conn) closeWith(ce *connError) {
+	if c.closing.CompareAndSwap(nil, ce) {
+		_ = c.gc.Wake(nil)
+	}
+}

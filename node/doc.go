@@ -1,0 +1,18 @@
+// Package node is the server side of rexi: a gnet v2 event loop that
+// accepts coordinator connections, authenticates them (PROTOCOL.md section
+// 3), and runs jobs — registered handlers — on worker goroutines.
+//
+// The event loop decodes frames in place and never blocks: DOIT starts a
+// worker goroutine; ACK, START, CANCEL and KILL_ALL are handled on the loop
+// by signalling the job, without a goroutine per frame. Workers append their
+// output to a per-connection buffer that the loop flushes in one write for
+// many frames; the bytes waiting per connection are bounded, and a worker
+// that would exceed the bound waits (context-aware).
+//
+// A worker never outlives the reason it runs: it is killed when its
+// coordinator cancels it, sends KILL_ALL, or loses the connection, and it is
+// stopped with an EXIT at its deadline or a stream timeout. Only handlers
+// registered with Handle can run; that is the node's security boundary.
+//
+// The package knows nothing of coordinators beyond the wire protocol.
+package node

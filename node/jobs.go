@@ -1,0 +1,197 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// Job table operations. doit, start, ack, kill and killAll run on the event
+// loop and never block: they update the table under c.mu and signal the
+// worker.
+
+func (c *conn) doit(ref uint64, d frame.Doit) error {
+	if ref == 0 {
+		return newConnError(frame.CodeUnexpected, "DOIT with ref 0")
+	}
+	now := time.Now()
+	if c.tombs.take(ref, now) {
+		c.n.stats.tombstoned.Add(1)
+		return nil
+	}
+	if c.n.draining.Load() {
+		c.exitLocked(ref, frame.Exit{Kind: frame.ExitShuttingDown, Reason: []byte("node is shutting down")})
+		return nil
+	}
+	h, ok := c.n.handler(d.Handler)
+	if !ok {
+		c.n.stats.unknown.Add(1)
+		reason := fmt.Sprintf("unknown handler %q", d.Handler)
+		c.n.recordError(ErrorRecord{Time: now, Handler: string(d.Handler), Nonce: string(d.Nonce), Kind: frame.ExitUnknownHandler, Reason: reason})
+		c.exitLocked(ref, frame.Exit{Kind: frame.ExitUnknownHandler, Reason: []byte(reason)})
+		return nil
+	}
+	// One allocation holds the worker's copies of nonce and args: the
+	// frame's bytes belong to the event loop.
+	in := make([]byte, len(d.Nonce)+len(d.Args))
+	copy(in, d.Nonce)
+	copy(in[len(d.Nonce):], d.Args)
+	w := &Worker{
+		c:       c,
+		ref:     ref,
+		handler: h.name,
+		nonce:   in[:len(d.Nonce):len(d.Nonce)],
+		args:    in[len(d.Nonce):],
+		signal:  make(chan struct{}, 1),
+		started: now,
+	}
+	w.ctx, w.cancel = context.WithCancelCause(c.n.ctx)
+	if d.TimeoutMillis > 0 {
+		var stop context.CancelFunc
+		w.ctx, stop = context.WithDeadlineCause(w.ctx, now.Add(time.Duration(d.TimeoutMillis)*time.Millisecond), ErrDeadline)
+		parentCancel := w.cancel
+		w.cancel = func(cause error) { parentCancel(cause); stop() }
+	}
+	c.mu.Lock()
+	if _, dup := c.jobs[ref]; dup {
+		c.mu.Unlock()
+		w.cancel(nil)
+		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
+	}
+	c.jobs[ref] = w
+	c.mu.Unlock()
+	c.n.stats.live.Add(1)
+	c.n.stats.started.Add(1)
+	c.n.stats.running.Add(1)
+	c.n.wg.Add(1)
+	go c.n.run(h.fn, w)
+	return nil
+}
+
+func (c *conn) start(ref uint64) {
+	c.mu.Lock()
+	if w := c.jobs[ref]; w != nil && w.state == stateInitWait {
+		w.state = stateStreaming
+		w.wake()
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) ack(ref uint64, n uint32) {
+	c.mu.Lock()
+	if w := c.jobs[ref]; w != nil {
+		w.unacked = max(0, w.unacked-int(min(n, 1<<30)))
+		w.wake()
+	}
+	c.mu.Unlock()
+}
+
+// kill removes one job (CANCEL) and cancels its context; unknown refs are
+// ignored.
+func (c *conn) kill(ref uint64) {
+	c.mu.Lock()
+	w := c.jobs[ref]
+	if w != nil {
+		delete(c.jobs, ref)
+		w.removed = true
+	}
+	c.mu.Unlock()
+	if w != nil {
+		c.n.killed(w)
+	}
+}
+
+// killAll kills the listed live jobs and tombstones the rest.
+func (c *conn) killAll(refs frame.RefList) {
+	now := time.Now()
+	kills := c.kills[:0]
+	c.mu.Lock()
+	for i := 0; i < refs.Len(); i++ {
+		ref := refs.At(i)
+		if w := c.jobs[ref]; w != nil {
+			delete(c.jobs, ref)
+			w.removed = true
+			kills = append(kills, w)
+		} else {
+			c.tombs.add(ref, now)
+		}
+	}
+	c.mu.Unlock()
+	for i, w := range kills {
+		c.n.killed(w)
+		kills[i] = nil
+	}
+	c.kills = kills[:0]
+}
+
+// exitLocked appends an EXIT from the event loop (no worker involved).
+func (c *conn) exitLocked(ref uint64, x frame.Exit) {
+	c.mu.Lock()
+	c.out = c.enc.AppendExit(c.out, ref, x)
+	c.mu.Unlock()
+}
+
+// killed accounts for a worker removed from its table by a kill.
+func (n *Node) killed(w *Worker) {
+	w.cancel(ErrKilled)
+	n.stats.live.Add(-1)
+	n.stats.killed.Add(1)
+}
+
+// run is a worker goroutine: it runs the handler and reports how it ended.
+func (n *Node) run(fn Handler, w *Worker) {
+	defer n.wg.Done()
+	err, panicked, stack := call(fn, w)
+	n.stats.running.Add(-1)
+	c := w.c
+	c.mu.Lock()
+	wasLive := !w.removed
+	if wasLive {
+		delete(c.jobs, w.ref)
+		w.removed = true
+	}
+	c.mu.Unlock()
+	cause := context.Cause(w.ctx)
+	w.cancel(nil)
+	if !wasLive {
+		return // killed: nobody wants an EXIT
+	}
+	n.stats.live.Add(-1)
+	x := frame.Exit{}
+	if kind, ok := exitKindFor(cause); ok {
+		x.Kind, x.Reason = kind, []byte(cause.Error())
+		if kind == frame.ExitDeadline {
+			n.stats.deadlines.Add(1)
+		}
+	} else if panicked {
+		n.stats.panics.Add(1)
+		x.Kind, x.Reason, x.Stack = frame.ExitPanic, []byte(err.Error()), stack
+	} else if err != nil {
+		x.Kind, x.Reason = frame.ExitError, []byte(err.Error())
+	} else {
+		return
+	}
+	if x.Kind == frame.ExitError || x.Kind == frame.ExitPanic {
+		n.stats.errors.Add(1)
+		n.recordError(ErrorRecord{Time: time.Now(), Handler: w.handler, Nonce: string(w.nonce), Kind: x.Kind, Reason: string(x.Reason), Stack: string(x.Stack)})
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.out = c.enc.AppendExit(c.out, w.ref, x)
+		c.kickLocked()
+	}
+	c.mu.Unlock()
+}
+
+// call runs the handler, turning a panic into an error and a stack.
+func call(fn Handler, w *Worker) (err error, panicked bool, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, panicked, stack = fmt.Errorf("panic: %v", r), true, debug.Stack()
+		}
+	}()
+	return fn(w.ctx, w), false, nil
+}

@@ -1,0 +1,194 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// goodStream is a well-behaved coordinator streaming from a worker that
+// never stops: after each hostile case it must still receive rows.
+type goodStream struct {
+	t *testing.T
+	c *rawClient
+}
+
+func startGoodStream(t *testing.T, n *Node) *goodStream {
+	c := connect(t, n, frame.FeatureChecksum)
+	c.doit(1, "flow", "")
+	c.expect(frame.TypeStreamInit, 1)
+	c.control(frame.TypeStart, 1)
+	return &goodStream{t: t, c: c}
+}
+
+// rows reads k rows, acking each.
+func (g *goodStream) rows(k int) {
+	g.t.Helper()
+	for i := 0; i < k; i++ {
+		g.c.expect(frame.TypeStream, 1)
+		g.c.ack(1, 1)
+	}
+}
+
+func hexFrame(t *testing.T, s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.HandshakeTimeout = 200 * time.Millisecond })
+	n.Handle("flow", func(ctx context.Context, w *Worker) error {
+		for {
+			if err := w.Stream([]byte("row")); err != nil {
+				return err
+			}
+		}
+	})
+	good := startGoodStream(t, n)
+	good.rows(10)
+
+	var plain, sum frame.Encoder
+	sum.Checksum = true
+	cases := []struct {
+		name      string
+		handshake frame.Feature // -1: no handshake
+		noHello   bool
+		send      func(t *testing.T) []byte
+		code      frame.ErrorCode
+	}{
+		{name: "garbage instead of HELLO", noHello: true, code: frame.CodeBadHandshake,
+			send: func(t *testing.T) []byte { return []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }},
+		{name: "DOIT before the handshake", noHello: true, code: frame.CodeBadHandshake,
+			send: func(t *testing.T) []byte {
+				return plain.AppendDoit(nil, 1, frame.Doit{Handler: []byte("echo")})
+			}},
+		{name: "oversize length before the handshake", noHello: true, code: frame.CodeTooLarge,
+			send: func(t *testing.T) []byte { return hexFrame(t, "7fffffff010000000000000000000000") }},
+		{name: "random bytes", noHello: true, code: frame.CodeBadHandshake,
+			send: func(t *testing.T) []byte {
+				b := make([]byte, 64)
+				_, _ = rand.Read(b)
+				b[4] = 0x7f // an undefined type, whatever the rest says
+				return b
+			}},
+		{name: "oversize length", code: frame.CodeTooLarge,
+			send: func(t *testing.T) []byte { return hexFrame(t, "7fffffff100000000000000000000001") }},
+		{name: "unknown type", code: frame.CodeUnknownType,
+			send: func(t *testing.T) []byte { return hexFrame(t, "000000007f0000000000000000000001") }},
+		{name: "bad checksum", handshake: frame.FeatureChecksum, code: frame.CodeBadChecksum,
+			send: func(t *testing.T) []byte {
+				b := sum.AppendAck(nil, 1, 1)
+				b[len(b)-1] ^= 0xff
+				return b
+			}},
+		{name: "missing checksum after negotiating it", handshake: frame.FeatureChecksum, code: frame.CodeMalformed,
+			send: func(t *testing.T) []byte { return plain.AppendAck(nil, 1, 1) }},
+		{name: "reserved flag bits", code: frame.CodeMalformed,
+			send: func(t *testing.T) []byte { return hexFrame(t, "00000000138000000000000000000001") }},
+		{name: "truncated DOIT payload", code: frame.CodeMalformed,
+			send: func(t *testing.T) []byte { return hexFrame(t, "0000000310000000000000000000000100000a") }},
+		{name: "ACK of zero rows", code: frame.CodeMalformed,
+			send: func(t *testing.T) []byte { return plain.AppendAck(nil, 1, 0) }},
+		{name: "ragged KILL_ALL", code: frame.CodeMalformed,
+			send: func(t *testing.T) []byte { return hexFrame(t, "000000031a000000000000000000000001020304") }},
+		{name: "REPLY sent to a node", code: frame.CodeUnexpected,
+			send: func(t *testing.T) []byte { return plain.AppendReply(nil, 1, []byte("x")) }},
+		{name: "HELLO replayed after the handshake", code: frame.CodeUnexpected,
+			send: func(t *testing.T) []byte {
+				return frame.AppendHello(nil, frame.Hello{Version: 1, Name: []byte("replay")})
+			}},
+		{name: "DOIT with ref 0", code: frame.CodeUnexpected,
+			send: func(t *testing.T) []byte { return plain.AppendDoit(nil, 0, frame.Doit{Handler: []byte("echo")}) }},
+		{name: "compressed without negotiation", code: frame.CodeMalformed,
+			send: func(t *testing.T) []byte { return hexFrame(t, "00000000130200000000000000000001") }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRaw(t, n.Addr())
+			if !tc.noHello {
+				c.handshake(testSecret, tc.handshake)
+			}
+			c.write(tc.send(t))
+			c.expectClosedWith(tc.code)
+			good.rows(5)
+		})
+	}
+	if s := n.Stats(); s.Refused != 4 || s.ProtocolErrors != uint64(len(cases)-4) {
+		t.Fatalf("refused=%d protocolErrors=%d, want 4 and %d", s.Refused, s.ProtocolErrors, len(cases)-4)
+	}
+}
+
+func TestHandshakeRefusals(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.HandshakeTimeout = 200 * time.Millisecond })
+	good := connect(t, n, 0)
+
+	t.Run("wrong secret", func(t *testing.T) {
+		c := dialRaw(t, n.Addr())
+		h := frame.Hello{Version: frame.Version, Name: []byte("intruder")}
+		hb := frame.AppendHello(nil, h)
+		c.write(hb)
+		f := c.expect(frame.TypeWelcome, 0)
+		w, _ := frame.ParseWelcome(f.Payload)
+		wrong := []byte("not-the-secret")
+		if frame.VerifyMAC(w.MAC, frame.NodeMAC(wrong, hb[frame.HeaderSize:], frame.WelcomeBody(w))) {
+			t.Fatal("node MAC verifies under a wrong secret")
+		}
+		c.write(frame.AppendAuth(nil, frame.CoordMAC(wrong, hb[frame.HeaderSize:], f.Payload)))
+		c.expectClosedWith(frame.CodeAuthFailed)
+	})
+	t.Run("wrong version", func(t *testing.T) {
+		c := dialRaw(t, n.Addr())
+		c.write(frame.AppendHello(nil, frame.Hello{Version: 9}))
+		if msg := c.expectClosedWith(frame.CodeBadVersion); msg == "" {
+			t.Fatal("BAD_VERSION without a message naming the supported version")
+		}
+	})
+	t.Run("DOIT instead of AUTH", func(t *testing.T) {
+		c := dialRaw(t, n.Addr())
+		c.write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
+		c.expect(frame.TypeWelcome, 0)
+		c.write((&frame.Encoder{}).AppendDoit(nil, 1, frame.Doit{Handler: []byte("echo")}))
+		c.expectClosedWith(frame.CodeBadHandshake)
+	})
+	t.Run("silent peer", func(t *testing.T) {
+		c := dialRaw(t, n.Addr())
+		c.expectClosedWith(frame.CodeBadHandshake)
+	})
+	good.doit(1, "echo", "still here")
+	good.expect(frame.TypeReply, 1)
+	if s := n.Stats(); s.Refused != 4 || s.Connections != 1 {
+		t.Fatalf("refused=%d connections=%d, want 4 and 1", s.Refused, s.Connections)
+	}
+}
+
+func TestIdleConnectionClosed(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
+	c := connect(t, n, 0)
+	c.expectClosedWith(frame.CodeIdleTimeout)
+}
+
+func TestKillAllNeverTouchesOtherConnections(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil)
+	a := connect(t, n, 0)
+	b := connect(t, n, 0)
+	a.doit(5, "block", "a")
+	p.waitEvent(t, "block:a")
+	b.killAll(5, 6, 7)
+	b.doit(1, "echo", "sync") // once b's reply is back, b's KILL_ALL was handled
+	b.expect(frame.TypeReply, 1)
+	if js := n.Jobs(); len(js) != 1 || js[0].Ref != 5 {
+		t.Fatalf("jobs %+v, want a's job 5 still live", js)
+	}
+	a.killAll(5)
+	if err := p.waitCause(t); err != ErrKilled {
+		t.Fatalf("cause %v", err)
+	}
+}

@@ -1,0 +1,312 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/rexi-go/rexi/frame"
+	"golang.org/x/sys/unix"
+)
+
+// Node serves rexi coordinators on one TCP listener.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	handlers atomic.Pointer[map[string]handlerEntry] // copy-on-write
+	hmu      sync.Mutex                              // serialises Handle
+
+	stats    counters
+	errs     *errorRing
+	draining atomic.Bool
+
+	ctx    context.Context // parent of every worker context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // worker goroutines
+
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	eng     gnet.Engine
+	addr    string
+	booted  chan struct{}
+	runDone chan struct{}
+	runErr  error
+	started bool
+	closed  bool
+
+	janitorStop chan struct{}
+	janitorDone chan struct{}
+}
+
+type handlerEntry struct {
+	name string
+	fn   Handler
+}
+
+// New returns a node configured by cfg; call Handle to register handlers
+// and Start to listen.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		errs:    newErrorRing(cfg.ErrorRing),
+		conns:   make(map[*conn]struct{}),
+		booted:  make(chan struct{}),
+		runDone: make(chan struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	empty := map[string]handlerEntry{}
+	n.handlers.Store(&empty)
+	return n, nil
+}
+
+// Handle registers fn under name, replacing any handler of that name. It
+// may be called before or after Start. Only registered handlers can run.
+func (n *Node) Handle(name string, fn Handler) {
+	if name == "" || len(name) > 255 || fn == nil {
+		panic(fmt.Sprintf("node: Handle(%q): name must be 1..255 bytes and fn non-nil", name))
+	}
+	n.hmu.Lock()
+	defer n.hmu.Unlock()
+	old := *n.handlers.Load()
+	m := make(map[string]handlerEntry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[name] = handlerEntry{name: name, fn: fn}
+	n.handlers.Store(&m)
+}
+
+func (n *Node) handler(name []byte) (handlerEntry, bool) {
+	h, ok := (*n.handlers.Load())[string(name)]
+	return h, ok
+}
+
+// Start listens on cfg.Addr and returns once the node accepts connections.
+func (n *Node) Start() error {
+	n.mu.Lock()
+	if n.started || n.closed {
+		n.mu.Unlock()
+		return errors.New("node: Start called twice or after Close")
+	}
+	n.mu.Unlock()
+	go func() {
+		defer close(n.runDone)
+		n.runErr = gnet.Run(&events{n: n}, "tcp://"+n.cfg.Addr,
+			gnet.WithNumEventLoop(n.cfg.EventLoops),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(gnetLogger{n.log}))
+	}()
+	select {
+	case <-n.booted:
+	case <-n.runDone:
+		return fmt.Errorf("node: listen on %s: %w", n.cfg.Addr, n.runErr)
+	}
+	if n.cfg.Name == "" {
+		n.cfg.Name = n.addr
+	}
+	n.janitorStop = make(chan struct{})
+	n.janitorDone = make(chan struct{})
+	go n.janitor()
+	n.mu.Lock()
+	n.started = true
+	n.mu.Unlock()
+	n.log.Info("rexi node listening", "addr", n.addr, "name", n.cfg.Name)
+	return nil
+}
+
+// Addr is the address the node listens on (with the real port when
+// cfg.Addr asked for port 0). Valid after Start.
+func (n *Node) Addr() string { return n.addr }
+
+// Name is the node's name as sent in WELCOME.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats { return n.stats.snapshot() }
+
+// RecentErrors returns the last worker failures, oldest first.
+func (n *Node) RecentErrors() []ErrorRecord { return n.errs.list() }
+
+func (n *Node) recordError(r ErrorRecord) { n.errs.add(r) }
+
+// JobInfo describes one live worker.
+type JobInfo struct {
+	Ref     uint64        `json:"ref"`
+	Handler string        `json:"handler"`
+	Caller  string        `json:"caller"` // coordinator name and address
+	State   string        `json:"state"`
+	Age     time.Duration `json:"age_ns"`
+	Rows    uint64        `json:"rows_sent"`
+	Unacked int           `json:"unacked"`
+}
+
+// Jobs lists the live workers of every connection.
+func (n *Node) Jobs() []JobInfo {
+	now := time.Now()
+	var out []JobInfo
+	for _, c := range n.connList() {
+		caller := c.remote
+		if p := c.peerName.Load(); p != nil {
+			caller = *p + "@" + c.remote
+		}
+		c.mu.Lock()
+		for _, w := range c.jobs {
+			out = append(out, JobInfo{Ref: w.ref, Handler: w.handler, Caller: caller, State: w.state.String(),
+				Age: now.Sub(w.started), Rows: w.rows, Unacked: w.unacked})
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
+func (n *Node) connList() []*conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*conn, 0, len(n.conns))
+	for c := range n.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Close stops listening, closes every connection, kills every worker and
+// waits for all of them to return. Handlers must honour their context.
+// Safe to call more than once.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	started := n.started
+	n.mu.Unlock()
+	n.draining.Store(true)
+	if started {
+		close(n.janitorStop)
+		<-n.janitorDone
+		n.stopEngine()
+	}
+	for _, c := range n.connList() { // OnClose normally did this already
+		c.closeAll()
+	}
+	n.cancel()
+	n.wg.Wait()
+	return nil
+}
+
+// stopEngine stops gnet and waits for gnet.Run to return. Engine.Stop
+// polls every 500 ms, so it is cut short as soon as Run has returned.
+func (n *Node) stopEngine() {
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = n.eng.Stop(ctx)
+	}()
+	<-n.runDone
+	cancel()
+	<-stopped
+}
+
+// janitor closes connections that stall the handshake or go idle.
+func (n *Node) janitor() {
+	defer close(n.janitorDone)
+	tick := min(n.cfg.HandshakeTimeout, time.Second)
+	if n.cfg.IdleTimeout > 0 {
+		tick = min(tick, n.cfg.IdleTimeout)
+	}
+	t := time.NewTicker(max(tick/4, 5*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-n.janitorStop:
+			return
+		case now := <-t.C:
+			for _, c := range n.connList() {
+				switch {
+				case !c.ready.Load() && now.Sub(c.opened) > n.cfg.HandshakeTimeout:
+					c.closeWith(newConnError(frame.CodeBadHandshake, "handshake not completed within %v", n.cfg.HandshakeTimeout))
+				case n.cfg.IdleTimeout > 0 && now.UnixNano()-c.lastRecv.Load() > int64(n.cfg.IdleTimeout):
+					c.closeWith(newConnError(frame.CodeIdleTimeout, "nothing received for %v", n.cfg.IdleTimeout))
+				}
+			}
+		}
+	}
+}
+
+// events adapts Node to gnet's callbacks.
+type events struct {
+	gnet.BuiltinEventEngine
+	n *Node
+}
+
+func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
+	n := e.n
+	n.eng = eng
+	n.addr = n.cfg.Addr
+	if fd, err := eng.Dup(); err == nil { // gnet has no accessor for the bound port
+		if sa, err := unix.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				n.addr = (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
+			case *unix.SockaddrInet6:
+				n.addr = (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
+			}
+		}
+		_ = unix.Close(fd)
+	}
+	close(n.booted)
+	return gnet.None
+}
+
+func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	c := newConn(e.n, gc)
+	gc.SetContext(c)
+	e.n.mu.Lock()
+	e.n.conns[c] = struct{}{}
+	e.n.mu.Unlock()
+	return nil, gnet.None
+}
+
+func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.Close
+	}
+	return c.traffic()
+}
+
+func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.None
+	}
+	e.n.mu.Lock()
+	delete(e.n.conns, c)
+	e.n.mu.Unlock()
+	c.closeAll()
+	return gnet.None
+}
+
+// gnetLogger routes gnet's own logging into slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: fatal: " + fmt.Sprintf(f, a...)) }

@@ -1,0 +1,446 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// probe lets tests observe handlers from outside: each handler reports
+// events on it.
+type probe struct {
+	events chan string
+	causes chan error // context.Cause when a blocking handler is stopped
+	seen   map[string]int
+}
+
+func newProbe() *probe {
+	return &probe{events: make(chan string, 1024), causes: make(chan error, 1024), seen: map[string]int{}}
+}
+
+func (p *probe) waitEvent(t *testing.T, want string) {
+	t.Helper()
+	timeout := time.After(waitFor)
+	for {
+		if p.seen[want] > 0 {
+			p.seen[want]--
+			return
+		}
+		select {
+		case e := <-p.events:
+			p.seen[e]++
+		case <-timeout:
+			t.Fatalf("timed out waiting for handler event %q", want)
+		}
+	}
+}
+
+func (p *probe) waitCause(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-p.causes:
+		return err
+	case <-time.After(waitFor):
+		t.Fatal("timed out waiting for a handler to be stopped")
+		return nil
+	}
+}
+
+// startNode runs a node with the test handlers on 127.0.0.1.
+func startNode(t testing.TB, p *probe, mod func(*Config)) *Node {
+	t.Helper()
+	cfg := Config{Name: "n1", Secret: testSecret, Logger: quietLogger()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Handle("echo", func(ctx context.Context, w *Worker) error { return w.Reply(w.Args()) })
+	n.Handle("fail", func(ctx context.Context, w *Worker) error { return errors.New("bad input: " + string(w.Args())) })
+	n.Handle("crash", func(ctx context.Context, w *Worker) error { panic("boom") })
+	// block waits until stopped and reports why.
+	n.Handle("block", func(ctx context.Context, w *Worker) error {
+		p.events <- "block:" + string(w.Args())
+		<-ctx.Done()
+		p.causes <- context.Cause(ctx)
+		return ctx.Err()
+	})
+	// rows streams n rows (args "n" or "n:size"), reporting each attempt
+	// and each row sent, then sends LAST.
+	n.Handle("rows", func(ctx context.Context, w *Worker) error {
+		count, size := parseRowsArgs(string(w.Args()))
+		for i := 1; i <= count; i++ {
+			p.events <- fmt.Sprintf("try %d", i)
+			row := bytes.Repeat([]byte{'a' + byte(i%26)}, size)
+			if err := w.Stream(row); err != nil {
+				p.causes <- err
+				return err
+			}
+			p.events <- fmt.Sprintf("sent %d", i)
+		}
+		return w.Last([]byte("done"))
+	})
+	n.Handle("big", func(ctx context.Context, w *Worker) error {
+		count, size := parseRowsArgs(string(w.Args()))
+		for i := 0; i < count; i++ {
+			if err := w.Reply(bytes.Repeat([]byte{'x'}, size)); err != nil {
+				p.causes <- err
+				return err
+			}
+		}
+		p.events <- "big done"
+		return nil
+	})
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func parseRowsArgs(s string) (count, size int) {
+	a, b, _ := strings.Cut(s, ":")
+	count, _ = strconv.Atoi(a)
+	size = 16
+	if b != "" {
+		size, _ = strconv.Atoi(b)
+	}
+	return count, size
+}
+
+func connect(t testing.TB, n *Node, features frame.Feature) *rawClient {
+	t.Helper()
+	c := dialRaw(t, n.Addr())
+	c.handshake(testSecret, features)
+	return c
+}
+
+func TestReply(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := connect(t, n, 0)
+	c.doit(1, "echo", "hello")
+	if f := c.expect(frame.TypeReply, 1); string(f.Payload) != "hello" {
+		t.Fatalf("REPLY payload %q, want %q", f.Payload, "hello")
+	}
+	eventually(t, "live workers back to 0", func() bool { return n.Stats().Live == 0 && n.Stats().Running == 0 })
+	if s := n.Stats(); s.Started != 1 || s.Replied != 1 || s.Connections != 1 {
+		t.Fatalf("stats %+v, want started=1 replied=1 connections=1", s)
+	}
+}
+
+func TestStreamWindowBlocksAtSixUnacked(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil) // default window 5
+	c := connect(t, n, frame.FeatureChecksum)
+	c.doit(7, "rows", "12")
+	c.expect(frame.TypeStreamInit, 7)
+	c.control(frame.TypeStart, 7)
+	for i := 1; i <= 5; i++ {
+		c.expect(frame.TypeStream, 7)
+	}
+	p.waitEvent(t, "try 6")
+	// The handler is inside Stream for row 6 and must stay there: the node
+	// shows 5 rows sent, 5 un-acked, and no 6th row arrives.
+	eventually(t, "job listed with 5 un-acked rows", func() bool {
+		js := n.Jobs()
+		return len(js) == 1 && js[0].Unacked == 5 && js[0].Rows == 5 && js[0].State == "streaming"
+	})
+	c.expectQuiet(200 * time.Millisecond)
+	select {
+	case e := <-p.events:
+		if e == "sent 6" {
+			t.Fatal("row 6 was sent with 5 rows un-acked")
+		}
+	default:
+	}
+	c.ack(7, 2) // a coalesced ack opens two slots
+	c.expect(frame.TypeStream, 7)
+	c.expect(frame.TypeStream, 7)
+	c.expectQuiet(100 * time.Millisecond)
+	c.ack(7, 5)
+	for i := 8; i <= 12; i++ {
+		c.expect(frame.TypeStream, 7)
+	}
+	c.ack(7, 5)
+	if f := c.expect(frame.TypeLast, 7); string(f.Payload) != "done" {
+		t.Fatalf("LAST payload %q", f.Payload)
+	}
+	eventually(t, "worker finished", func() bool { return n.Stats().Live == 0 })
+	if s := n.Stats(); s.Streamed != 12 {
+		t.Fatalf("streamed %d rows, want 12", s.Streamed)
+	}
+}
+
+func TestCancelKillsWithoutExit(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil)
+	c := connect(t, n, 0)
+	c.doit(3, "rows", "5")
+	c.expect(frame.TypeStreamInit, 3)
+	c.control(frame.TypeCancel, 3)
+	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
+		t.Fatalf("worker stopped with %v, want ErrKilled", err)
+	}
+	// An echo after the cancel proves the node sent nothing for ref 3.
+	c.doit(4, "echo", "x")
+	c.expect(frame.TypeReply, 4)
+	eventually(t, "live workers 0", func() bool { return n.Stats().Live == 0 })
+	if s := n.Stats(); s.Killed != 1 {
+		t.Fatalf("killed = %d, want 1", s.Killed)
+	}
+}
+
+func TestKillAllLiveFinishedUnknown(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil)
+	c := connect(t, n, 0)
+	c.doit(1, "block", "a")
+	c.doit(2, "echo", "done")
+	c.expect(frame.TypeReply, 2)
+	p.waitEvent(t, "block:a")
+	eventually(t, "echo job finished", func() bool { return n.Stats().Live == 1 })
+	c.killAll(1, 2, 99)
+	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
+		t.Fatalf("live worker stopped with %v, want ErrKilled", err)
+	}
+	// 99 was killed before its DOIT: the DOIT must start nothing.
+	c.doit(99, "echo", "should not run")
+	c.doit(100, "echo", "after")
+	if f := c.expect(frame.TypeReply, 100); string(f.Payload) != "after" {
+		t.Fatalf("got %q", f.Payload)
+	}
+	s := n.Stats()
+	if s.Killed != 1 || s.Tombstoned != 1 || s.Live != 0 || s.Started != 3 {
+		t.Fatalf("stats killed=%d tombstoned=%d live=%d started=%d, want 1,1,0,3", s.Killed, s.Tombstoned, s.Live, s.Started)
+	}
+}
+
+func TestPanicSendsExitWithStack(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := connect(t, n, 0)
+	c.doit(5, "crash", "")
+	x := parseExit(t, c.expect(frame.TypeExit, 5))
+	if x.Kind != frame.ExitPanic || !strings.Contains(string(x.Reason), "boom") || !strings.Contains(string(x.Stack), "goroutine") {
+		t.Fatalf("EXIT kind=%v reason=%q stack=%.60q, want panic with boom and a stack", x.Kind, x.Reason, x.Stack)
+	}
+	errs := n.RecentErrors()
+	if len(errs) != 1 || errs[0].Handler != "crash" || errs[0].Nonce != "nonce-1" || errs[0].Kind != frame.ExitPanic || errs[0].Time.IsZero() {
+		t.Fatalf("recent errors %+v", errs)
+	}
+	if s := n.Stats(); s.Errors != 1 || s.Panics != 1 {
+		t.Fatalf("errors=%d panics=%d, want 1 1", s.Errors, s.Panics)
+	}
+}
+
+func TestErrorSendsExitAndRingKeepsLastN(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.ErrorRing = 3 })
+	c := connect(t, n, 0)
+	for i := 1; i <= 5; i++ {
+		c.doit(uint64(i), "fail", strconv.Itoa(i))
+		x := parseExit(t, c.expect(frame.TypeExit, uint64(i)))
+		if x.Kind != frame.ExitError || string(x.Reason) != "bad input: "+strconv.Itoa(i) {
+			t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
+		}
+	}
+	errs := n.RecentErrors()
+	if len(errs) != 3 || errs[0].Reason != "bad input: 3" || errs[2].Reason != "bad input: 5" {
+		t.Fatalf("ring holds %+v, want errors 3..5", errs)
+	}
+}
+
+func TestUnknownHandler(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := connect(t, n, 0)
+	c.doit(1, "os/exec", "rm -rf /")
+	x := parseExit(t, c.expect(frame.TypeExit, 1))
+	if x.Kind != frame.ExitUnknownHandler || !strings.Contains(string(x.Reason), "os/exec") {
+		t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
+	}
+	c.doit(2, "echo", "still serving")
+	c.expect(frame.TypeReply, 2)
+	if s := n.Stats(); s.Unknown != 1 || s.Started != 1 {
+		t.Fatalf("unknown=%d started=%d", s.Unknown, s.Started)
+	}
+}
+
+func TestTimeoutsStopWorkersAndCount(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, func(c *Config) {
+		c.InitTimeout = 50 * time.Millisecond
+		c.AckTimeout = 50 * time.Millisecond
+		c.Window = 1
+	})
+	c := connect(t, n, 0)
+
+	c.doit(1, "rows", "3") // never STARTed
+	c.expect(frame.TypeStreamInit, 1)
+	if x := parseExit(t, c.expect(frame.TypeExit, 1)); x.Kind != frame.ExitInitTimeout {
+		t.Fatalf("EXIT kind %v, want init timeout", x.Kind)
+	}
+	if err := p.waitCause(t); !errors.Is(err, ErrInitTimeout) {
+		t.Fatalf("Stream returned %v, want ErrInitTimeout", err)
+	}
+
+	c.doit(2, "rows", "3") // STARTed, never acked
+	c.expect(frame.TypeStreamInit, 2)
+	c.control(frame.TypeStart, 2)
+	c.expect(frame.TypeStream, 2)
+	if x := parseExit(t, c.expect(frame.TypeExit, 2)); x.Kind != frame.ExitAckTimeout {
+		t.Fatalf("EXIT kind %v, want ack timeout", x.Kind)
+	}
+	if err := p.waitCause(t); !errors.Is(err, ErrAckTimeout) {
+		t.Fatalf("Stream returned %v, want ErrAckTimeout", err)
+	}
+
+	// DOIT deadline: the worker is stopped even though nobody kills it.
+	c.out = c.enc.AppendDoit(c.out, 3, frame.Doit{TimeoutMillis: 50, Handler: []byte("block"), Args: []byte("d")})
+	c.send()
+	if x := parseExit(t, c.expect(frame.TypeExit, 3)); x.Kind != frame.ExitDeadline {
+		t.Fatalf("EXIT kind %v, want deadline", x.Kind)
+	}
+	if err := p.waitCause(t); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("worker stopped with %v, want ErrDeadline", err)
+	}
+	s := n.Stats()
+	if s.InitTimeouts != 1 || s.AckTimeouts != 1 || s.Deadlines != 1 {
+		t.Fatalf("init=%d ack=%d deadline=%d, want 1 each", s.InitTimeouts, s.AckTimeouts, s.Deadlines)
+	}
+}
+
+func TestConnectionDropKillsOnlyItsWorkers(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil)
+	a := connect(t, n, 0)
+	b := connect(t, n, 0)
+	a.doit(1, "block", "a")
+	p.waitEvent(t, "block:a")
+	b.doit(1, "rows", "3") // same ref on another connection: independent
+	b.expect(frame.TypeStreamInit, 1)
+	a.nc.Close()
+	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
+		t.Fatalf("a's worker stopped with %v, want ErrKilled", err)
+	}
+	b.control(frame.TypeStart, 1)
+	for i := 0; i < 3; i++ {
+		b.expect(frame.TypeStream, 1)
+	}
+	b.ack(1, 3)
+	b.expect(frame.TypeLast, 1)
+	eventually(t, "no live workers", func() bool { return n.Stats().Live == 0 })
+	if s := n.Stats(); s.Killed != 1 {
+		t.Fatalf("killed=%d, want 1", s.Killed)
+	}
+}
+
+func TestHeartbeatEchoed(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := connect(t, n, frame.FeatureChecksum)
+	c.control(frame.TypeHeartbeat, 0xabc)
+	f, err := c.readFrame(waitFor)
+	if err != nil || f.Type != frame.TypeHeartbeat || f.Ref != 0xabc {
+		t.Fatalf("got %s ref %#x err %v, want HEARTBEAT 0xabc", f.Type, f.Ref, err)
+	}
+}
+
+func TestCompressionNegotiated(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.CompressThreshold = 1024 })
+	c := connect(t, n, frame.FeatureChecksum|frame.FeatureCompression)
+	big := strings.Repeat("compressible ", 1000)
+	c.doit(1, "echo", big)
+	f, err := c.readFrame(waitFor) // readFrame decompresses; look at the flags
+	if err != nil || f.Type != frame.TypeReply || string(f.Payload) != big {
+		t.Fatalf("reply: %s err %v, payload %d bytes", f.Type, err, len(f.Payload))
+	}
+	if f.Flags&frame.FlagCompressed == 0 || f.Flags&frame.FlagChecksum == 0 {
+		t.Fatalf("flags %v, want compressed and checksummed", f.Flags)
+	}
+}
+
+func TestNodeRefusesFeaturesItDisabled(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.DisableCompression = true })
+	c := dialRaw(t, n.Addr())
+	w := c.handshake(testSecret, frame.FeatureChecksum|frame.FeatureCompression)
+	if w.Features != frame.FeatureChecksum {
+		t.Fatalf("features in force %#x, want checksum only", w.Features)
+	}
+	c.doit(1, "echo", "ok")
+	c.expect(frame.TypeReply, 1)
+}
+
+func TestOutboundLimitMakesWorkersWait(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, func(c *Config) { c.OutboundLimit = 256 << 10 })
+	c := connect(t, n, 0)
+	// 400 replies of 64 KiB = 25 MiB, far beyond socket buffers and the
+	// limit: the worker must wait while the client does not read.
+	c.doit(1, "big", "400:65536")
+	eventually(t, "a worker waiting for output room", func() bool { return n.Stats().OutputWaits > 0 })
+	for i := 0; i < 400; i++ {
+		if f := c.expect(frame.TypeReply, 1); len(f.Payload) != 65536 {
+			t.Fatalf("reply %d has %d bytes", i, len(f.Payload))
+		}
+	}
+	p.waitEvent(t, "big done")
+}
+
+func TestCloseKillsWorkersAndWaits(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil)
+	c := connect(t, n, 0)
+	for i := 1; i <= 10; i++ {
+		c.doit(uint64(i), "block", strconv.Itoa(i))
+	}
+	for i := 1; i <= 10; i++ {
+		p.waitEvent(t, "block:"+strconv.Itoa(i))
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := n.Stats(); s.Running != 0 || s.Live != 0 || s.Killed != 10 {
+		t.Fatalf("after Close running=%d live=%d killed=%d", s.Running, s.Live, s.Killed)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	bad := []Config{
+		{},
+		{Secret: []byte("s"), Window: -1},
+		{Secret: []byte("s"), AckTimeout: -time.Second},
+		{Secret: []byte("s"), Name: strings.Repeat("x", 256)},
+		{Secret: []byte("s"), MaxPayload: -5},
+	}
+	for i, cfg := range bad {
+		if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
+			t.Errorf("config %d: err %v, want ErrConfig", i, err)
+		}
+	}
+	if _, err := New(Config{Secret: []byte("s")}); err != nil {
+		t.Errorf("minimal config refused: %v", err)
+	}
+}
+
+func TestListenErrorIsReported(t *testing.T) {
+	a := startNode(t, newProbe(), nil)
+	b, err := New(Config{Secret: testSecret, Addr: a.Addr(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// gnet listens with SO_REUSEPORT; a second listener on the same port
+	// may succeed. Either way nothing may hang or panic.
+	if err := b.Start(); err != nil && !strings.Contains(err.Error(), a.Addr()) {
+		t.Fatalf("listen error %q does not name the address", err)
+	}
+}

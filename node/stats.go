@@ -1,0 +1,52 @@
+package node
+
+import "sync/atomic"
+
+// Stats is a snapshot of a node's counters. Counters only grow; Live and
+// Running are gauges.
+type Stats struct {
+	Live    int64 // jobs in connection job tables now
+	Running int64 // handler goroutines that have not returned yet
+
+	Started      uint64 // workers started
+	Replied      uint64 // REPLY frames sent
+	Streamed     uint64 // STREAM rows sent
+	Killed       uint64 // workers killed by CANCEL, KILL_ALL, connection loss or Close
+	Errors       uint64 // workers ended by an error or panic (EXIT sent)
+	Panics       uint64 // of those, panics
+	Unknown      uint64 // DOITs naming an unregistered handler
+	Tombstoned   uint64 // DOITs that found a tombstone and started nothing
+	InitTimeouts uint64 // workers stopped waiting for START/CANCEL
+	AckTimeouts  uint64 // workers stopped waiting for an ACK
+	Deadlines    uint64 // workers stopped at their DOIT deadline
+
+	Connections    uint64 // connections that completed the handshake
+	Refused        uint64 // connections refused during the handshake (bad auth, version, garbage)
+	ProtocolErrors uint64 // connections closed for a protocol error after the handshake
+	OutputWaits    uint64 // times a worker waited for room under OutboundLimit
+
+	BytesIn  uint64
+	BytesOut uint64
+}
+
+type counters struct {
+	live, running atomic.Int64
+
+	started, replied, streamed, killed, errors, panics, unknown, tombstoned atomic.Uint64
+	initTimeouts, ackTimeouts, deadlines                                   atomic.Uint64
+	connections, refused, protocolErrors, outputWaits                      atomic.Uint64
+	bytesIn, bytesOut                                                      atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Live: c.live.Load(), Running: c.running.Load(),
+		Started: c.started.Load(), Replied: c.replied.Load(), Streamed: c.streamed.Load(),
+		Killed: c.killed.Load(), Errors: c.errors.Load(), Panics: c.panics.Load(),
+		Unknown: c.unknown.Load(), Tombstoned: c.tombstoned.Load(),
+		InitTimeouts: c.initTimeouts.Load(), AckTimeouts: c.ackTimeouts.Load(), Deadlines: c.deadlines.Load(),
+		Connections: c.connections.Load(), Refused: c.refused.Load(),
+		ProtocolErrors: c.protocolErrors.Load(), OutputWaits: c.outputWaits.Load(),
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+	}
+}

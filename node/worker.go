@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// Handler runs one job. ctx is cancelled whenever the worker must stop
+// (context.Cause says why: ErrKilled, ErrDeadline, ErrInitTimeout,
+// ErrAckTimeout); a handler must return promptly then. A non-nil error is
+// sent to the coordinator as EXIT ERROR; a panic as EXIT PANIC with the
+// stack. Returning nil ends the job silently.
+type Handler func(ctx context.Context, w *Worker) error
+
+type jobState uint8
+
+const (
+	stateRunning   jobState = iota // handler running, not streaming
+	stateInitWait                  // STREAM_INIT sent, waiting for START/CANCEL
+	stateStreaming                 // START received
+)
+
+var stateNames = [...]string{"running", "init_wait", "streaming"}
+
+func (s jobState) String() string { return stateNames[s] }
+
+// Worker is one running job as its handler sees it: its input and the
+// calls that send output to the coordinator. Its methods may be called
+// only from the handler's goroutine.
+type Worker struct {
+	c       *conn
+	ref     uint64
+	handler string
+	nonce   []byte
+	args    []byte
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	signal  chan struct{} // START or ACK arrived; capacity 1
+	timer   *time.Timer   // reused by await
+	started time.Time
+
+	// Guarded by c.mu.
+	state   jobState
+	unacked int
+	rows    uint64
+	removed bool // out of the job table: killed or finished
+}
+
+// Ref is the job's reference, unique on its connection.
+func (w *Worker) Ref() uint64 { return w.ref }
+
+// Handler is the name the job was started under.
+func (w *Worker) Handler() string { return w.handler }
+
+// Args are the DOIT's arguments. The slice is the worker's own copy.
+func (w *Worker) Args() []byte { return w.args }
+
+// Nonce is the DOIT's nonce (the coordinator's request id).
+func (w *Worker) Nonce() []byte { return w.nonce }
+
+// Reply sends a REPLY. It may wait for room under the connection's
+// outbound limit; it fails once the worker must stop.
+func (w *Worker) Reply(payload []byte) error {
+	return w.c.send(w, frame.TypeReply, payload)
+}
+
+// Last sends the stream's final message (LAST). It needs no ACK.
+func (w *Worker) Last(payload []byte) error {
+	return w.c.send(w, frame.TypeLast, payload)
+}
+
+// Ping tells the coordinator the worker is alive, resetting its
+// per-message timer during long work.
+func (w *Worker) Ping() error {
+	return w.c.send(w, frame.TypePing, nil)
+}
+
+// Stream sends one row. The first call sends STREAM_INIT and waits for
+// START (returns ErrKilled on CANCEL) or the init timeout. Afterwards at
+// most the node's window of rows are un-acked: Stream blocks for an ACK,
+// up to the ack timeout.
+func (w *Worker) Stream(row []byte) error {
+	c := w.c
+	c.mu.Lock()
+	if w.state == stateRunning {
+		if err := c.check(w, len(row)); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		w.state = stateInitWait
+		c.appendLocked(frame.TypeStreamInit, w.ref, nil)
+		for w.state == stateInitWait {
+			c.mu.Unlock()
+			if err := w.await(c.n.cfg.InitTimeout, ErrInitTimeout); err != nil {
+				return err
+			}
+			c.mu.Lock()
+		}
+	}
+	for w.unacked >= c.n.cfg.Window && !w.removed {
+		c.mu.Unlock()
+		if err := w.await(c.n.cfg.AckTimeout, ErrAckTimeout); err != nil {
+			return err
+		}
+		c.mu.Lock()
+	}
+	if err := c.waitRoom(w, len(row)); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	w.unacked++
+	w.rows++
+	c.appendLocked(frame.TypeStream, w.ref, row)
+	c.mu.Unlock()
+	c.n.stats.streamed.Add(1)
+	return nil
+}
+
+// await blocks until the event loop signals the job, the job's context
+// ends, or timeout passes; a timeout stops the worker with cause.
+func (w *Worker) await(timeout time.Duration, cause error) error {
+	if w.timer == nil {
+		w.timer = time.NewTimer(timeout)
+	} else {
+		w.timer.Reset(timeout)
+	}
+	select {
+	case <-w.signal:
+		w.timer.Stop()
+		return nil
+	case <-w.ctx.Done():
+		w.timer.Stop()
+		return context.Cause(w.ctx)
+	case <-w.timer.C:
+		if cause == ErrInitTimeout {
+			w.c.n.stats.initTimeouts.Add(1)
+		} else {
+			w.c.n.stats.ackTimeouts.Add(1)
+		}
+		w.cancel(cause)
+		return context.Cause(w.ctx)
+	}
+}
+
+// wake signals the worker without blocking; one pending signal suffices
+// because the worker re-checks its state after every wake-up.
+func (w *Worker) wake() {
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
