@@ -33,9 +33,9 @@ type counters struct {
 	live, running atomic.Int64
 
 	started, replied, streamed, killed, errors, panics, unknown, tombstoned atomic.Uint64
-	initTimeouts, ackTimeouts, deadlines                                   atomic.Uint64
-	connections, refused, protocolErrors, outputWaits                      atomic.Uint64
-	bytesIn, bytesOut                                                      atomic.Uint64
+	initTimeouts, ackTimeouts, deadlines                                    atomic.Uint64
+	connections, refused, protocolErrors, outputWaits                       atomic.Uint64
+	bytesIn, bytesOut                                                       atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
