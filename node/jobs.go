@@ -45,7 +45,6 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		handler: h.name,
 		nonce:   in[:len(d.Nonce):len(d.Nonce)],
 		args:    in[len(d.Nonce):],
-		signal:  make(chan struct{}, 1),
 		started: now,
 	}
 	w.ctx, w.cancel = context.WithCancelCause(c.n.ctx)

@@ -37,7 +37,7 @@ type Worker struct {
 	args    []byte
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	signal  chan struct{} // START or ACK arrived; capacity 1
+	signal  chan struct{} // START or ACK arrived; capacity 1; made by the first Stream, under c.mu
 	timer   *time.Timer   // reused by await
 	started time.Time
 
@@ -90,6 +90,7 @@ func (w *Worker) Stream(row []byte) error {
 			return err
 		}
 		w.state = stateInitWait
+		w.signal = make(chan struct{}, 1) // reply-only jobs never need one
 		c.appendLocked(frame.TypeStreamInit, w.ref, nil)
 		for w.state == stateInitWait {
 			c.mu.Unlock()
@@ -145,8 +146,12 @@ func (w *Worker) await(timeout time.Duration, cause error) error {
 }
 
 // wake signals the worker without blocking; one pending signal suffices
-// because the worker re-checks its state after every wake-up.
+// because the worker re-checks its state after every wake-up. Caller holds
+// c.mu.
 func (w *Worker) wake() {
+	if w.signal == nil {
+		return
+	}
 	select {
 	case w.signal <- struct{}{}:
 	default:
