@@ -1,0 +1,179 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rexi-go/rexi/reaper"
+)
+
+// refSlotBits: a ref is coordinator id << refSlotBits | slot, so a frame is
+// routed to its coordinator with one map lookup and to its job by index.
+const (
+	refSlotBits = 24
+	maxSlots    = 1 << refSlotBits
+	slotMask    = maxSlots - 1
+)
+
+// Client holds one connection per node and the reaper. Many coordinators
+// share one Client; it is safe for concurrent use.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	nodes  []*nodeConn
+	index  map[string]int
+	reaper *reaper.Reaper
+
+	mu     sync.RWMutex
+	coords map[uint64]*state // by coordinator id
+	closed bool
+
+	nextID atomic.Uint64
+	stats  clientCounters
+	ctx    context.Context // cancelled by Close: stops managers and dials
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // node connection managers
+}
+
+type clientCounters struct {
+	fanouts, nodeDowns, overloads, dropped atomic.Uint64
+}
+
+// Stats counts a client's work.
+type Stats struct {
+	Fanouts       uint64 // coordinators created
+	Open          int    // coordinators not yet closed or abandoned
+	NodeDowns     uint64 // connection losses (one per node per loss)
+	Overloads     uint64 // jobs failed because a node's outbound buffer was full
+	Dropped       uint64 // frames for refs no open coordinator owns
+	ReaperFirings uint64 // coordinators reaped without Close
+	KillAllSent   uint64 // KILL_ALL frames queued (Close and reaper)
+	ReaperArmed   int    // tables the reaper would fire now
+	NodesUp       int
+}
+
+// NewClient starts connecting to every node in cfg.Nodes (in the
+// background, with backoff) and starts the reaper. Close stops both.
+func NewClient(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cl := &Client{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		index:  make(map[string]int, len(cfg.Nodes)),
+		coords: make(map[uint64]*state),
+	}
+	cl.ctx, cl.cancel = context.WithCancel(context.Background())
+	cl.reaper = reaper.New(cl)
+	for i, addr := range cfg.Nodes {
+		cl.index[addr] = i
+		nc := newNodeConn(cl, i, addr)
+		cl.nodes = append(cl.nodes, nc)
+	}
+	for _, nc := range cl.nodes {
+		cl.wg.Add(1)
+		go nc.run()
+	}
+	return cl, nil
+}
+
+// WaitConnected blocks until every node has completed a handshake once
+// since its last loss, or ctx ends.
+func (cl *Client) WaitConnected(ctx context.Context) error {
+	for _, nc := range cl.nodes {
+		if err := nc.waitUp(ctx); err != nil {
+			return fmt.Errorf("coord: waiting for node %s: %w", nc.addr, err)
+		}
+	}
+	return nil
+}
+
+// NodeUp reports whether the client is connected to the node at addr.
+func (cl *Client) NodeUp(addr string) bool {
+	i, ok := cl.index[addr]
+	if !ok {
+		return false
+	}
+	nc := cl.nodes[i]
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	return nc.up
+}
+
+// Stats returns a snapshot of the client's counters.
+func (cl *Client) Stats() Stats {
+	rs := cl.reaper.Stats()
+	cl.mu.RLock()
+	open := len(cl.coords)
+	cl.mu.RUnlock()
+	up := 0
+	for _, nc := range cl.nodes {
+		nc.mu.Lock()
+		if nc.up {
+			up++
+		}
+		nc.mu.Unlock()
+	}
+	return Stats{
+		Fanouts: cl.stats.fanouts.Load(), Open: open, NodeDowns: cl.stats.nodeDowns.Load(),
+		Overloads: cl.stats.overloads.Load(), Dropped: cl.stats.dropped.Load(),
+		ReaperFirings: rs.Fired, KillAllSent: rs.KillAllSent, ReaperArmed: rs.Armed, NodesUp: up,
+	}
+}
+
+// KillAll queues a KILL_ALL for refs on node; it implements reaper.Sender
+// and never blocks. On a node that is down there is nothing to kill: the
+// node killed that connection's workers when it lost it.
+func (cl *Client) KillAll(node int, refs []uint64) {
+	cl.nodes[node].queueKillAll(refs)
+}
+
+func (cl *Client) register(s *state) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.closed {
+		return ErrClosed
+	}
+	cl.coords[s.id] = s
+	return nil
+}
+
+func (cl *Client) unregister(s *state) {
+	cl.mu.Lock()
+	delete(cl.coords, s.id)
+	cl.mu.Unlock()
+	for i, used := range s.nodesUsed {
+		if used {
+			cl.nodes[i].forget(s)
+		}
+	}
+}
+
+func (cl *Client) lookup(id uint64) *state {
+	cl.mu.RLock()
+	s := cl.coords[id]
+	cl.mu.RUnlock()
+	return s
+}
+
+// Close closes every node connection and stops the reaper after it has
+// fired what was queued. Coordinators still open fail with ErrClosed or
+// node-down. Safe to call more than once.
+func (cl *Client) Close() error {
+	cl.mu.Lock()
+	if cl.closed {
+		cl.mu.Unlock()
+		return nil
+	}
+	cl.closed = true
+	cl.mu.Unlock()
+	cl.reaper.Close() // queues what the reaper still had; writers flush it on stop
+	cl.cancel()
+	cl.wg.Wait()
+	return nil
+}

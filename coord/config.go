@@ -1,0 +1,136 @@
+package coord
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// Config configures a Client. Zero values mean the documented defaults,
+// except Nodes and Secret, which are required.
+type Config struct {
+	// Nodes are the nodes' addresses (host:port). A Job names its node by
+	// one of these strings.
+	Nodes []string
+	// Secret is the cluster's shared secret.
+	Secret []byte
+	// Name is sent in HELLO. Default "rexi-coord".
+	Name string
+
+	// Checksum and Compression ask the nodes for those features.
+	Checksum    bool
+	Compression bool
+	// CompressThreshold: payloads above it are S2-compressed when
+	// negotiated. Default frame.DefaultCompressThreshold.
+	CompressThreshold int
+	// MaxPayload is the largest payload accepted from nodes. Default
+	// frame.DefaultMaxPayload.
+	MaxPayload int
+
+	// DialTimeout bounds connecting plus the handshake. Default 5 s.
+	DialTimeout time.Duration
+	// HeartbeatInterval is how often a HEARTBEAT is sent. Default 1 s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout declares a node down after this long without any
+	// frame from it (and bounds each socket write). Default 5 s.
+	HeartbeatTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the exponential backoff between
+	// connection attempts. Defaults 50 ms and 5 s.
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
+
+	// OutboundLimit bounds the bytes queued for one node and not yet
+	// written. A DOIT that would exceed it fails its job with ErrOverloaded.
+	// Control frames (START, CANCEL, ACK, KILL_ALL) are always queued.
+	// Default 8 MiB.
+	OutboundLimit int
+
+	// Logger receives connection events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config fields.
+const (
+	DefaultDialTimeout       = 5 * time.Second
+	DefaultHeartbeatInterval = time.Second
+	DefaultHeartbeatTimeout  = 5 * time.Second
+	DefaultReconnectMin      = 50 * time.Millisecond
+	DefaultReconnectMax      = 5 * time.Second
+	DefaultOutboundLimit     = 8 << 20
+)
+
+// ErrConfig is wrapped by every error Validate returns.
+var ErrConfig = errors.New("coord: invalid config")
+
+// Validate reports the first nonsensical setting.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Nodes {
+		if n == "" || seen[n] {
+			return bad("node addresses must be non-empty and distinct, got %q", c.Nodes)
+		}
+		seen[n] = true
+	}
+	switch {
+	case len(c.Nodes) == 0:
+		return bad("Nodes is empty")
+	case len(c.Secret) == 0:
+		return bad("Secret is required")
+	case len(c.Name) > frame.MaxNodeName:
+		return bad("Name is %d bytes, at most %d", len(c.Name), frame.MaxNodeName)
+	case c.DialTimeout < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0:
+		return bad("durations must not be negative")
+	case c.CompressThreshold < 0 || c.MaxPayload < 0 || c.OutboundLimit < 0:
+		return bad("sizes must not be negative")
+	}
+	d := c.withDefaults()
+	if d.HeartbeatTimeout <= d.HeartbeatInterval {
+		return bad("HeartbeatTimeout %v must exceed HeartbeatInterval %v", d.HeartbeatTimeout, d.HeartbeatInterval)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = "rexi-coord"
+	}
+	setD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setI := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setD(&c.DialTimeout, DefaultDialTimeout)
+	setD(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	setD(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	setD(&c.ReconnectMin, DefaultReconnectMin)
+	setD(&c.ReconnectMax, DefaultReconnectMax)
+	setI(&c.CompressThreshold, frame.DefaultCompressThreshold)
+	setI(&c.MaxPayload, frame.DefaultMaxPayload)
+	setI(&c.OutboundLimit, DefaultOutboundLimit)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) features() frame.Feature {
+	var f frame.Feature
+	if c.Checksum {
+		f |= frame.FeatureChecksum
+	}
+	if c.Compression {
+		f |= frame.FeatureCompression
+	}
+	return f
+}

@@ -1,0 +1,289 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/reaper"
+)
+
+// Job is one unit of remote work: run Handler with Args on Node.
+type Job struct {
+	Node    string        // one of the client's configured node addresses
+	Handler string        // a handler registered on the node
+	Args    []byte        // opaque arguments
+	Nonce   []byte        // opaque request id, shown in the node's error ring
+	Range   Range         // the ring interval the job serves (streaming fan-outs)
+	Timeout time.Duration // DOIT deadline enforced by the node; 0 = none
+}
+
+type slotState uint8
+
+const (
+	slotPending   slotState = iota // DOIT queued
+	slotCandidate                  // STREAM_INIT arrived; waiting to be chosen
+	slotStarted                    // START sent
+	slotCancelled                  // CANCEL sent (still killed again by Close)
+	slotDone                       // final message arrived: REPLY or LAST
+	slotFailed                     // EXIT, node down, or not sent
+)
+
+// slot is one job of a coordinator. Only the coordinator's goroutine
+// touches it.
+type slot struct {
+	node    int32
+	epoch   uint32
+	rng     Range
+	st      slotState
+	rows    uint64 // rows delivered
+	unacked uint32 // rows delivered since the last ACK
+	chosen  bool   // Stream picked it to serve its range
+}
+
+func (s *slot) finished() bool { return s.st == slotDone || s.st == slotFailed }
+
+// Coordinator is one fan-out: a table of jobs, registered with the reaper
+// before any is sent, and the loops that receive their output. Use it from
+// one goroutine and defer Close. If it is dropped without Close, or its
+// context ends, the reaper kills its workers.
+type Coordinator struct {
+	s       *state
+	cleanup runtime.Cleanup
+}
+
+// state is everything a coordinator owns. The client's routing table and
+// the reaper's callbacks point here, never at the Coordinator handle, so
+// that an abandoned handle becomes unreachable and its cleanup runs.
+type state struct {
+	cl        *Client
+	id        uint64
+	ctx       context.Context
+	table     *reaper.Table
+	inbox     inbox
+	slots     []slot
+	open      int // slots not finished
+	nodesUsed []bool
+	stopCtx   func() bool
+	closed    bool
+
+	spareEntries []entry // swapped with the inbox's buffers
+	spareData    []byte
+	acks         []int32 // slots with rows to acknowledge after this batch
+	handler      []byte  // reused for DOIT encoding
+
+	hookBetweenBatches func(node int) // tests only
+}
+
+// New creates a coordinator bound to ctx with room for capacity jobs
+// (more may be submitted; the table then grows). Its ref table is
+// registered with the reaper before anything can be sent, and ctx's end
+// makes the reaper kill every job it submitted.
+func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
+	if capacity < 0 || capacity > maxSlots {
+		return nil, fmt.Errorf("coord: capacity %d out of range [0, %d]", capacity, maxSlots)
+	}
+	s := &state{
+		cl:        cl,
+		id:        cl.nextID.Add(1),
+		ctx:       ctx,
+		table:     cl.reaper.Register(capacity),
+		slots:     make([]slot, 0, capacity),
+		nodesUsed: make([]bool, len(cl.nodes)),
+	}
+	s.inbox.signal = make(chan struct{}, 1)
+	if err := cl.register(s); err != nil {
+		s.table.Close()
+		return nil, err
+	}
+	s.stopCtx = context.AfterFunc(ctx, s.table.Fire)
+	co := &Coordinator{s: s}
+	co.cleanup = runtime.AddCleanup(co, (*state).abandon, s)
+	cl.stats.fanouts.Add(1)
+	return co, nil
+}
+
+// abandon runs when a Coordinator handle became unreachable without Close
+// (its goroutine returned early or died in a recovered panic).
+func (s *state) abandon() {
+	s.table.Fire()
+	s.stopCtx()
+	s.cl.unregister(s)
+}
+
+// Close kills every job not known to be finished — one KILL_ALL per node,
+// for winners, losers and jobs that never started alike — then disarms the
+// reaper and releases the coordinator. The KILL_ALLs are queued before the
+// reaper is disarmed, so a coordinator dying inside Close is still covered;
+// after Close the reaper never fires for it. Safe to call more than once.
+func (co *Coordinator) Close() error {
+	s := co.s
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.table.Close()
+	s.stopCtx()
+	s.cl.unregister(s)
+	co.cleanup.Stop()
+	return nil
+}
+
+// Len is the number of jobs submitted so far.
+func (co *Coordinator) Len() int { return len(co.s.slots) }
+
+// Worker describes job slot i.
+func (co *Coordinator) Worker(i int) WorkerInfo { return co.s.info(int32(i)) }
+
+func (s *state) info(i int32) WorkerInfo {
+	sl := &s.slots[i]
+	return WorkerInfo{Slot: int(i), Node: s.cl.nodes[sl.node].addr, Ref: s.ref(i), Range: sl.rng, Rows: sl.rows}
+}
+
+func (s *state) ref(i int32) uint64 { return s.id<<refSlotBits | uint64(i) }
+
+// Submit adds jobs to the table (and so to the reaper's view) and then
+// queues their DOITs, one batch per node. It never blocks on a node: a job
+// for a node that is down fails at once with a KindNodeDown message, a job
+// that does not fit the node's outbound limit with KindOverload. It returns
+// the slot of the first job; the others follow in order.
+func (co *Coordinator) Submit(jobs ...Job) (int, error) {
+	s := co.s
+	if s.closed {
+		return 0, ErrClosed
+	}
+	if err := s.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("coord: submit: %w", err)
+	}
+	first := len(s.slots)
+	if first+len(jobs) > maxSlots {
+		return 0, fmt.Errorf("coord: submit: more than %d jobs in one coordinator", maxSlots)
+	}
+	for i := range jobs {
+		if err := s.check(&jobs[i]); err != nil {
+			return 0, err
+		}
+	}
+	// 1. Fill the table: from here on the reaper knows every job.
+	for i := range jobs {
+		ni := s.cl.index[jobs[i].Node]
+		idx := int32(len(s.slots))
+		if s.table.Add(ni, s.ref(idx)) < 0 {
+			return 0, fmt.Errorf("coord: submit: coordinator already reaped: %w", context.Cause(s.ctx))
+		}
+		s.slots = append(s.slots, slot{node: int32(ni), rng: jobs[i].Range})
+		s.open++
+		s.nodesUsed[ni] = true
+	}
+	// 2. Only then send, batched per node.
+	for ni, nc := range s.cl.nodes {
+		if !s.hasJobsOn(jobs, nc.addr) {
+			continue
+		}
+		if s.hookBetweenBatches != nil {
+			s.hookBetweenBatches(ni)
+		}
+		if s.ctx.Err() != nil {
+			break // reaped meanwhile; the KILL_ALL covers what was sent
+		}
+		nc.submit(s, jobs, first)
+	}
+	return first, nil
+}
+
+func (s *state) hasJobsOn(jobs []Job, addr string) bool {
+	for i := range jobs {
+		if jobs[i].Node == addr {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *state) check(j *Job) error {
+	if _, ok := s.cl.index[j.Node]; !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
+	}
+	if len(j.Handler) == 0 || len(j.Handler) > frame.MaxHandlerName {
+		return fmt.Errorf("coord: handler name must be 1..%d bytes, got %q", frame.MaxHandlerName, j.Handler)
+	}
+	if len(j.Nonce) > frame.MaxNonce {
+		return fmt.Errorf("coord: nonce of %d bytes exceeds %d", len(j.Nonce), frame.MaxNonce)
+	}
+	if j.Range.Lo > j.Range.Hi {
+		return fmt.Errorf("coord: range %v has Lo > Hi", j.Range)
+	}
+	if j.Timeout < 0 || j.Timeout/time.Millisecond > 1<<32-1 {
+		return fmt.Errorf("coord: timeout %v out of range", j.Timeout)
+	}
+	return nil
+}
+
+// submit queues the DOITs of s's jobs for this node in one locked batch.
+func (nc *nodeConn) submit(s *state, jobs []Job, first int) {
+	nc.mu.Lock()
+	up := nc.up
+	if up {
+		nc.coords[s] = struct{}{}
+	}
+	var overloaded bool
+	for i := range jobs {
+		j := &jobs[i]
+		if j.Node != nc.addr {
+			continue
+		}
+		idx := int32(first + i)
+		if !up {
+			s.inbox.push(entry{kind: KindNodeDown, slot: idx, err: &NodeDownError{Node: nc.addr, Cause: nc.lastErr}}, nil)
+			continue
+		}
+		size := frame.HeaderSize + 16 + len(j.Handler) + len(j.Nonce) + len(j.Args)
+		if len(nc.out)+size > nc.cl.cfg.OutboundLimit || size > nc.peerMax {
+			overloaded = true
+			nc.cl.stats.overloads.Add(1)
+			s.inbox.push(entry{kind: KindOverload, slot: idx, err: &OverloadError{Node: nc.addr, Limit: nc.cl.cfg.OutboundLimit}}, nil)
+			continue
+		}
+		s.handler = append(s.handler[:0], j.Handler...)
+		nc.out = nc.enc.AppendDoit(nc.out, s.ref(idx), frame.Doit{
+			TimeoutMillis: uint32(j.Timeout / time.Millisecond),
+			Handler:       s.handler,
+			Nonce:         j.Nonce,
+			Args:          j.Args,
+		})
+		s.slots[idx].epoch = nc.epoch
+	}
+	nc.mu.Unlock()
+	if !up || overloaded {
+		s.inbox.notify()
+	}
+	if up {
+		nc.kickWriter()
+	}
+}
+
+// Start sends START to job slot i (for callers driving streams by hand
+// with Recv; Stream does this itself).
+func (co *Coordinator) Start(i int) { co.s.control(int32(i), frame.TypeStart) }
+
+// Cancel sends CANCEL to job slot i: the node kills that worker.
+func (co *Coordinator) Cancel(i int) { co.s.control(int32(i), frame.TypeCancel) }
+
+func (s *state) control(i int32, t frame.Type) {
+	sl := &s.slots[i]
+	if sl.finished() {
+		return
+	}
+	switch t {
+	case frame.TypeStart:
+		sl.st = slotStarted
+	case frame.TypeCancel:
+		sl.st = slotCancelled
+	}
+	s.cl.nodes[sl.node].queueControl(t, s.ref(i), 0)
+}
+
+var errNoJobs = errors.New("coord: no jobs submitted")

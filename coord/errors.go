@@ -1,0 +1,129 @@
+package coord
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// Sentinels for errors.Is. Each error type below matches one of them.
+var (
+	// ErrNodeDown: the connection to a worker's node failed or was never up.
+	ErrNodeDown = errors.New("coord: node down")
+	// ErrWorkerExit: the worker ended with EXIT (error, panic, timeout...).
+	ErrWorkerExit = errors.New("coord: worker exited")
+	// ErrTimeout: a receive loop's global or per-message timeout passed.
+	ErrTimeout = errors.New("coord: timeout")
+	// ErrProgressImpossible: some part of the ring has no live copy and no
+	// replacement was provided.
+	ErrProgressImpossible = errors.New("coord: progress not possible")
+	// ErrOverloaded: the node's outbound buffer was full; the job was not sent.
+	ErrOverloaded = errors.New("coord: node outbound buffer full")
+	// ErrClosed: the coordinator or its client is closed.
+	ErrClosed = errors.New("coord: closed")
+	// ErrUnknownNode: a Job names a node the client was not configured with.
+	ErrUnknownNode = errors.New("coord: unknown node")
+)
+
+// WorkerInfo identifies one job of a coordinator.
+type WorkerInfo struct {
+	Slot  int    // index in the coordinator's table, in submission order
+	Node  string // node address as configured
+	Ref   uint64
+	Range Range
+	Rows  uint64 // rows received from it so far
+}
+
+func (w WorkerInfo) String() string {
+	return fmt.Sprintf("(node %s, range %s, ref %#x)", w.Node, w.Range, w.Ref)
+}
+
+// NodeDownError reports a job lost with its node's connection.
+type NodeDownError struct {
+	Node  string
+	Cause error // the connection error, or nil when the node was never reached
+}
+
+func (e *NodeDownError) Error() string {
+	if e.Cause == nil {
+		return fmt.Sprintf("coord: node %s down", e.Node)
+	}
+	return fmt.Sprintf("coord: node %s down: %v", e.Node, e.Cause)
+}
+
+// Is matches ErrNodeDown.
+func (e *NodeDownError) Is(target error) bool { return target == ErrNodeDown }
+
+// Unwrap returns the connection error.
+func (e *NodeDownError) Unwrap() error { return e.Cause }
+
+// WorkerError is a remote worker's EXIT.
+type WorkerError struct {
+	Worker WorkerInfo
+	Kind   frame.ExitKind
+	Reason string
+	Stack  string // the remote goroutine's stack, for a panic
+}
+
+func (e *WorkerError) Error() string {
+	return fmt.Sprintf("coord: worker %v exited (%s): %s", e.Worker, e.Kind, e.Reason)
+}
+
+// Is matches ErrWorkerExit.
+func (e *WorkerError) Is(target error) bool { return target == ErrWorkerExit }
+
+// TimeoutError names the workers that had not finished when a receive
+// loop timed out.
+type TimeoutError struct {
+	What    string // "global timeout 5s" or "no message for 1s"
+	Pending []WorkerInfo
+}
+
+func (e *TimeoutError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "coord: %s; %d workers did not answer", e.What, len(e.Pending))
+	for i, w := range e.Pending {
+		if i == 8 {
+			fmt.Fprintf(&b, " ... and %d more", len(e.Pending)-i)
+			break
+		}
+		b.WriteString(" ")
+		b.WriteString(w.String())
+	}
+	return b.String()
+}
+
+// Is matches ErrTimeout.
+func (e *TimeoutError) Is(target error) bool { return target == ErrTimeout }
+
+// ProgressError reports ranges of the ring that no live worker can cover.
+type ProgressError struct {
+	Missing []Range
+	Cause   error // the failure that left the ranges uncovered
+}
+
+func (e *ProgressError) Error() string {
+	return fmt.Sprintf("coord: progress not possible: no live copy of ranges %v (last failure: %v)", e.Missing, e.Cause)
+}
+
+// Is matches ErrProgressImpossible.
+func (e *ProgressError) Is(target error) bool { return target == ErrProgressImpossible }
+
+// Unwrap returns the last failure.
+func (e *ProgressError) Unwrap() error { return e.Cause }
+
+// OverloadError reports a job not sent because its node's outbound
+// buffer was full (the node does not read fast enough).
+type OverloadError struct {
+	Node  string
+	Limit int
+}
+
+func (e *OverloadError) Error() string {
+	return fmt.Sprintf("coord: node %s outbound buffer over its %d-byte limit; job not sent", e.Node, e.Limit)
+}
+
+// Is matches ErrOverloaded.
+func (e *OverloadError) Is(target error) bool { return target == ErrOverloaded }

@@ -1,0 +1,131 @@
+package coord
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+const readBufferSize = 256 << 10
+
+// read is a connection's reader goroutine. It decodes frames in place and
+// hands each to the coordinator owning its ref, never blocking on one: the
+// only brake on a worker is its window. It returns when the connection
+// fails, the node sends ERROR or breaks the protocol, or nothing (not even
+// a heartbeat) arrives within HeartbeatTimeout.
+func (nc *nodeConn) read(conn net.Conn, dec frame.Decoder) error {
+	cl := nc.cl
+	buf := make([]byte, readBufferSize)
+	var scratch []byte     // decompression
+	var touched []*state   // coordinators to notify after this read
+	start, end := 0, 0
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(cl.cfg.HeartbeatTimeout))
+		n, err := conn.Read(buf[end:])
+		end += n
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return fmt.Errorf("no frame for %v (missed heartbeats): %w", cl.cfg.HeartbeatTimeout, err)
+			}
+			return err
+		}
+		for {
+			f, used, err := dec.Decode(buf[start:end])
+			if errors.Is(err, frame.ErrIncomplete) {
+				break
+			}
+			if err != nil {
+				nc.sendError(conn, err)
+				return fmt.Errorf("node sent a bad frame: %w", err)
+			}
+			start += used
+			var p []byte
+			p, scratch, err = frame.Payload(f, scratch, cl.cfg.MaxPayload)
+			if err != nil {
+				nc.sendError(conn, err)
+				return fmt.Errorf("node sent a bad payload: %w", err)
+			}
+			if err := nc.dispatch(f, p, &touched); err != nil {
+				return err
+			}
+		}
+		for i, s := range touched {
+			s.inbox.notify()
+			touched[i] = nil
+		}
+		touched = touched[:0]
+		// Keep the partial frame at the front; grow for a frame larger
+		// than the buffer.
+		if start == end {
+			start, end = 0, 0
+			continue
+		}
+		if start > 0 {
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+		if end == len(buf) {
+			buf = slices.Grow(buf, len(buf))[:2*len(buf)]
+		}
+	}
+}
+
+func (nc *nodeConn) sendError(conn net.Conn, err error) {
+	code := frame.CodeInternal
+	var pe *frame.ProtocolError
+	if errors.As(err, &pe) {
+		code = pe.Code
+	}
+	nc.mu.Lock()
+	b := nc.enc.AppendError(nil, 0, code, err.Error())
+	nc.mu.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(b)
+}
+
+// dispatch routes one frame. p is valid only during this call.
+func (nc *nodeConn) dispatch(f frame.Frame, p []byte, touched *[]*state) error {
+	var k Kind
+	switch f.Type {
+	case frame.TypeHeartbeat:
+		return nil // any frame resets the read deadline
+	case frame.TypeError:
+		code, msg, _ := frame.ParseError(p)
+		return fmt.Errorf("node sent ERROR %s: %s", code, msg)
+	case frame.TypeReply:
+		k = KindReply
+	case frame.TypeStreamInit:
+		k = KindStreamInit
+	case frame.TypeStream:
+		k = KindRow
+	case frame.TypeLast:
+		k = KindLast
+	case frame.TypePing:
+		k = kindPing
+	case frame.TypeExit:
+		k = KindExit
+	default:
+		err := fmt.Errorf("node sent %s, which only coordinators send", f.Type)
+		nc.mu.Lock()
+		nc.out = nc.enc.AppendError(nc.out, f.Ref, frame.CodeUnexpected, err.Error())
+		nc.mu.Unlock()
+		return err
+	}
+	s := nc.cl.lookup(f.Ref >> refSlotBits)
+	if s == nil {
+		nc.cl.stats.dropped.Add(1) // its coordinator closed: nobody wants it
+		return nil
+	}
+	s.inbox.push(entry{kind: k, slot: int32(f.Ref & slotMask)}, p)
+	if n := len(*touched); n == 0 || (*touched)[n-1] != s {
+		if !slices.Contains(*touched, s) {
+			*touched = append(*touched, s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// Message is one event from a worker, delivered to a receive callback.
+type Message struct {
+	Worker WorkerInfo
+	Kind   Kind
+	// Payload of a REPLY, row or LAST. Valid only until the callback
+	// returns: copy what you keep.
+	Payload []byte
+	// Err is set for KindExit (*WorkerError), KindNodeDown
+	// (*NodeDownError) and KindOverload (*OverloadError).
+	Err error
+}
+
+// RecvOptions bound a receive loop. Zero means no bound (the
+// coordinator's context still applies).
+type RecvOptions struct {
+	Timeout        time.Duration // for the whole loop
+	MessageTimeout time.Duration // between two messages; PING counts as one
+}
+
+// Recv delivers every message for this coordinator's jobs to fn, like
+// rexi_utils:recv: until fn returns done or an error, every job has
+// finished (returns nil), a timeout passes (*TimeoutError naming the
+// workers that did not answer), or the coordinator's context ends. Rows
+// are acknowledged after fn returns, several in one ACK per worker. PING
+// only resets the per-message timer; messages for refs this coordinator
+// does not own never reach it.
+func (co *Coordinator) Recv(opts RecvOptions, fn func(Message) (done bool, err error)) error {
+	s := co.s
+	return s.loop(opts, s.pendingAll, func(m *Message) (bool, error) { return fn(*m) },
+		func() bool { return s.open == 0 })
+}
+
+func (s *state) pendingAll() []WorkerInfo {
+	var out []WorkerInfo
+	for i := range s.slots {
+		if !s.slots[i].finished() {
+			out = append(out, s.info(int32(i)))
+		}
+	}
+	return out
+}
+
+// loop is the receive engine shared by Recv and Stream: it drains the
+// inbox in batches, keeps the slots' states, turns entries into Messages
+// for handle, acknowledges rows after each batch and enforces timeouts. It
+// returns nil once handle says done or, after a batch, exhausted says
+// nothing more can come.
+func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(*Message) (bool, error), exhausted func() bool) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if len(s.slots) == 0 {
+		return errNoJobs
+	}
+	var global, idle <-chan time.Time
+	if opts.Timeout > 0 {
+		t := time.NewTimer(opts.Timeout)
+		defer t.Stop()
+		global = t.C
+	}
+	var idleTimer *time.Timer
+	if opts.MessageTimeout > 0 {
+		idleTimer = time.NewTimer(opts.MessageTimeout)
+		defer idleTimer.Stop()
+		idle = idleTimer.C
+	}
+	for {
+		entries, data := s.inbox.take(s.spareEntries, s.spareData)
+		if len(entries) > 0 && idleTimer != nil {
+			idleTimer.Reset(opts.MessageTimeout)
+		}
+		done, err := s.dispatch(entries, data, handle)
+		s.spareEntries, s.spareData = entries[:0], data[:0]
+		s.flushAcks()
+		if done || err != nil || exhausted() {
+			return err
+		}
+		select {
+		case <-s.inbox.signal:
+		case <-s.ctx.Done():
+			return fmt.Errorf("coord: receive: %w", context.Cause(s.ctx))
+		case <-global:
+			return &TimeoutError{What: fmt.Sprintf("global timeout %v", opts.Timeout), Pending: pending()}
+		case <-idle:
+			return &TimeoutError{What: fmt.Sprintf("no message for %v", opts.MessageTimeout), Pending: pending()}
+		}
+	}
+}
+
+// dispatch applies one batch of entries.
+func (s *state) dispatch(entries []entry, data []byte, handle func(*Message) (bool, error)) (bool, error) {
+	var m Message
+	for i := range entries {
+		e := &entries[i]
+		if e.kind == kindConnDown {
+			if done, err := s.connDown(e, handle); done || err != nil {
+				return done, err
+			}
+			continue
+		}
+		if int(e.slot) >= len(s.slots) {
+			continue // not a ref we issued
+		}
+		sl := &s.slots[e.slot]
+		if sl.finished() {
+			continue // late output of a job already over
+		}
+		m = Message{Kind: e.kind, Payload: data[e.off : e.off+e.n : e.off+e.n], Err: e.err}
+		switch e.kind {
+		case kindPing:
+			continue
+		case KindRow:
+			sl.rows++
+			if sl.unacked == 0 {
+				s.acks = append(s.acks, e.slot)
+			}
+			sl.unacked++
+		case KindReply, KindLast:
+			s.finish(e.slot, slotDone)
+		case KindExit:
+			s.finish(e.slot, slotFailed)
+			m.Err = s.exitError(e.slot, m.Payload)
+			m.Payload = nil
+		case KindNodeDown, KindOverload:
+			s.finish(e.slot, slotFailed)
+		}
+		m.Worker = s.info(e.slot)
+		if done, err := handle(&m); done || err != nil {
+			return done, err
+		}
+	}
+	return false, nil
+}
+
+// connDown fails every unfinished job sent in the connection epoch that ended.
+func (s *state) connDown(e *entry, handle func(*Message) (bool, error)) (bool, error) {
+	for i := range s.slots {
+		sl := &s.slots[i]
+		if sl.node != e.slot || sl.epoch != e.epoch || sl.finished() {
+			continue
+		}
+		s.finish(int32(i), slotFailed)
+		m := Message{Kind: KindNodeDown, Err: e.err, Worker: s.info(int32(i))}
+		if done, err := handle(&m); done || err != nil {
+			return done, err
+		}
+	}
+	return false, nil
+}
+
+func (s *state) finish(i int32, st slotState) {
+	s.open--
+	s.slots[i].st = st
+	s.slots[i].unacked = 0 // nobody is waiting for that ACK any more
+	s.table.Finish(int(i))
+}
+
+func (s *state) exitError(i int32, p []byte) error {
+	we := &WorkerError{Worker: s.info(i), Kind: frame.ExitError}
+	if x, err := frame.ParseExit(p); err == nil {
+		we.Kind, we.Reason, we.Stack = x.Kind, string(x.Reason), string(x.Stack)
+	} else {
+		we.Reason = "unparsable EXIT: " + err.Error()
+	}
+	return we
+}
+
+// flushAcks sends one ACK per worker for the rows consumed in this batch.
+func (s *state) flushAcks() {
+	for _, i := range s.acks {
+		sl := &s.slots[i]
+		if sl.unacked > 0 && !sl.finished() {
+			s.cl.nodes[sl.node].queueControl(frame.TypeAck, s.ref(i), sl.unacked)
+		}
+		sl.unacked = 0
+	}
+	s.acks = s.acks[:0]
+}

@@ -1,0 +1,221 @@
+package coord
+
+import (
+	"errors"
+	"math"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+const ringSize = uint64(math.MaxUint32) + 1
+
+// StreamOptions configure Stream.
+type StreamOptions struct {
+	RecvOptions
+	// Replace is called when a job fails (EXIT, node down, overload) and
+	// its range has no live copy left. It returns jobs to submit in its
+	// place, typically the same range on other nodes; failed.Rows tells how
+	// many rows that worker delivered, so a replacement can resume after
+	// them and no row arrives twice. Nil, or no jobs, means the fan-out
+	// fails with ErrProgressImpossible.
+	Replace func(failed WorkerInfo, cause error) ([]Job, error)
+}
+
+// Stream runs a streaming fan-out over the submitted jobs, like
+// fabric_streams:start followed by the row loop. Each job serves the
+// range of the ring in its Job.Range; the first worker to send STREAM_INIT
+// for a range is chosen, later ones for a covered range get CANCEL at once,
+// and when the chosen workers cover the ring exactly once they all get
+// START. fn then sees every row (KindRow) and each chosen worker's LAST
+// (KindLast); rows are acknowledged after fn returns. A failed job whose
+// range has no copy left calls opts.Replace. Stream returns nil when every
+// range's chosen worker has sent LAST.
+func (co *Coordinator) Stream(opts StreamOptions, fn func(Message) error) error {
+	s := co.s
+	r := &streamRun{co: co, s: s, opts: opts, fn: fn, cands: make(map[Range]int32, len(s.slots))}
+	return s.loop(opts.RecvOptions, r.pending, r.handle, func() bool { return false })
+}
+
+// streamRun is the state of one Stream call.
+type streamRun struct {
+	co    *Coordinator
+	s     *state
+	opts  StreamOptions
+	fn    func(Message) error
+	cands map[Range]int32 // candidates by range: the first INIT per range
+	// candLen and fixedLen are the ring lengths covered by candidates and
+	// by chosen (started or done) workers; a tiling is only searched for
+	// once their sum could cover the ring.
+	candLen, fixedLen uint64
+	running           int // started and not done
+}
+
+func rangeLen(r Range) uint64 { return uint64(r.Hi) - uint64(r.Lo) + 1 }
+
+func (r *streamRun) handle(m *Message) (bool, error) {
+	i := int32(m.Worker.Slot)
+	sl := &r.s.slots[i]
+	switch m.Kind {
+	case KindStreamInit:
+		r.onInit(i)
+		return false, r.maybeStart()
+	case KindRow:
+		if sl.st != slotStarted {
+			return false, nil // only chosen workers stream
+		}
+		return false, r.fn(*m)
+	case KindLast:
+		switch {
+		case sl.chosen:
+			r.running--
+		case !r.claimable(sl.rng):
+			return false, nil // a redundant copy that finished without streaming
+		default: // LAST without any row: chosen and done at once
+			sl.chosen = true
+			r.fixedLen += rangeLen(sl.rng)
+		}
+		if err := r.fn(*m); err != nil {
+			return false, err
+		}
+		return r.running == 0 && r.fixedLen == ringSize, nil
+	case KindExit, KindNodeDown, KindOverload:
+		return false, r.onFail(i, m.Worker, m.Err)
+	}
+	return false, nil // a REPLY from a streaming handler: ignored
+}
+
+// onInit makes worker i a candidate, or cancels it when its range is
+// already served.
+func (r *streamRun) onInit(i int32) {
+	sl := &r.s.slots[i]
+	if sl.st != slotPending {
+		return
+	}
+	if !r.claimable(sl.rng) {
+		r.s.control(i, frame.TypeCancel)
+		return
+	}
+	sl.st = slotCandidate
+	r.cands[sl.rng] = i
+	r.candLen += rangeLen(sl.rng)
+}
+
+// claimable: no candidate has exactly this range and no chosen worker
+// overlaps it.
+func (r *streamRun) claimable(rg Range) bool {
+	if _, dup := r.cands[rg]; dup || r.fixedLen == ringSize {
+		return false
+	}
+	if r.fixedLen == 0 {
+		return true
+	}
+	for j := range r.s.slots {
+		if sl := &r.s.slots[j]; sl.chosen && sl.st != slotFailed && sl.rng.overlaps(rg) {
+			return false
+		}
+	}
+	return true
+}
+
+// maybeStart starts the candidates that complete the ring, if they do.
+func (r *streamRun) maybeStart() error {
+	if r.fixedLen+r.candLen < ringSize {
+		return nil
+	}
+	fixed, ranges, cands := r.layout(false)
+	chosen, ok := tiling(fixed, ranges, cands)
+	if !ok {
+		return nil
+	}
+	for _, c := range chosen {
+		i := int32(c)
+		r.s.slots[i].chosen = true
+		r.s.control(i, frame.TypeStart)
+		r.fixedLen += rangeLen(r.s.slots[i].rng)
+		r.running++
+	}
+	// The ring is complete: every other candidate is redundant.
+	for rg, i := range r.cands {
+		if r.s.slots[i].st == slotCandidate {
+			r.s.control(i, frame.TypeCancel)
+		}
+		delete(r.cands, rg)
+	}
+	r.candLen = 0
+	return nil
+}
+
+// layout lists the chosen ranges, every job's range, and the indices of
+// candidates (plus pending jobs when withPending).
+func (r *streamRun) layout(withPending bool) (fixed, ranges []Range, cands []int) {
+	ranges = make([]Range, len(r.s.slots))
+	for j := range r.s.slots {
+		sl := &r.s.slots[j]
+		ranges[j] = sl.rng
+		switch {
+		case sl.chosen && sl.st != slotFailed:
+			fixed = append(fixed, sl.rng)
+		case sl.st == slotCandidate, withPending && sl.st == slotPending:
+			cands = append(cands, j)
+		}
+	}
+	// Candidates in the order their INITs arrived come first.
+	return fixed, ranges, cands
+}
+
+// onFail handles a job that ended without LAST.
+func (r *streamRun) onFail(i int32, w WorkerInfo, cause error) error {
+	sl := &r.s.slots[i]
+	if c, ok := r.cands[sl.rng]; ok && c == i {
+		delete(r.cands, sl.rng)
+		r.candLen -= rangeLen(sl.rng)
+	}
+	if sl.chosen { // a hole opens in the ring
+		r.fixedLen -= rangeLen(sl.rng)
+		r.running--
+	}
+	for !r.progressPossible() {
+		if r.opts.Replace == nil {
+			return r.progressError(cause)
+		}
+		jobs, err := r.opts.Replace(w, cause)
+		if err != nil {
+			return errors.Join(err, cause)
+		}
+		if len(jobs) == 0 {
+			return r.progressError(cause)
+		}
+		if _, err := r.co.Submit(jobs...); err != nil {
+			return err
+		}
+	}
+	return r.maybeStart()
+}
+
+func (r *streamRun) progressPossible() bool {
+	fixed, ranges, cands := r.layout(true)
+	_, ok := tiling(fixed, ranges, cands)
+	return ok
+}
+
+func (r *streamRun) progressError(cause error) error {
+	fixed, ranges, cands := r.layout(true)
+	for _, c := range cands {
+		fixed = append(fixed, ranges[c])
+	}
+	return &ProgressError{Missing: gaps(fixed), Cause: cause}
+}
+
+// pending lists, for a timeout, the workers the fan-out still waits for.
+func (r *streamRun) pending() []WorkerInfo {
+	var out []WorkerInfo
+	complete := r.fixedLen == ringSize
+	for j := range r.s.slots {
+		st := r.s.slots[j].st
+		if st == slotStarted || (!complete && (st == slotPending || st == slotCandidate)) {
+			// started and not done, or still needed to complete the ring
+			out = append(out, r.s.info(int32(j)))
+		}
+	}
+	return out
+}
