@@ -20,8 +20,8 @@ const readBufferSize = 256 << 10
 func (nc *nodeConn) read(conn net.Conn, dec frame.Decoder) error {
 	cl := nc.cl
 	buf := make([]byte, readBufferSize)
-	var scratch []byte     // decompression
-	var touched []*state   // coordinators to notify after this read
+	var scratch []byte   // decompression
+	var touched []*state // coordinators to notify after this read
 	start, end := 0, 0
 	for {
 		_ = conn.SetReadDeadline(time.Now().Add(cl.cfg.HeartbeatTimeout))
