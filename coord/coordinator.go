@@ -2,7 +2,6 @@ package coord
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -285,5 +284,3 @@ func (s *state) control(i int32, t frame.Type) {
 	}
 	s.cl.nodes[sl.node].queueControl(t, s.ref(i), 0)
 }
-
-var errNoJobs = errors.New("coord: no jobs submitted")

@@ -23,6 +23,8 @@ var (
 	ErrOverloaded = errors.New("coord: node outbound buffer full")
 	// ErrClosed: the coordinator or its client is closed.
 	ErrClosed = errors.New("coord: closed")
+	// ErrNoJobs: a receive loop was started before any job was submitted.
+	ErrNoJobs = errors.New("coord: no jobs submitted")
 	// ErrUnknownNode: a Job names a node the client was not configured with.
 	ErrUnknownNode = errors.New("coord: unknown node")
 )

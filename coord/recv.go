@@ -59,8 +59,11 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 	if s.closed {
 		return ErrClosed
 	}
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("coord: receive: %w", context.Cause(s.ctx))
+	}
 	if len(s.slots) == 0 {
-		return errNoJobs
+		return ErrNoJobs
 	}
 	var global, idle <-chan time.Time
 	if opts.Timeout > 0 {
