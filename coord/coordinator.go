@@ -60,7 +60,9 @@ type Coordinator struct {
 type state struct {
 	cl        *Client
 	id        uint64
-	ctx       context.Context
+	ctx       context.Context // ends with New's ctx, a bound ctx, or Close
+	cancel    context.CancelCauseFunc
+	binds     []func() bool // AfterFunc stops of Bind
 	table     *reaper.Table
 	inbox     inbox
 	slots     []slot
@@ -88,7 +90,6 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 	s := &state{
 		cl:        cl,
 		id:        cl.nextID.Add(1),
-		ctx:       ctx,
 		table:     cl.reaper.Register(capacity),
 		slots:     make([]slot, 0, capacity),
 		nodesUsed: make([]bool, len(cl.nodes)),
@@ -98,7 +99,8 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		s.table.Close()
 		return nil, err
 	}
-	s.stopCtx = context.AfterFunc(ctx, s.table.Fire)
+	s.ctx, s.cancel = context.WithCancelCause(ctx)
+	s.stopCtx = context.AfterFunc(s.ctx, s.table.Fire)
 	co := &Coordinator{s: s}
 	co.cleanup = runtime.AddCleanup(co, (*state).abandon, s)
 	cl.stats.fanouts.Add(1)
@@ -109,8 +111,31 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 // (its goroutine returned early or died in a recovered panic).
 func (s *state) abandon() {
 	s.table.Fire()
+	s.release()
+}
+
+// release stops every watcher of the coordinator's lifetime and forgets it.
+func (s *state) release() {
 	s.stopCtx()
+	for _, stop := range s.binds {
+		stop()
+	}
+	s.cancel(ErrClosed)
 	s.cl.unregister(s)
+}
+
+// Bind ties the coordinator to another lifetime as well, such as an HTTP
+// request's context: when ctx ends, the coordinator ends as if its own
+// context had (receive loops return, the reaper kills its workers). A
+// client that hangs up thus ends the fan-out and every worker at once.
+func (co *Coordinator) Bind(ctx context.Context) {
+	s := co.s
+	if s.closed {
+		return
+	}
+	s.binds = append(s.binds, context.AfterFunc(ctx, func() {
+		s.cancel(fmt.Errorf("coord: bound context ended: %w", context.Cause(ctx)))
+	}))
 }
 
 // Close kills every job not known to be finished — one KILL_ALL per node,
@@ -124,9 +149,8 @@ func (co *Coordinator) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.table.Close()
-	s.stopCtx()
-	s.cl.unregister(s)
+	s.table.Close() // KILL_ALLs queued, then disarmed
+	s.release()
 	co.cleanup.Stop()
 	return nil
 }

@@ -1,0 +1,323 @@
+package coord
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/node"
+)
+
+func TestProgressImpossibleNamesTheMissingRange(t *testing.T) {
+	c := newCluster(t, 3, nil, nil)
+	co := mustNew(t, c.cl, context.Background(), 12)
+	defer co.Close()
+	jobs := c.jobs(4, 3, "rows", "3")
+	for i := range jobs {
+		if jobs[i].Range == Ranges(4)[2] {
+			jobs[i].Handler = "crash" // every copy of range 2 fails
+		}
+	}
+	co.Submit(jobs...)
+	err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(Message) error { return nil })
+	var pe *ProgressError
+	if !errors.Is(err, ErrProgressImpossible) || !errors.As(err, &pe) {
+		t.Fatalf("err %v, want ErrProgressImpossible", err)
+	}
+	if len(pe.Missing) != 1 || pe.Missing[0] != Ranges(4)[2] || !errors.Is(err, ErrWorkerExit) {
+		t.Fatalf("missing %v cause %v, want range 2 and the worker's EXIT", pe.Missing, pe.Cause)
+	}
+}
+
+func TestReplacementCompletesTheRing(t *testing.T) {
+	c := newCluster(t, 3, nil, nil)
+	co := mustNew(t, c.cl, context.Background(), 4)
+	defer co.Close()
+	// One copy per range, on node 0; range 1's copy crashes.
+	for i, rg := range Ranges(4) {
+		h := "rows"
+		if i == 1 {
+			h = "crash"
+		}
+		co.Submit(Job{Node: c.addrs[0], Handler: h, Args: []byte("5"), Range: rg})
+	}
+	var replaced []WorkerInfo
+	rows := 0
+	err := co.Stream(StreamOptions{
+		RecvOptions: RecvOptions{Timeout: waitFor},
+		Replace: func(failed WorkerInfo, cause error) ([]Job, error) {
+			replaced = append(replaced, failed)
+			return []Job{{Node: c.addrs[2], Handler: "rows", Args: []byte("5"), Range: failed.Range}}, nil
+		},
+	}, func(m Message) error {
+		if m.Kind == KindRow {
+			rows++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replaced) != 1 || replaced[0].Range != Ranges(4)[1] || rows != 20 || co.Len() != 5 {
+		t.Fatalf("replaced %v, rows %d, jobs %d; want range 1 replaced once, 20 rows, 5 jobs", replaced, rows, co.Len())
+	}
+}
+
+// A node lost mid-stream: its ranges are resumed on another node after the
+// rows already received, so every row arrives exactly once.
+func TestMidStreamNodeLossResumesWithoutDuplicates(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) { cfg.ReconnectMax = 50 * time.Millisecond }, nil)
+	co := mustNew(t, c.cl, context.Background(), 8)
+	defer co.Close()
+	const perRange = 200
+	for i, rg := range Ranges(8) {
+		co.Submit(Job{Node: c.addrs[i%2], Handler: "rows", Args: []byte(fmt.Sprint(perRange, ":20")), Range: rg})
+	}
+	seen := map[string]int{}
+	killed := false
+	err := co.Stream(StreamOptions{
+		RecvOptions: RecvOptions{Timeout: waitFor},
+		Replace: func(failed WorkerInfo, cause error) ([]Job, error) {
+			if !errors.Is(cause, ErrNodeDown) {
+				return nil, fmt.Errorf("unexpected failure: %w", cause)
+			}
+			args := fmt.Sprint(perRange, ":20:", failed.Rows) // resume after what arrived
+			return []Job{{Node: c.addrs[2], Handler: "rows", Args: []byte(args), Range: failed.Range}}, nil
+		},
+	}, func(m Message) error {
+		if m.Kind != KindRow {
+			return nil
+		}
+		key := m.Worker.Range.String() + "#" + strings.SplitN(string(m.Payload), "/", 2)[0]
+		seen[key]++
+		if !killed && len(seen) == 300 {
+			killed = true
+			c.nodes[1].Close() // node 1 dies mid-stream
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 8*perRange {
+		t.Fatalf("%d distinct rows, want %d", len(seen), 8*perRange)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("row %s arrived %d times", k, n)
+		}
+	}
+}
+
+func TestOverloadedNodeFailsJobsTyped(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.OutboundLimit = 4096 }, nil)
+	co := mustNew(t, c.cl, context.Background(), 100)
+	defer co.Close()
+	var jobs []Job
+	for i := 0; i < 100; i++ {
+		jobs = append(jobs, Job{Node: c.addrs[0], Handler: "echo", Args: make([]byte, 1000)})
+	}
+	co.Submit(jobs...)
+	kinds := map[Kind]int{}
+	err := co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		kinds[m.Kind]++
+		if m.Kind == KindOverload && !errors.Is(m.Err, ErrOverloaded) {
+			t.Errorf("overload error %v", m.Err)
+		}
+		return false, nil
+	})
+	if err != nil || kinds[KindOverload] == 0 || kinds[KindOverload]+kinds[KindReply] != 100 {
+		t.Fatalf("err %v kinds %v, want some overloads and the rest replies", err, kinds)
+	}
+	if got := c.cl.Stats().Overloads; got != uint64(kinds[KindOverload]) {
+		t.Fatalf("Overloads stat %d, %d messages", got, kinds[KindOverload])
+	}
+}
+
+func TestWrongSecretIsReported(t *testing.T) {
+	n, err := node.New(node.Config{Secret: []byte("the-real-one"), Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	defer n.Close()
+	cl, err := NewClient(Config{Nodes: []string{n.Addr()}, Secret: []byte("a-wrong-one"), Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err = cl.WaitConnected(ctx)
+	if err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("WaitConnected: %v, want an error naming the secret", err)
+	}
+	eventually(t, "the node counts refusals", func() bool { return n.Stats().Refused > 0 })
+}
+
+// silentNode completes the handshake and then never sends a byte, like a
+// frozen process.
+func silentNode(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn)
+			f, _, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
+			if err != nil {
+				continue
+			}
+			w := frame.Welcome{Version: 1, MaxPayload: frame.DefaultMaxPayload, Name: []byte("frozen")}
+			rand.Read(w.Nonce[:])
+			w.MAC = frame.NodeMAC(secret, f.Payload, frame.WelcomeBody(w))
+			conn.Write(frame.AppendWelcome(nil, w))
+			go io.Copy(io.Discard, conn)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestMissedHeartbeatsMeanNodeDown(t *testing.T) {
+	addr := silentNode(t)
+	cl, err := NewClient(Config{Nodes: []string{addr}, Secret: secret, Logger: testLogger(),
+		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := cl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	co := mustNew(t, cl, context.Background(), 1)
+	defer co.Close()
+	co.Submit(Job{Node: addr, Handler: "echo"})
+	start := time.Now()
+	var got error
+	err = co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		got = m.Err
+		return true, nil
+	})
+	if err != nil || !errors.Is(got, ErrNodeDown) || !strings.Contains(got.Error(), "heartbeat") {
+		t.Fatalf("Recv %v, message error %v; want node-down naming missed heartbeats", err, got)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("node-down after %v", took)
+	}
+}
+
+// One coordinator that stops reading must not stall the connection for
+// another: the window is the only brake.
+func TestStalledCoordinatorDoesNotStallOthers(t *testing.T) {
+	c := newCluster(t, 3, nil, nil)
+	stalled := mustNew(t, c.cl, context.Background(), 192)
+	defer stalled.Close()
+	stalled.Submit(c.jobs(64, 3, "rows", "1000")...)
+	// Start its streams and then never read again.
+	inits := 0
+	stalled.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		if m.Kind == KindStreamInit {
+			stalled.Start(m.Worker.Slot)
+			inits++
+		}
+		return inits == 192, nil
+	})
+	co := mustNew(t, c.cl, context.Background(), 192)
+	defer co.Close()
+	co.Submit(c.jobs(64, 3, "rows", "50")...)
+	rows := 0
+	if err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(m Message) error {
+		if m.Kind == KindRow {
+			rows++
+		}
+		return nil
+	}); err != nil || rows != 64*50 {
+		t.Fatalf("Stream: %v after %d rows", err, rows)
+	}
+	// The stalled coordinator's inbox holds at most a window per worker.
+	stalled.s.inbox.mu.Lock()
+	queued := len(stalled.s.inbox.entries)
+	stalled.s.inbox.mu.Unlock()
+	if queued > 192*node.DefaultWindow+192 {
+		t.Fatalf("stalled inbox holds %d entries, more than the windows allow", queued)
+	}
+}
+
+func TestFramesForClosedCoordinatorsAreDropped(t *testing.T) {
+	c := newCluster(t, 1, nil, nil)
+	co := mustNew(t, c.cl, context.Background(), 1)
+	co.Submit(Job{Node: c.addrs[0], Handler: "echo"})
+	ref := co.Worker(0).Ref
+	co.Close()
+	// A REPLY that crossed the KILL_ALL on the wire: nobody owns it now.
+	var touched []*state
+	if err := c.cl.nodes[0].dispatch(frame.Frame{Type: frame.TypeReply, Ref: ref}, []byte("late"), &touched); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.cl.Stats().Dropped; got != 1 || len(touched) != 0 {
+		t.Fatalf("dropped %d, touched %d; want the frame dropped", got, len(touched))
+	}
+}
+
+// The HTTP pattern: a coordinator bound to the request; the client hangs
+// up mid-stream and every worker is reaped.
+func TestBoundToHTTPRequest(t *testing.T) {
+	c := newCluster(t, 3, nil, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		co := mustNew(t, c.cl, context.Background(), 192)
+		defer co.Close()
+		co.Bind(r.Context())
+		co.Submit(c.jobs(64, 3, "rows", "100000")...)
+		co.Stream(StreamOptions{}, func(m Message) error {
+			_, err := fmt.Fprintf(w, "%s\n", m.Payload)
+			w.(http.Flusher).Flush()
+			return err
+		})
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	for i := 0; i < 100; i++ {
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitLive(t, 64) // the chosen workers stream
+	at := time.Now()
+	resp.Body.Close() // hang up
+	c.waitReaped(t, at, time.Second)
+	// Whichever came first, the reaper or the handler's deferred Close,
+	// the workers were killed once: one KILL_ALL per node.
+	if got := c.cl.Stats().KillAllSent; got != 3 {
+		t.Fatalf("KILL_ALLs sent %d, want 3", got)
+	}
+}
