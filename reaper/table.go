@@ -1,6 +1,9 @@
 package reaper
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 type tableState uint8
 
@@ -95,14 +98,19 @@ func (t *Table) fire() {
 	t.r.disarmed()
 }
 
-// killLocked sends one KILL_ALL per node with unfinished pairs.
+// killLocked sends one KILL_ALL per node with unfinished pairs. A node's
+// batch starts at its first unfinished pair; earlier pairs of that node are
+// all finished, so the scan from there collects every one.
 func (t *Table) killLocked() {
-	sent := make(map[int32]bool, 4)
+	if cap(t.scratch) < len(t.refs) {
+		t.scratch = make([]uint64, 0, len(t.refs))
+	}
+	var done []int32 // nodes already sent; a cluster has few
 	for i, n := range t.nodes {
-		if t.finished[i] || sent[n] {
+		if t.finished[i] || slices.Contains(done, n) {
 			continue
 		}
-		sent[n] = true
+		done = append(done, n)
 		refs := t.scratch[:0]
 		for j := i; j < len(t.nodes); j++ {
 			if t.nodes[j] == n && !t.finished[j] {
@@ -111,6 +119,5 @@ func (t *Table) killLocked() {
 		}
 		t.r.send.KillAll(int(n), refs)
 		t.r.killAllSent.Add(1)
-		t.scratch = refs
 	}
 }

@@ -1,0 +1,125 @@
+package coord
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// reportLatencies adds p50/p99/mean per fan-out as benchmark metrics.
+func reportLatencies(b *testing.B, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	var sum time.Duration
+	for _, x := range d {
+		sum += x
+	}
+	b.ReportMetric(float64(d[len(d)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(d[len(d)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(sum.Microseconds())/float64(len(d)), "mean-µs")
+}
+
+// BenchmarkReplyFanout: Q=64, N=3 echo jobs (64-byte payloads) on three
+// in-process nodes; one op is one fan-out until all 192 replies are in.
+func BenchmarkReplyFanout(b *testing.B) {
+	c := newCluster(b, 3, nil, nil)
+	jobs := c.jobs(64, 3, "echo", string(make([]byte, 64)))
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		co, _ := c.cl.New(context.Background(), 192)
+		co.Submit(jobs...)
+		if err := co.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return false, nil }); err != nil {
+			b.Fatal(err)
+		}
+		co.Close()
+		lat = append(lat, time.Since(start))
+	}
+	reportLatencies(b, lat)
+}
+
+// BenchmarkStreamFanout: Q=64, N=3 streaming jobs, 10 rows of 100 bytes
+// each, window 5; one op is one fan-out including the Close KILL_ALLs.
+func BenchmarkStreamFanout(b *testing.B) {
+	c := newCluster(b, 3, nil, nil)
+	jobs := c.jobs(64, 3, "rows", "10:100")
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		co, _ := c.cl.New(context.Background(), 192)
+		co.Submit(jobs...)
+		if err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(Message) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+		co.Close()
+		lat = append(lat, time.Since(start))
+	}
+	reportLatencies(b, lat)
+}
+
+// BenchmarkDispatch: the reader's per-frame work for a 100-byte row, from
+// decoded frame to the coordinator's inbox, and the coordinator taking it.
+func BenchmarkDispatch(b *testing.B) {
+	c := newCluster(b, 1, nil, nil)
+	co, _ := c.cl.New(context.Background(), 1)
+	defer co.Close()
+	co.s.slots = append(co.s.slots, slot{}) // a slot without a job: no DOIT is sent
+	nc := c.cl.nodes[0]
+	row := make([]byte, 100)
+	f := frame.Frame{Type: frame.TypeStream, Ref: co.s.ref(0)}
+	var touched []*state
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		nc.dispatch(f, row, &touched)
+		touched = touched[:0]
+		if i++; i%64 == 0 {
+			e, d := co.s.inbox.take(co.s.spareEntries, co.s.spareData)
+			co.s.spareEntries, co.s.spareData = e[:0], d[:0]
+		}
+	}
+}
+
+// TestSubmitAllocatesNothingPerJob: submitting 192 jobs costs the same
+// allocations as submitting 3 (the coordinator's own, per fan-out).
+func TestSubmitAllocatesNothingPerJob(t *testing.T) {
+	addr := silentNode(t) // accepts the handshake, then discards everything
+	cl, err := NewClient(Config{Nodes: []string{addr}, Secret: secret, Logger: testLogger(), OutboundLimit: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := cl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jobsOf := func(n int) []Job {
+		js := make([]Job, n)
+		for i := range js {
+			js[i] = Job{Node: addr, Handler: "echo", Args: make([]byte, 64), Range: Range{0, 9}}
+		}
+		return js
+	}
+	measure := func(jobs []Job) float64 {
+		return testing.AllocsPerRun(50, func() {
+			co, _ := cl.New(context.Background(), len(jobs))
+			co.Submit(jobs...)
+			co.s.table.Close() // as Close, without the KILL_ALL's per-call map
+			co.s.release()
+			co.cleanup.Stop()
+		})
+	}
+	small, large := measure(jobsOf(3)), measure(jobsOf(192))
+	if large > small+1 { // +1: buffer growth in the writer, amortised
+		t.Fatalf("allocs per fan-out: %v for 3 jobs, %v for 192: Submit allocates per job", small, large)
+	}
+	t.Logf("allocs per fan-out: %v (3 jobs), %v (192 jobs)", small, large)
+}
