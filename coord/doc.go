@@ -1,0 +1,26 @@
+// Package coord is the client side of rexi: connections to the nodes, and
+// coordinators that fan jobs out to them and collect what comes back — the
+// Go counterpart of CouchDB's fabric_streams, rexi_utils:recv and the
+// worker cleaner.
+//
+// A Client keeps one connection per node (net.Conn, a reader goroutine and
+// a writer goroutine each), authenticates it, sends heartbeats, detects a
+// dead node and reconnects with backoff. Many coordinators share it.
+//
+// A Coordinator is one request's fan-out:
+//
+//	co, err := client.New(ctx, 192) // ref table allocated and registered with the reaper
+//	defer co.Close()                // KILL_ALL for whatever is not finished, on every path
+//	co.Submit(jobs...)              // table filled first, then DOITs batched per node
+//	err = co.Stream(opts, onRow)    // one copy per range chosen, rows acked, replacements
+//
+// The worker-leak race of the CouchDB seed change cannot happen: every
+// job's (node, ref) pair is in the reaper's table before its DOIT can be
+// written, so whenever the coordinator ends — its context is cancelled,
+// a bound context (Bind) ends, or it is dropped without Close — the reaper
+// kills every worker it started. Nothing has to be drained to be released.
+//
+// Nothing here blocks on a node: Submit to a node that is down yields a
+// KindNodeDown message at once, output beyond a node's bound fails with
+// KindOverload, and a slow consumer only fills its own workers' windows.
+package coord
