@@ -215,6 +215,9 @@ func (c *conn) onHello(f frame.Frame) error {
 	if err != nil {
 		return err
 	}
+	if c.n.draining.Load() {
+		return newConnError(frame.CodeShuttingDown, "node %s is shutting down", c.n.cfg.Name)
+	}
 	if h.Version != frame.Version {
 		return newConnError(frame.CodeBadVersion, "protocol version %d not supported; this node speaks version %d", h.Version, frame.Version)
 	}

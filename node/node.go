@@ -182,6 +182,28 @@ func (n *Node) connList() []*conn {
 	return out
 }
 
+// Drain stops taking work and waits for the running workers: new
+// connections are refused (ERROR SHUTTING_DOWN) and new DOITs answered
+// with EXIT SHUTTING_DOWN, while live workers may finish. It returns when
+// none is live, or with ctx's error when ctx ends first; Close then kills
+// whatever is left.
+func (n *Node) Drain(ctx context.Context) error {
+	n.draining.Store(true)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n.stats.live.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node: drain: %d workers still live: %w", n.stats.live.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Draining reports whether Drain or Close has been called.
+func (n *Node) Draining() bool { return n.draining.Load() }
+
 // Close stops listening, closes every connection, kills every worker and
 // waits for all of them to return. Handlers must honour their context.
 // Safe to call more than once.

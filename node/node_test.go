@@ -444,3 +444,40 @@ func TestListenErrorIsReported(t *testing.T) {
 		t.Fatalf("listen error %q does not name the address", err)
 	}
 }
+
+func TestDrainRefusesWorkAndWaitsForWorkers(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil)
+	c := connect(t, n, 0)
+	c.doit(1, "block", "x")
+	p.waitEvent(t, "block:x")
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		drained <- n.Drain(ctx)
+	}()
+	eventually(t, "node draining", n.Draining)
+	c.doit(2, "echo", "late")
+	if x := parseExit(t, c.expect(frame.TypeExit, 2)); x.Kind != frame.ExitShuttingDown {
+		t.Fatalf("EXIT kind %v, want shutting down", x.Kind)
+	}
+	late := dialRaw(t, n.Addr())
+	late.write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
+	late.expectClosedWith(frame.CodeShuttingDown)
+	c.killAll(1) // the running worker ends: the drain completes
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Drain did not return after the last worker ended")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.doit(3, "block", "y") // refused, so nothing live: Drain returns at once
+	if err := n.Drain(ctx); err != nil {
+		t.Fatalf("second Drain: %v", err)
+	}
+}
