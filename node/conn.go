@@ -135,8 +135,8 @@ func (c *conn) fail(err error) gnet.Action {
 	} else {
 		c.n.stats.refused.Add(1)
 	}
-	if err == errPeerError {
-		c.n.log.Warn("rexi node: peer sent ERROR, closing", "remote", c.remote)
+	if pe, ok := err.(*peerError); ok {
+		c.n.log.Warn("rexi node: coordinator sent ERROR, closing", "remote", c.remote, "code", pe.code.String(), "message", pe.msg)
 	} else {
 		c.n.log.Warn("rexi node: closing connection", "remote", c.remote, "code", code.String(), "detail", msg)
 		c.mu.Lock()
@@ -198,9 +198,7 @@ func (c *conn) handle(f frame.Frame) error {
 		c.out = c.enc.AppendEmpty(c.out, frame.TypeHeartbeat, f.Ref)
 		c.mu.Unlock()
 	case frame.TypeError:
-		code, msg, _ := frame.ParseError(p)
-		c.n.log.Warn("rexi node: coordinator sent ERROR", "remote", c.remote, "code", code.String(), "message", string(msg))
-		return errPeerError
+		return newPeerError(p)
 	default:
 		return newConnError(frame.CodeUnexpected, "%s is not valid from a coordinator after the handshake", f.Type)
 	}
@@ -249,6 +247,9 @@ func (c *conn) onHello(f frame.Frame) error {
 }
 
 func (c *conn) onAuth(f frame.Frame) error {
+	if f.Type == frame.TypeError { // the coordinator refused us, e.g. our secret differs
+		return newPeerError(f.Payload)
+	}
 	if f.Type != frame.TypeAuth {
 		return newConnError(frame.CodeBadHandshake, "expected AUTH after WELCOME, got %s", f.Type)
 	}

@@ -39,9 +39,19 @@ func newConnError(code frame.ErrorCode, format string, args ...any) *connError {
 	return &connError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// errPeerError marks a connection closed because the peer sent ERROR: the
-// node closes without answering.
-var errPeerError = errors.New("peer sent ERROR")
+// peerError marks a connection closed because the coordinator sent ERROR:
+// the node logs it and closes without answering.
+type peerError struct {
+	code frame.ErrorCode
+	msg  string
+}
+
+func (e *peerError) Error() string { return fmt.Sprintf("coordinator sent ERROR %s: %s", e.code, e.msg) }
+
+func newPeerError(p []byte) *peerError {
+	code, msg, _ := frame.ParseError(p)
+	return &peerError{code: code, msg: string(msg)}
+}
 
 // exitKindFor maps a worker's cancellation cause to the EXIT it earns;
 // ok is false when no EXIT is due (killed, or not cancelled).

@@ -1,0 +1,297 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rexi-go/rexi/coord"
+	"github.com/rexi-go/rexi/handlers"
+)
+
+// Workload names.
+const (
+	WCast   = "w-cast"
+	WStream = "w-stream"
+	WReap   = "w-reap"
+	WConc   = "w-conc"
+)
+
+// Workloads lists every workload in the order reports show them.
+var Workloads = []string{WCast, WStream, WReap, WConc}
+
+// Options size a run. Zero values mean the anchor workload's numbers.
+type Options struct {
+	Nodes       []string      // node addresses as configured in the client; job (r, c) runs on Nodes[c % len]
+	Q, N        int           // shard ranges and copies: 64 and 3
+	Rows        int           // W-stream rows per worker: 10
+	RowSize     int           // bytes per row: 100
+	ReplySize   int           // W-cast reply payload: 64
+	Fanouts     int           // timed fan-outs for W-cast and W-stream: 2000; trials for W-reap: 200
+	Warmup      int           // untimed fan-outs first: 200 (20 for W-reap)
+	Duration    time.Duration // W-conc: 10 s
+	Concurrency int           // W-conc coordinators: 8
+	// LiveWorkers returns the live workers summed over all nodes; W-reap
+	// polls it from the coordinator's death until it reads 0.
+	LiveWorkers func(context.Context) (int64, error)
+	// ReapTimeout is how long W-reap waits before counting leaks: 5 s.
+	ReapTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.Q, 64)
+	def(&o.N, 3)
+	def(&o.Rows, 10)
+	def(&o.RowSize, 100)
+	def(&o.ReplySize, 64)
+	def(&o.Fanouts, 2000)
+	def(&o.Concurrency, 8)
+	if o.Warmup == 0 {
+		o.Warmup = max(1, o.Fanouts/10)
+	}
+	if o.Duration == 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.ReapTimeout == 0 {
+		o.ReapTimeout = 5 * time.Second
+	}
+	return o
+}
+
+// Result is what one workload measured.
+type Result struct {
+	Workload  string          `json:"workload"`
+	Fanouts   int             `json:"fanouts"` // timed fan-outs (trials for W-reap)
+	P50       time.Duration   `json:"p50_ns"`
+	P99       time.Duration   `json:"p99_ns"`
+	Mean      time.Duration   `json:"mean_ns"`
+	Max       time.Duration   `json:"max_ns"`
+	PerSecond float64         `json:"fanouts_per_second,omitempty"` // W-conc
+	Leaked    int64           `json:"leaked_workers"`               // W-reap
+	Samples   []time.Duration `json:"-"`
+}
+
+func (r Result) String() string {
+	if r.Workload == WConc {
+		return fmt.Sprintf("%-8s %6d fan-outs  %.0f fan-outs/s", r.Workload, r.Fanouts, r.PerSecond)
+	}
+	s := fmt.Sprintf("%-8s %6d runs  p50 %-9v p99 %-9v mean %-9v max %v", r.Workload, r.Fanouts,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Mean.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	if r.Workload == WReap {
+		s += fmt.Sprintf("  leaked %d", r.Leaked)
+	}
+	return s
+}
+
+// summarize fills the latency fields from samples.
+func summarize(w string, samples []time.Duration) Result {
+	r := Result{Workload: w, Fanouts: len(samples), Samples: samples}
+	if len(samples) == 0 {
+		return r
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	r.P50, r.P99, r.Max = s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], s[len(s)-1]
+	r.Mean = sum / time.Duration(len(s))
+	return r
+}
+
+// Runner runs workloads over one client.
+type Runner struct {
+	cl     *coord.Client
+	o      Options
+	cast   []coord.Job
+	stream []coord.Job
+	reap   []coord.Job
+}
+
+// NewRunner prepares the job lists of every workload.
+func NewRunner(cl *coord.Client, o Options) (*Runner, error) {
+	o = o.withDefaults()
+	if len(o.Nodes) == 0 {
+		return nil, errors.New("bench: no nodes")
+	}
+	r := &Runner{cl: cl, o: o}
+	reply := string(make([]byte, o.ReplySize))
+	for ri, rg := range coord.Ranges(o.Q) {
+		for c := 0; c < o.N; c++ {
+			n := o.Nodes[c%len(o.Nodes)]
+			nonce := []byte(fmt.Sprint("r", ri))
+			r.cast = append(r.cast, coord.Job{Node: n, Handler: "echo", Args: []byte(reply), Range: rg, Nonce: nonce})
+			r.stream = append(r.stream, coord.Job{Node: n, Handler: "rows", Args: []byte(handlers.RowsArgs(o.Rows, o.RowSize, 0)), Range: rg, Nonce: nonce})
+			r.reap = append(r.reap, coord.Job{Node: n, Handler: "rows", Args: []byte(handlers.RowsArgs(1, 1, 0)), Range: rg, Nonce: nonce})
+		}
+	}
+	return r, nil
+}
+
+// Run runs workload w.
+func (r *Runner) Run(ctx context.Context, w string) (Result, error) {
+	switch w {
+	case WCast:
+		return r.timed(ctx, w, r.Cast)
+	case WStream:
+		return r.timed(ctx, w, r.Stream)
+	case WReap:
+		return r.reapAll(ctx)
+	case WConc:
+		return r.conc(ctx)
+	}
+	return Result{}, fmt.Errorf("bench: unknown workload %q (want one of %v)", w, Workloads)
+}
+
+func (r *Runner) timed(ctx context.Context, w string, once func(context.Context) error) (Result, error) {
+	for i := 0; i < r.o.Warmup; i++ {
+		if err := once(ctx); err != nil {
+			return Result{}, fmt.Errorf("%s warm-up: %w", w, err)
+		}
+	}
+	samples := make([]time.Duration, 0, r.o.Fanouts)
+	for i := 0; i < r.o.Fanouts; i++ {
+		start := time.Now()
+		if err := once(ctx); err != nil {
+			return Result{}, fmt.Errorf("%s fan-out %d: %w", w, i, err)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	return summarize(w, samples), nil
+}
+
+// Cast is one W-cast fan-out: 192 echo jobs, done when every reply is in.
+func (r *Runner) Cast(ctx context.Context) error {
+	co, err := r.cl.New(ctx, len(r.cast))
+	if err != nil {
+		return err
+	}
+	defer co.Close()
+	if _, err := co.Submit(r.cast...); err != nil {
+		return err
+	}
+	return co.Recv(coord.RecvOptions{Timeout: 30 * time.Second}, func(m coord.Message) (bool, error) {
+		return false, m.Err
+	})
+}
+
+// Stream is one W-stream fan-out, including Close's KILL_ALLs.
+func (r *Runner) Stream(ctx context.Context) error {
+	co, err := r.cl.New(ctx, len(r.stream))
+	if err != nil {
+		return err
+	}
+	defer co.Close()
+	if _, err := co.Submit(r.stream...); err != nil {
+		return err
+	}
+	return co.Stream(coord.StreamOptions{RecvOptions: coord.RecvOptions{Timeout: 30 * time.Second}},
+		func(coord.Message) error { return nil })
+}
+
+// reapAll runs W-reap trials: workers wait for START, the coordinator's
+// context is cancelled, and the time until no node has a live worker is
+// the sample.
+func (r *Runner) reapAll(ctx context.Context) (Result, error) {
+	if r.o.LiveWorkers == nil {
+		return Result{}, errors.New("bench: w-reap needs Options.LiveWorkers")
+	}
+	trials := r.o.Fanouts
+	samples := make([]time.Duration, 0, trials)
+	var leaked int64
+	for i := 0; i < trials+r.o.Warmup/10; i++ {
+		d, left, err := r.reapOnce(ctx)
+		if err != nil {
+			return Result{}, fmt.Errorf("w-reap trial %d: %w", i, err)
+		}
+		leaked += left
+		if i >= r.o.Warmup/10 {
+			samples = append(samples, d)
+		}
+	}
+	res := summarize(WReap, samples)
+	res.Leaked = leaked
+	return res, nil
+}
+
+func (r *Runner) reapOnce(ctx context.Context) (time.Duration, int64, error) {
+	cctx, kill := context.WithCancel(ctx)
+	defer kill()
+	co, err := r.cl.New(cctx, len(r.reap))
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := co.Submit(r.reap...); err != nil {
+		return 0, 0, err
+	}
+	inits := 0
+	err = co.Recv(coord.RecvOptions{Timeout: 30 * time.Second}, func(m coord.Message) (bool, error) {
+		if m.Kind == coord.KindStreamInit {
+			inits++
+		}
+		return inits == len(r.reap), m.Err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	kill() // the coordinator dies: no Close, the reaper must act
+	deadline := start.Add(r.o.ReapTimeout)
+	for {
+		live, err := r.o.LiveWorkers(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		if live == 0 {
+			d := time.Since(start)
+			co.Close()
+			return d, 0, nil
+		}
+		if time.Now().After(deadline) {
+			co.Close()
+			return r.o.ReapTimeout, live, nil
+		}
+	}
+}
+
+// conc runs W-conc: Concurrency coordinators doing W-stream back to back.
+func (r *Runner) conc(ctx context.Context) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.o.Duration)
+	defer cancel()
+	var mu sync.Mutex
+	var firstErr error
+	count := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := 0; g < r.o.Concurrency; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				err := r.Stream(ctx)
+				mu.Lock()
+				if err == nil {
+					count++
+				} else if ctx.Err() == nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return Result{}, fmt.Errorf("w-conc: %w", firstErr)
+	}
+	return Result{Workload: WConc, Fanouts: count, PerSecond: float64(count) / elapsed.Seconds()}, nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rexi-go/rexi/coord"
+)
+
+func (d *daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", d.healthz)
+	mux.HandleFunc("GET /errors", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.RecentErrors()) })
+	mux.HandleFunc("GET /jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.Jobs()) })
+	mux.HandleFunc("GET /fanout", d.fanout)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// healthz: 200 while serving, 503 while draining.
+func (d *daemon) healthz(w http.ResponseWriter, r *http.Request) {
+	s := d.client.Stats()
+	status := map[string]any{"node": d.node.Name(), "addr": d.node.Addr(), "live_workers": d.node.Stats().Live,
+		"peers": len(d.peers), "peers_up": s.NodesUp, "draining": d.node.Draining()}
+	if d.node.Draining() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	writeJSON(w, status)
+}
+
+// fanoutRow is one NDJSON line of /fanout.
+type fanoutRow struct {
+	Slot  int    `json:"slot"`
+	Node  string `json:"node"`
+	Range string `json:"range"`
+	Kind  string `json:"kind"`
+	Data  string `json:"data"`
+}
+
+// fanout runs a coordinator across the peers, bound to the request, and
+// streams the merged rows as NDJSON while they arrive. A client that hangs
+// up ends the coordinator, and the reaper kills every worker at once.
+//
+//	GET /fanout?handler=rows&q=64&n=3&rows=10&size=100&args=&timeout=60s&message_timeout=
+func (d *daemon) fanout(w http.ResponseWriter, r *http.Request) {
+	spec, err := parseFanoutQuery(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	rc := http.NewResponseController(w)
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush() // the client sees the stream start before the first row
+	enc := json.NewEncoder(w)
+	res, err := runFanout(r.Context(), d.client, d.peers, spec, func(m coord.Message) error {
+		if err := enc.Encode(fanoutRow{Slot: m.Worker.Slot, Node: m.Worker.Node, Range: m.Worker.Range.String(),
+			Kind: m.Kind.String(), Data: string(m.Payload)}); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+		if r.Context().Err() != nil {
+			outcome = "cancelled"
+		}
+	}
+	d.metrics.latency.WithLabelValues(spec.Handler, outcome).Observe(res.Elapsed.Seconds())
+	if r.Context().Err() != nil {
+		d.log.Info("fanout client hung up; coordinator ended", "rows_sent", res.Rows)
+		return
+	}
+	final := map[string]any{"done": err == nil, "rows": res.Rows, "replies": res.Replies, "replaced": res.Replaced,
+		"elapsed_ms": float64(res.Elapsed.Microseconds()) / 1000}
+	if err != nil {
+		final["error"] = err.Error()
+	}
+	_ = enc.Encode(final)
+}
+
+func parseFanoutQuery(r *http.Request) (fanoutSpec, error) {
+	q := r.URL.Query()
+	spec := fanoutSpec{Handler: "rows", Q: 64, N: 3, Rows: 10, Size: 100, Timeout: time.Minute, Args: q.Get("args")}
+	if h := q.Get("handler"); h != "" {
+		spec.Handler = h
+	}
+	ints := map[string]*int{"q": &spec.Q, "n": &spec.N, "rows": &spec.Rows, "size": &spec.Size}
+	for k, p := range ints {
+		if v := q.Get(k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return spec, fmt.Errorf("%s=%q is not an integer", k, v)
+			}
+			*p = n
+		}
+	}
+	durs := map[string]*time.Duration{"timeout": &spec.Timeout, "message_timeout": &spec.MessageTimeout}
+	for k, p := range durs {
+		if v := q.Get(k); v != "" {
+			dur, err := time.ParseDuration(v)
+			if err != nil {
+				return spec, fmt.Errorf("%s=%q is not a duration", k, v)
+			}
+			*p = dur
+		}
+	}
+	return spec, spec.validate()
+}

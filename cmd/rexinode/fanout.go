@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rexi-go/rexi/coord"
+	"github.com/rexi-go/rexi/handlers"
+)
+
+// fanoutSpec is one fan-out: Q ranges × N copies of a handler.
+type fanoutSpec struct {
+	Handler        string
+	Q, N           int
+	Args           string // handler args; for rows built from Rows and Size when empty
+	Rows, Size     int
+	Timeout        time.Duration
+	MessageTimeout time.Duration
+}
+
+func (s fanoutSpec) streaming() bool { return s.Handler == "rows" }
+
+func (s *fanoutSpec) validate() error {
+	switch {
+	case s.Handler == "":
+		return errors.New("handler is empty")
+	case s.Q < 1 || s.Q > 4096:
+		return fmt.Errorf("q=%d: want 1..4096", s.Q)
+	case s.N < 1 || s.N > 16:
+		return fmt.Errorf("n=%d: want 1..16", s.N)
+	case s.Timeout <= 0:
+		return fmt.Errorf("timeout %v must be positive", s.Timeout)
+	}
+	if s.Args == "" && s.Handler == "rows" {
+		s.Args = handlers.RowsArgs(s.Rows, s.Size, 0)
+	}
+	if s.Handler == "rows" {
+		if _, _, _, err := handlers.ParseRowsArgs(s.Args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fanoutResult summarises a fan-out.
+type fanoutResult struct {
+	Handler  string         `json:"handler"`
+	Q        int            `json:"q"`
+	N        int            `json:"n"`
+	Rows     int            `json:"rows"`
+	Replies  int            `json:"replies"`
+	Bytes    int            `json:"bytes"`
+	Replaced int            `json:"replaced"`
+	Elapsed  time.Duration  `json:"elapsed_ns"`
+	PerNode  map[string]int `json:"per_node"` // rows or replies per node
+}
+
+// runFanout runs spec over peers with a coordinator bound to ctx. onMsg
+// sees every row, LAST and reply. Job (range r, copy c) runs on peer
+// (r+c) mod len(peers); a failed streaming worker is resumed on the next
+// peer after the rows it delivered.
+func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanoutSpec, onMsg func(coord.Message) error) (res fanoutResult, err error) {
+	res = fanoutResult{Handler: spec.Handler, Q: spec.Q, N: spec.N, PerNode: map[string]int{}}
+	start := time.Now()
+	defer func() { res.Elapsed = time.Since(start) }()
+	co, err := cl.New(ctx, spec.Q*spec.N)
+	if err != nil {
+		return res, err
+	}
+	defer co.Close()
+	jobs := make([]coord.Job, 0, spec.Q*spec.N)
+	for r, rg := range coord.Ranges(spec.Q) {
+		for c := 0; c < spec.N; c++ {
+			jobs = append(jobs, coord.Job{Node: peers[(r+c)%len(peers)], Handler: spec.Handler, Args: []byte(spec.Args), Range: rg})
+		}
+	}
+	if _, err := co.Submit(jobs...); err != nil {
+		return res, err
+	}
+	count := func(m coord.Message) error {
+		res.Bytes += len(m.Payload)
+		switch m.Kind {
+		case coord.KindRow:
+			res.Rows++
+			res.PerNode[m.Worker.Node]++
+		case coord.KindReply:
+			res.Replies++
+			res.PerNode[m.Worker.Node]++
+		}
+		if onMsg != nil {
+			return onMsg(m)
+		}
+		return nil
+	}
+	opts := coord.RecvOptions{Timeout: spec.Timeout, MessageTimeout: spec.MessageTimeout}
+	if !spec.streaming() {
+		err = co.Recv(opts, func(m coord.Message) (bool, error) {
+			if m.Err != nil {
+				return false, m.Err
+			}
+			return false, count(m)
+		})
+		return res, err
+	}
+	starts := make([]int, len(jobs)) // first row of each slot's job
+	tried := map[coord.Range]int{}
+	err = co.Stream(coord.StreamOptions{
+		RecvOptions: opts,
+		Replace: func(failed coord.WorkerInfo, cause error) ([]coord.Job, error) {
+			if tried[failed.Range]++; tried[failed.Range] >= len(peers) {
+				return nil, nil // every peer tried: progress not possible
+			}
+			count, size, _, _ := handlers.ParseRowsArgs(spec.Args)
+			from := starts[failed.Slot] + int(failed.Rows)
+			starts = append(starts, from)
+			res.Replaced++
+			next := peers[(slices.Index(peers, failed.Node)+1)%len(peers)]
+			return []coord.Job{{Node: next, Handler: spec.Handler, Args: []byte(handlers.RowsArgs(count, size, from)), Range: failed.Range}}, nil
+		},
+	}, count)
+	return res, err
+}
+
+// fanoutCmd: rexinode fanout.
+func fanoutCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("fanout", stderr)
+	nodes := fs.String("nodes", "", "comma-separated node addresses (host:port)")
+	sec := addSecretFlags(fs)
+	spec := fanoutSpec{}
+	fs.StringVar(&spec.Handler, "handler", "rows", "handler to run: echo, rows, sleep, block, crash, or your own")
+	fs.IntVar(&spec.Q, "q", 64, "shard ranges")
+	fs.IntVar(&spec.N, "n", 3, "copies per range")
+	fs.StringVar(&spec.Args, "args", "", "handler arguments (rows: N[:SIZE[:START]])")
+	fs.IntVar(&spec.Rows, "rows", 10, "rows per range, for the rows handler when -args is empty")
+	fs.IntVar(&spec.Size, "size", 100, "row size in bytes, for the rows handler when -args is empty")
+	fs.DurationVar(&spec.Timeout, "timeout", time.Minute, "global timeout of the fan-out")
+	fs.DurationVar(&spec.MessageTimeout, "message-timeout", 0, "longest silence between messages (0: none)")
+	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	fs.String("config", "", "JSON file of flag values")
+	cf := addClientFlags(fs, true)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	secret, err := sec.resolve()
+	if err != nil {
+		return err
+	}
+	peers := splitList(*nodes)
+	if len(peers) == 0 {
+		return fail(exitUsage, "-nodes is required")
+	}
+	if err := spec.validate(); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	cl, err := connect(peers, secret, cf, newLogger(stderr, slog.LevelError))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	expected := 0
+	if spec.streaming() {
+		c, _, st, _ := handlers.ParseRowsArgs(spec.Args)
+		expected = spec.Q * (c - st)
+	} else {
+		expected = spec.Q * spec.N
+	}
+	bar := newProgress(stderr, expected)
+	res, err := runFanout(context.Background(), cl, peers, spec, func(m coord.Message) error {
+		if m.Kind == coord.KindRow || m.Kind == coord.KindReply {
+			bar.add(1)
+		}
+		return nil
+	})
+	bar.done()
+	if err != nil {
+		return fail(exitFailed, "fan-out failed after %d rows, %d replies: %v", res.Rows, res.Replies, err)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	printSummary(stdout, res)
+	return nil
+}
+
+func printSummary(w io.Writer, r fanoutResult) {
+	fmt.Fprintf(w, "fan-out %s q=%d n=%d: %d rows, %d replies, %d bytes in %v", r.Handler, r.Q, r.N, r.Rows, r.Replies, r.Bytes, r.Elapsed.Round(time.Microsecond))
+	if r.Replaced > 0 {
+		fmt.Fprintf(w, " (%d workers replaced)", r.Replaced)
+	}
+	fmt.Fprintln(w)
+	nodes := make([]string, 0, len(r.PerNode))
+	for n := range r.PerNode {
+		nodes = append(nodes, n)
+	}
+	slices.Sort(nodes)
+	for _, n := range nodes {
+		fmt.Fprintf(w, "  %-22s %d\n", n, r.PerNode[n])
+	}
+}
+
+// clientFlags are the coordinator-side connection settings.
+type clientFlags struct {
+	checksum, compression *bool
+	dialTimeout           *time.Duration
+	hbInterval, hbTimeout *time.Duration
+}
+
+// addClientFlags registers the connection flags; features (-checksum,
+// -compression) only when the caller has no flags of those names already.
+func addClientFlags(fs flagSet, features bool) clientFlags {
+	f := clientFlags{
+		dialTimeout: fs.Duration("dial-timeout", 5*time.Second, "connect and handshake timeout per node"),
+		hbInterval:  fs.Duration("heartbeat-interval", time.Second, "heartbeat interval to each node"),
+		hbTimeout:   fs.Duration("heartbeat-timeout", 5*time.Second, "declare a node down after this long without a frame"),
+	}
+	if features {
+		f.checksum = fs.Bool("checksum", false, "ask nodes for xxhash64 frame checksums")
+		f.compression = fs.Bool("compression", false, "ask nodes for S2 compression of large payloads")
+	}
+	return f
+}
+
+func (f clientFlags) config(peers []string, secret []byte) coord.Config {
+	return coord.Config{Nodes: peers, Secret: secret, Name: hostName("rexinode"), Checksum: *f.checksum, Compression: *f.compression,
+		DialTimeout: *f.dialTimeout, HeartbeatInterval: *f.hbInterval, HeartbeatTimeout: *f.hbTimeout}
+}
+
+// connect builds a client and waits until every node is connected.
+func connect(peers []string, secret []byte, cf clientFlags, log *slog.Logger) (*coord.Client, error) {
+	cfg := cf.config(peers, secret)
+	cfg.Logger = log
+	cl, err := coord.NewClient(cfg)
+	if err != nil {
+		return nil, fail(exitUsage, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+time.Second)
+	defer cancel()
+	if err := cl.WaitConnected(ctx); err != nil {
+		cl.Close()
+		return nil, fail(exitUnreachable, "cannot reach the nodes: %v", err)
+	}
+	return cl, nil
+}
+
+func hostName(prefix string) string {
+	h, err := os.Hostname()
+	if err != nil {
+		return prefix
+	}
+	return prefix + "@" + strings.SplitN(h, ".", 2)[0]
+}

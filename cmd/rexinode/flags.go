@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// flagSet wraps flag.FlagSet so that every flag can also come from an
+// environment variable (REXI_ + its name in upper case, dashes as
+// underscores) and from a JSON config file, with flags > env > file >
+// default.
+type flagSet struct {
+	*flag.FlagSet
+}
+
+func newFlagSet(name string, stderr io.Writer) flagSet {
+	fs := flag.NewFlagSet("rexinode "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return flagSet{fs}
+}
+
+func envName(flagName string) string {
+	return "REXI_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse applies, in order, the config file named by -config (or
+// REXI_CONFIG), the environment, and args.
+func (fs flagSet) parse(args []string) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		f.Usage += " [$" + envName(f.Name) + "]"
+	})
+	configPath := os.Getenv("REXI_CONFIG")
+	for i, a := range args {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "config" {
+			if hasVal {
+				configPath = val
+			} else if i+1 < len(args) {
+				configPath = args[i+1]
+			}
+		}
+	}
+	if configPath != "" {
+		if err := fs.applyFile(configPath); err != nil {
+			return fail(exitUsage, "config %s: %v", configPath, err)
+		}
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && f.Name != "config" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fail(exitUsage, "$%s=%q: %v", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fail(exitUsage, "%v", err)
+	}
+	if fs.NArg() > 0 {
+		return fail(exitUsage, "unexpected arguments %q", fs.Args())
+	}
+	return nil
+}
+
+// applyFile sets flags from a JSON object whose keys are flag names.
+func (fs flagSet) applyFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("not a JSON object of flag names: %w", err)
+	}
+	for k, v := range m {
+		if fs.Lookup(k) == nil || k == "config" {
+			return fmt.Errorf("unknown setting %q", k)
+		}
+		s := fmt.Sprint(v)
+		if list, ok := v.([]any); ok {
+			parts := make([]string, len(list))
+			for i, x := range list {
+				parts[i] = fmt.Sprint(x)
+			}
+			s = strings.Join(parts, ",")
+		}
+		if err := fs.Set(k, s); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// secretFlags registers -secret and -secret-file; resolve returns the
+// secret, preferring the file.
+type secretFlags struct {
+	secret, file *string
+}
+
+func addSecretFlags(fs flagSet) secretFlags {
+	return secretFlags{
+		secret: fs.String("secret", "", "cluster shared secret (prefer -secret-file or the environment over the command line)"),
+		file:   fs.String("secret-file", "", "file holding the cluster shared secret (trailing newline ignored)"),
+	}
+}
+
+func (s secretFlags) resolve() ([]byte, error) {
+	if *s.file != "" {
+		b, err := os.ReadFile(*s.file)
+		if err != nil {
+			return nil, fail(exitUsage, "secret file: %v", err)
+		}
+		b = []byte(strings.TrimRight(string(b), "\r\n"))
+		if len(b) == 0 {
+			return nil, fail(exitUsage, "secret file %s is empty", *s.file)
+		}
+		return b, nil
+	}
+	if *s.secret == "" {
+		return nil, fail(exitUsage, "no secret: set -secret-file, $REXI_SECRET_FILE or $REXI_SECRET")
+	}
+	return []byte(*s.secret), nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fail(exitUsage, "log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

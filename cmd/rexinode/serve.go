@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rexi-go/rexi/coord"
+	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/handlers"
+	"github.com/rexi-go/rexi/node"
+)
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serveFlags are rexinode serve's settings.
+type serveFlags struct {
+	listen, admin, name, peers, logLevel *string
+	window                               *int
+	initTimeout, ackTimeout, drainGrace  *time.Duration
+	idleTimeout                          *time.Duration
+	maxFrame, outbound, threshold        *int
+	checksum, compression                *bool
+	secret                               secretFlags
+	client                               clientFlags
+}
+
+func addServeFlags(fs flagSet) serveFlags {
+	return serveFlags{
+		listen:      fs.String("listen", "127.0.0.1:7070", "rexi protocol listen address (port 0: any free port)"),
+		admin:       fs.String("admin", "127.0.0.1:7071", "admin HTTP address: /metrics /healthz /errors /jobs /fanout /debug/pprof (\"off\" disables)"),
+		name:        fs.String("name", "", "node name (default: the listen address)"),
+		peers:       fs.String("peers", "", "comma-separated peer node addresses for /fanout; \"self\" is this node (default: self)"),
+		logLevel:    fs.String("log-level", "info", "debug, info, warn or error"),
+		window:      fs.Int("window", node.DefaultWindow, "un-acked STREAM rows per worker"),
+		initTimeout: fs.Duration("init-timeout", node.DefaultStreamTimeout, "wait for START after STREAM_INIT"),
+		ackTimeout:  fs.Duration("ack-timeout", node.DefaultStreamTimeout, "wait for ACK with a full window"),
+		idleTimeout: fs.Duration("idle-timeout", node.DefaultIdleTimeout, "close connections silent this long (negative: never)"),
+		drainGrace:  fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
+		maxFrame:    fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
+		outbound:    fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
+		threshold:   fs.Int("compress-threshold", frame.DefaultCompressThreshold, "payloads above this many bytes are S2-compressed when negotiated"),
+		checksum:    fs.Bool("checksum", true, "offer xxhash64 checksums to coordinators"),
+		compression: fs.Bool("compression", true, "offer S2 compression to coordinators"),
+		secret:      addSecretFlags(fs),
+	}
+}
+
+// daemon is a running rexinode serve.
+type daemon struct {
+	log     *slog.Logger
+	node    *node.Node
+	client  *coord.Client
+	peers   []string
+	metrics *metrics
+	admin   *http.Server
+	adminLn net.Listener
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	f := addServeFlags(fs)
+	f.client = addClientFlags(fs, false)
+	f.client.checksum, f.client.compression = f.checksum, f.compression // a node asks its peers for what it offers
+	fs.String("config", "", "JSON file of flag values, e.g. {\"listen\": \":7070\", \"peers\": [\"a:7070\", \"b:7070\"]}")
+	if err := fs.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	level, err := parseLevel(*f.logLevel)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, level)
+	secret, err := f.secret.resolve()
+	if err != nil {
+		return err
+	}
+	d, err := startDaemon(f, secret, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rexinode %s listening on %s\n", d.node.Name(), d.node.Addr())
+	if d.adminLn != nil {
+		fmt.Fprintf(stdout, "admin http://%s\n", d.adminLn.Addr())
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	sig := <-sigs
+	log.Info("draining: refusing new work", "signal", sig.String(), "grace", *f.drainGrace, "live_workers", d.node.Stats().Live)
+	go func() {
+		<-sigs
+		log.Error("second signal: exiting at once")
+		os.Exit(exitFailed)
+	}()
+	d.shutdown(*f.drainGrace)
+	log.Info("stopped")
+	return nil
+}
+
+func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error) {
+	n, err := node.New(node.Config{
+		Name: *f.name, Addr: *f.listen, Secret: secret,
+		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: *f.idleTimeout,
+		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, CompressThreshold: *f.threshold,
+		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, fail(exitUsage, "%v", err)
+	}
+	handlers.Register(n)
+	if err := n.Start(); err != nil {
+		return nil, fail(exitListen, "cannot listen on %s: %v", *f.listen, err)
+	}
+	d := &daemon{log: log, node: n, peers: splitList(*f.peers)}
+	if len(d.peers) == 0 {
+		d.peers = []string{"self"}
+	}
+	for i, p := range d.peers {
+		if p == "self" {
+			d.peers[i] = n.Addr()
+		}
+	}
+	ccfg := f.client.config(d.peers, secret)
+	ccfg.Logger = log
+	ccfg.MaxPayload = *f.maxFrame
+	if d.client, err = coord.NewClient(ccfg); err != nil {
+		n.Close()
+		return nil, fail(exitUsage, "peers: %v", err)
+	}
+	d.metrics = newMetrics(n, d.client)
+	if *f.admin != "off" {
+		if d.adminLn, err = net.Listen("tcp", *f.admin); err != nil {
+			d.client.Close()
+			n.Close()
+			return nil, fail(exitListen, "cannot listen on admin address %s: %v", *f.admin, err)
+		}
+		d.admin = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin http server failed", "err", err)
+			}
+		}()
+	}
+	return d, nil
+}
+
+// shutdown drains: no new work, running workers get grace, then every
+// remaining worker is killed and everything is closed.
+func (d *daemon) shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := d.node.Drain(ctx); err != nil {
+		d.log.Warn("grace period over: killing the remaining workers", "err", err)
+	}
+	if d.admin != nil {
+		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+		if err := d.admin.Shutdown(hctx); err != nil {
+			d.admin.Close() // streaming /fanout requests end here; their workers are reaped
+		}
+		hcancel()
+	}
+	d.client.Close()
+	d.node.Close()
+}
