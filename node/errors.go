@@ -46,7 +46,9 @@ type peerError struct {
 	msg  string
 }
 
-func (e *peerError) Error() string { return fmt.Sprintf("coordinator sent ERROR %s: %s", e.code, e.msg) }
+func (e *peerError) Error() string {
+	return fmt.Sprintf("coordinator sent ERROR %s: %s", e.code, e.msg)
+}
 
 func newPeerError(p []byte) *peerError {
 	code, msg, _ := frame.ParseError(p)
