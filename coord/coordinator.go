@@ -26,7 +26,7 @@ const (
 	slotPending   slotState = iota // DOIT queued
 	slotCandidate                  // STREAM_INIT arrived; waiting to be chosen
 	slotStarted                    // START sent
-	slotCancelled                  // CANCEL sent (still killed again by Close)
+	slotCancelled                  // CANCEL sent: the node kills it, so it counts as finished
 	slotDone                       // final message arrived: REPLY or LAST
 	slotFailed                     // EXIT, node down, or not sent
 )
@@ -43,7 +43,11 @@ type slot struct {
 	chosen  bool   // Stream picked it to serve its range
 }
 
-func (s *slot) finished() bool { return s.st == slotDone || s.st == slotFailed }
+// finished: nothing more will come from the job and it needs no KILL_ALL.
+// A CANCELled job counts: the node kills it on CANCEL, which travels on the
+// same ordered connection before any later frame, so a KILL_ALL for it
+// would only leave a useless tombstone on the node.
+func (s *slot) finished() bool { return s.st >= slotCancelled }
 
 // Coordinator is one fan-out: a table of jobs, registered with the reaper
 // before any is sent, and the loops that receive their output. Use it from
@@ -74,6 +78,7 @@ type state struct {
 	spareEntries []entry // swapped with the inbox's buffers
 	spareData    []byte
 	acks         []int32 // slots with rows to acknowledge after this batch
+	pushNodes    []bool  // nodes with control frames queued in this batch
 	handler      []byte  // reused for DOIT encoding
 
 	hookBetweenBatches func(node int) // tests only
@@ -93,6 +98,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		table:     cl.reaper.Register(capacity),
 		slots:     make([]slot, 0, capacity),
 		nodesUsed: make([]bool, len(cl.nodes)),
+		pushNodes: make([]bool, len(cl.nodes)),
 	}
 	s.inbox.signal = make(chan struct{}, 1)
 	if err := cl.register(s); err != nil {
@@ -139,8 +145,10 @@ func (co *Coordinator) Bind(ctx context.Context) {
 }
 
 // Close kills every job not known to be finished — one KILL_ALL per node,
-// for winners, losers and jobs that never started alike — then disarms the
-// reaper and releases the coordinator. The KILL_ALLs are queued before the
+// for streaming winners, jobs that never sent STREAM_INIT and cast jobs
+// alike (a job is known finished after its REPLY, LAST or EXIT, its node's
+// loss, or our CANCEL) — then disarms the reaper and releases the
+// coordinator. The KILL_ALLs are queued before the
 // reaper is disarmed, so a coordinator dying inside Close is still covered;
 // after Close the reaper never fires for it. Safe to call more than once.
 func (co *Coordinator) Close() error {
@@ -283,28 +291,43 @@ func (nc *nodeConn) submit(s *state, jobs []Job, first int) {
 	if !up || overloaded {
 		s.inbox.notify()
 	}
-	if up {
-		nc.kickWriter()
-	}
+	nc.push()
 }
 
 // Start sends START to job slot i (for callers driving streams by hand
 // with Recv; Stream does this itself).
-func (co *Coordinator) Start(i int) { co.s.control(int32(i), frame.TypeStart) }
+func (co *Coordinator) Start(i int) {
+	co.s.control(int32(i), frame.TypeStart)
+	co.s.pushControl()
+}
 
 // Cancel sends CANCEL to job slot i: the node kills that worker.
-func (co *Coordinator) Cancel(i int) { co.s.control(int32(i), frame.TypeCancel) }
+func (co *Coordinator) Cancel(i int) {
+	co.s.control(int32(i), frame.TypeCancel)
+	co.s.pushControl()
+}
+
+// pushControl writes the control frames queued for each node, one write
+// per node.
+func (s *state) pushControl() {
+	for i, p := range s.pushNodes {
+		if p {
+			s.pushNodes[i] = false
+			s.cl.nodes[i].push()
+		}
+	}
+}
 
 func (s *state) control(i int32, t frame.Type) {
 	sl := &s.slots[i]
 	if sl.finished() {
 		return
 	}
-	switch t {
-	case frame.TypeStart:
-		sl.st = slotStarted
-	case frame.TypeCancel:
-		sl.st = slotCancelled
-	}
 	s.cl.nodes[sl.node].queueControl(t, s.ref(i), 0)
+	s.pushNodes[sl.node] = true
+	if t == frame.TypeStart {
+		sl.st = slotStarted
+	} else {
+		s.finish(i, slotCancelled)
+	}
 }

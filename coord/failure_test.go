@@ -316,8 +316,9 @@ func TestBoundToHTTPRequest(t *testing.T) {
 	resp.Body.Close() // hang up
 	c.waitReaped(t, at, time.Second)
 	// Whichever came first, the reaper or the handler's deferred Close,
-	// the workers were killed once: one KILL_ALL per node.
-	if got := c.cl.Stats().KillAllSent; got != 3 {
-		t.Fatalf("KILL_ALLs sent %d, want 3", got)
+	// the workers were killed once: at most one KILL_ALL per node (nodes
+	// whose jobs were all CANCELled need none).
+	if got := c.cl.Stats().KillAllSent; got < 1 || got > 3 {
+		t.Fatalf("KILL_ALLs sent %d, want 1..3", got)
 	}
 }

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
-
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/rexi-go/rexi/frame"
 )
@@ -23,11 +23,21 @@ type nodeConn struct {
 	addr string
 	kick chan struct{} // capacity 1: output is waiting
 
+	// Used only by the goroutine holding writing.
+	rawWriteFn func(fd uintptr) bool
+	wbuf       []byte
+	wn         int
+	werr       error
+
 	mu      sync.Mutex
 	up      bool
 	epoch   uint32 // incremented by every successful handshake
 	enc     frame.Encoder
-	out     []byte
+	out     []byte // queued frames, in order
+	spare   []byte // the other output buffer
+	writing bool   // someone is writing: only one writer at a time keeps order
+	conn    net.Conn
+	raw     syscall.RawConn
 	peerMax int
 	coords  map[*state]struct{} // coordinators with jobs sent in this epoch
 	upCh    chan struct{}       // closed while up
@@ -35,8 +45,10 @@ type nodeConn struct {
 }
 
 func newNodeConn(cl *Client, idx int, addr string) *nodeConn {
-	return &nodeConn{cl: cl, idx: idx, addr: addr, kick: make(chan struct{}, 1),
+	nc := &nodeConn{cl: cl, idx: idx, addr: addr, kick: make(chan struct{}, 1),
 		coords: make(map[*state]struct{}), upCh: make(chan struct{})}
+	nc.rawWriteFn = nc.rawWrite
+	return nc
 }
 
 func (nc *nodeConn) kickWriter() {
@@ -197,35 +209,27 @@ func readOneFrame(conn net.Conn, dec frame.Decoder) (frame.Frame, []byte, error)
 	}
 }
 
-// write is the manager's writer loop: it flushes queued frames in one
-// write each time it is kicked, and sends heartbeats. It returns why the
+// write is the manager's loop while connected: it sends heartbeats and
+// writes, with a blocking write bounded by HeartbeatTimeout, whatever the
+// direct path (push) could not write without blocking. It returns why the
 // connection ends, and whether that was the reader ending.
 func (nc *nodeConn) write(conn net.Conn, readerDone chan error) (error, bool) {
 	cfg := &nc.cl.cfg
+	raw, err := conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err, false
+	}
 	nc.mu.Lock()
 	nc.up = true
 	nc.epoch++
 	nc.lastErr = nil
+	nc.conn, nc.raw = conn, raw
 	close(nc.upCh)
 	nc.mu.Unlock()
 	nc.cl.log.Info("rexi coord: connected to node", "node", nc.addr)
 	tick := time.NewTicker(cfg.HeartbeatInterval)
 	defer tick.Stop()
-	var spare []byte
 	var beat uint64
-	flush := func() error {
-		nc.mu.Lock()
-		buf := nc.out
-		nc.out = spare[:0]
-		nc.mu.Unlock()
-		spare = buf
-		if len(buf) == 0 {
-			return nil
-		}
-		_ = conn.SetWriteDeadline(time.Now().Add(cfg.HeartbeatTimeout))
-		_, err := conn.Write(buf)
-		return err
-	}
 	for {
 		select {
 		case <-nc.kick:
@@ -237,13 +241,109 @@ func (nc *nodeConn) write(conn net.Conn, readerDone chan error) (error, bool) {
 		case err := <-readerDone:
 			return err, true
 		case <-nc.cl.ctx.Done():
-			_ = flush() // KILL_ALLs queued by Close
+			_ = nc.drain(true) // KILL_ALLs queued by Close
 			return errStopped, false
 		}
-		if err := flush(); err != nil {
+		if err := nc.drain(true); err != nil {
 			return err, false
 		}
 	}
+}
+
+// errWouldBlock: the socket is full; the manager takes over.
+var errWouldBlock = errors.New("socket send buffer full")
+
+// push writes queued output from the calling goroutine when no write is in
+// progress: a lone frame goes out with no goroutine hand-off, and frames
+// queued while a write is in progress go out together in the next one. It
+// never blocks: what does not fit is left to the manager goroutine.
+func (nc *nodeConn) push() {
+	nc.mu.Lock()
+	if nc.writing || !nc.up || len(nc.out) == 0 {
+		nc.mu.Unlock()
+		return
+	}
+	err := nc.drainLocked(false)
+	nc.mu.Unlock()
+	if err != nil {
+		nc.kickWriter() // would block; or a failed write, which the reader sees too
+	}
+}
+
+// drain writes everything queued; see drainLocked.
+func (nc *nodeConn) drain(blocking bool) error {
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	if nc.writing {
+		return nil // the active writer writes what we queued
+	}
+	return nc.drainLocked(blocking)
+}
+
+// drainLocked is called with nc.mu held and returns with it held; it
+// writes queued output, with nc.mu released during each write, until none
+// is left. Non-blocking, it stops at the first short write and puts the
+// rest back at the front of the queue.
+func (nc *nodeConn) drainLocked(blocking bool) error {
+	nc.writing = true
+	defer func() { nc.writing = false }()
+	conn, raw := nc.conn, nc.raw
+	for len(nc.out) > 0 && conn != nil {
+		buf := nc.out
+		nc.out = nc.spare[:0]
+		nc.mu.Unlock()
+		var n int
+		var err error
+		if blocking {
+			_ = conn.SetWriteDeadline(time.Now().Add(nc.cl.cfg.HeartbeatTimeout))
+			n, err = conn.Write(buf)
+		} else {
+			n, err = nc.tryWrite(raw, buf)
+		}
+		nc.mu.Lock()
+		if n < len(buf) && err == nil {
+			err = errWouldBlock
+		}
+		if err != nil {
+			rest := make([]byte, 0, len(buf)-n+len(nc.out))
+			nc.out = append(append(rest, buf[n:]...), nc.out...)
+			nc.spare = buf[:0]
+			return err
+		}
+		nc.spare = buf[:0]
+	}
+	return nil
+}
+
+// tryWrite writes as much of buf as the socket takes without blocking.
+func (nc *nodeConn) tryWrite(raw syscall.RawConn, buf []byte) (int, error) {
+	nc.wbuf, nc.wn, nc.werr = buf, 0, nil
+	if err := raw.Write(nc.rawWriteFn); err != nil {
+		return 0, err
+	}
+	n, err := nc.wn, nc.werr
+	nc.wbuf = nil
+	return n, err
+}
+
+// rawWrite runs inside RawConn.Write: the fd is non-blocking, so EAGAIN
+// ends the attempt instead of waiting.
+func (nc *nodeConn) rawWrite(fd uintptr) bool {
+	for nc.wn < len(nc.wbuf) {
+		n, err := syscall.Write(int(fd), nc.wbuf[nc.wn:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err != nil {
+			nc.werr = err
+			break
+		}
+		nc.wn += n
+	}
+	return true
 }
 
 // down marks the node down and fails every job sent in the ending epoch,
@@ -253,6 +353,7 @@ func (nc *nodeConn) down(cause error) {
 	wasUp := nc.up
 	nc.up = false
 	nc.out = nc.out[:0]
+	nc.conn, nc.raw = nil, nil
 	nc.lastErr = cause
 	nc.upCh = make(chan struct{})
 	epoch := nc.epoch
@@ -294,11 +395,12 @@ func (nc *nodeConn) queueKillAll(refs []uint64) {
 		}
 	}
 	nc.mu.Unlock()
-	nc.kickWriter()
+	nc.push()
 }
 
 // queueControl appends a START, CANCEL or ACK; control frames are never
-// refused for space (they are tiny and keep workers moving).
+// refused for space (they are tiny and keep workers moving). The caller
+// pushes once after queueing a batch.
 func (nc *nodeConn) queueControl(t frame.Type, ref uint64, ack uint32) {
 	nc.mu.Lock()
 	if nc.up {
@@ -309,5 +411,4 @@ func (nc *nodeConn) queueControl(t frame.Type, ref uint64, ack uint32) {
 		}
 	}
 	nc.mu.Unlock()
-	nc.kickWriter()
 }

@@ -184,8 +184,10 @@ func (s *state) flushAcks() {
 		sl := &s.slots[i]
 		if sl.unacked > 0 && !sl.finished() {
 			s.cl.nodes[sl.node].queueControl(frame.TypeAck, s.ref(i), sl.unacked)
+			s.pushNodes[sl.node] = true
 		}
 		sl.unacked = 0
 	}
 	s.acks = s.acks[:0]
+	s.pushControl() // ACKs, STARTs and CANCELs of this batch: one write per node
 }

@@ -119,8 +119,8 @@ func (r *streamRun) claimable(rg Range) bool {
 
 // maybeStart starts the candidates that complete the ring, if they do.
 func (r *streamRun) maybeStart() error {
-	if r.fixedLen+r.candLen < ringSize {
-		return nil
+	if r.fixedLen == ringSize || r.fixedLen+r.candLen < ringSize {
+		return nil // complete already, or cannot be yet
 	}
 	fixed, ranges, cands := r.layout(false)
 	chosen, ok := tiling(fixed, ranges, cands)

@@ -38,18 +38,20 @@ func RowsArgs(count, size, start int) string { return fmt.Sprintf("%d:%d:%d", co
 
 // ParseRowsArgs parses "N[:S[:START]]".
 func ParseRowsArgs(s string) (count, size, start int, err error) {
-	parts := strings.Split(s, ":")
 	size = 100
-	nums := []*int{&count, &size, &start}
-	if len(parts) > len(nums) || s == "" {
-		return 0, 0, 0, fmt.Errorf("rows: args %q, want N[:SIZE[:START]]", s)
-	}
-	for i, p := range parts {
+	nums := [...]*int{&count, &size, &start}
+	rest := s
+	for i := 0; ; i++ {
+		p, r, more := strings.Cut(rest, ":")
 		v, err := strconv.Atoi(p)
-		if err != nil || v < 0 {
-			return 0, 0, 0, fmt.Errorf("rows: args %q: %q is not a non-negative integer", s, p)
+		if i == len(nums) || err != nil || v < 0 {
+			return 0, 0, 0, fmt.Errorf("rows: args %q, want N[:SIZE[:START]] of non-negative integers", s)
 		}
 		*nums[i] = v
+		if !more {
+			break
+		}
+		rest = r
 	}
 	if size > 16<<20 {
 		return 0, 0, 0, fmt.Errorf("rows: row size %d too large", size)

@@ -56,6 +56,11 @@ type Config struct {
 	// TombstoneTTL bounds a tombstone's age. Default 60 s.
 	TombstoneTTL time.Duration
 
+	// IdleWorkers is how many finished worker goroutines wait for the next
+	// job instead of exiting; reusing them saves a goroutine start and its
+	// stack growth per job. Default 1024.
+	IdleWorkers int
+
 	// EventLoops is the number of gnet event loops. Default 1, which was as
 	// fast as more on this workload (one connection per coordinator process).
 	EventLoops int
@@ -98,7 +103,7 @@ func (c Config) Validate() error {
 		return configError("sizes must not be negative")
 	case c.MaxPayload > 1<<31-1:
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
-	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0:
+	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0:
 		return configError("counts must not be negative")
 	}
 	return nil
@@ -131,6 +136,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.ErrorRing, DefaultErrorRing)
 	defInt(&c.MaxTombstones, DefaultMaxTombstones)
 	defInt(&c.EventLoops, 1)
+	defInt(&c.IdleWorkers, 1024)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -47,7 +47,9 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		args:    in[len(d.Nonce):],
 		started: now,
 	}
-	w.ctx, w.cancel = context.WithCancelCause(c.n.ctx)
+	// No parent: Close kills every job through its connection, and a
+	// parent would cost a registration per job.
+	w.ctx, w.cancel = context.WithCancelCause(context.Background())
 	if d.TimeoutMillis > 0 {
 		var stop context.CancelFunc
 		w.ctx, stop = context.WithDeadlineCause(w.ctx, now.Add(time.Duration(d.TimeoutMillis)*time.Millisecond), ErrDeadline)
@@ -65,9 +67,47 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	c.n.stats.live.Add(1)
 	c.n.stats.started.Add(1)
 	c.n.stats.running.Add(1)
-	c.n.wg.Add(1)
-	go c.n.run(h.fn, w)
+	c.n.spawn(task{h.fn, w})
 	return nil
+}
+
+// task is a job handed to a worker goroutine.
+type task struct {
+	fn Handler
+	w  *Worker
+}
+
+// spawn runs t on an idle worker goroutine, or on a new one. It never
+// blocks (it runs on the event loop).
+func (n *Node) spawn(t task) {
+	select {
+	case n.tasks <- t:
+		return
+	default:
+	}
+	n.wg.Add(1)
+	go n.worker(t)
+}
+
+// worker runs tasks until it has been idle while IdleWorkers others were,
+// or the node closes.
+func (n *Node) worker(t task) {
+	defer n.wg.Done()
+	for {
+		n.run(t.fn, t.w)
+		t = task{}
+		if n.idle.Add(1) > int32(n.cfg.IdleWorkers) {
+			n.idle.Add(-1)
+			return
+		}
+		select {
+		case t = <-n.tasks:
+			n.idle.Add(-1)
+		case <-n.quit:
+			n.idle.Add(-1)
+			return
+		}
+	}
 }
 
 func (c *conn) start(ref uint64) {
@@ -140,9 +180,8 @@ func (n *Node) killed(w *Worker) {
 	n.stats.killed.Add(1)
 }
 
-// run is a worker goroutine: it runs the handler and reports how it ended.
+// run runs one job's handler on a worker goroutine and reports how it ended.
 func (n *Node) run(fn Handler, w *Worker) {
-	defer n.wg.Done()
 	err, panicked, stack := call(fn, w)
 	n.stats.running.Add(-1)
 	c := w.c
@@ -193,4 +232,29 @@ func call(fn Handler, w *Worker) (err error, panicked bool, stack []byte) {
 		}
 	}()
 	return fn(w.ctx, w), false, nil
+}
+
+// expireWaits stops the workers whose wait for START or ACK has outlived
+// its timeout (called by the janitor).
+func (c *conn) expireWaits(now int64) {
+	var expired []*Worker
+	var causes []error
+	c.mu.Lock()
+	for _, w := range c.jobs {
+		switch {
+		case w.wait == waitStart && now-w.waitSince > int64(c.n.cfg.InitTimeout):
+			expired, causes = append(expired, w), append(causes, ErrInitTimeout)
+			c.n.stats.initTimeouts.Add(1)
+		case w.wait == waitAck && now-w.waitSince > int64(c.n.cfg.AckTimeout):
+			expired, causes = append(expired, w), append(causes, ErrAckTimeout)
+			c.n.stats.ackTimeouts.Add(1)
+		default:
+			continue
+		}
+		w.wait = waitNone // counted once
+	}
+	c.mu.Unlock()
+	for i, w := range expired {
+		w.cancel(causes[i])
+	}
 }

@@ -27,9 +27,10 @@ type Node struct {
 	errs     *errorRing
 	draining atomic.Bool
 
-	ctx    context.Context // parent of every worker context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // worker goroutines
+	wg    sync.WaitGroup // worker goroutines
+	tasks chan task      // unbuffered: a job handed to an idle worker goroutine
+	idle  atomic.Int32   // worker goroutines waiting on tasks
+	quit  chan struct{}  // closed by Close: idle workers exit
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -64,8 +65,9 @@ func New(cfg Config) (*Node, error) {
 		conns:   make(map[*conn]struct{}),
 		booted:  make(chan struct{}),
 		runDone: make(chan struct{}),
+		tasks:   make(chan task),
+		quit:    make(chan struct{}),
 	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
 	empty := map[string]handlerEntry{}
 	n.handlers.Store(&empty)
 	return n, nil
@@ -135,7 +137,11 @@ func (n *Node) Addr() string { return n.addr }
 func (n *Node) Name() string { return n.cfg.Name }
 
 // Stats returns a snapshot of the node's counters.
-func (n *Node) Stats() Stats { return n.stats.snapshot() }
+func (n *Node) Stats() Stats {
+	s := n.stats.snapshot()
+	s.Idle = int64(n.idle.Load())
+	return s
+}
 
 // RecentErrors returns the last worker failures, oldest first.
 func (n *Node) RecentErrors() []ErrorRecord { return n.errs.list() }
@@ -225,7 +231,7 @@ func (n *Node) Close() error {
 	for _, c := range n.connList() { // OnClose normally did this already
 		c.closeAll()
 	}
-	n.cancel()
+	close(n.quit)
 	n.wg.Wait()
 	return nil
 }
@@ -244,10 +250,13 @@ func (n *Node) stopEngine() {
 	<-stopped
 }
 
-// janitor closes connections that stall the handshake or go idle.
+// janitor closes connections that stall the handshake or go idle, and
+// stops workers whose wait for START or ACK outlived its timeout. It ticks
+// every quarter of the shortest of those timeouts (at most 1 s), which is
+// how late a timeout may fire.
 func (n *Node) janitor() {
 	defer close(n.janitorDone)
-	tick := min(n.cfg.HandshakeTimeout, time.Second)
+	tick := min(n.cfg.HandshakeTimeout, n.cfg.InitTimeout, n.cfg.AckTimeout, time.Second)
 	if n.cfg.IdleTimeout > 0 {
 		tick = min(tick, n.cfg.IdleTimeout)
 	}
@@ -265,6 +274,7 @@ func (n *Node) janitor() {
 				case n.cfg.IdleTimeout > 0 && now.UnixNano()-c.lastRecv.Load() > int64(n.cfg.IdleTimeout):
 					c.closeWith(newConnError(frame.CodeIdleTimeout, "nothing received for %v", n.cfg.IdleTimeout))
 				}
+				c.expireWaits(now.UnixNano())
 			}
 		}
 	}

@@ -83,6 +83,7 @@ func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 // directly: it flushes at the end of every OnTraffic anyway.)
 func (c *conn) appendLocked(t frame.Type, ref uint64, payload []byte) {
 	c.out = c.enc.Append(c.out, t, ref, payload)
+	c.n.stats.framesOut.Add(1)
 	c.kickLocked()
 }
 
@@ -105,6 +106,7 @@ func (c *conn) flush() {
 	c.mu.Unlock()
 	if len(buf) > 0 {
 		c.n.stats.bytesOut.Add(uint64(len(buf)))
+		c.n.stats.writes.Add(1)
 		_, _ = c.gc.Write(buf) // on failure gnet closes the connection and runs OnClose
 	}
 	c.spare = buf[:0]

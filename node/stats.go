@@ -7,6 +7,7 @@ import "sync/atomic"
 type Stats struct {
 	Live    int64 // jobs in connection job tables now
 	Running int64 // handler goroutines that have not returned yet
+	Idle    int64 // pooled worker goroutines waiting for a job
 
 	Started      uint64 // workers started
 	Replied      uint64 // REPLY frames sent
@@ -25,8 +26,10 @@ type Stats struct {
 	ProtocolErrors uint64 // connections closed for a protocol error after the handshake
 	OutputWaits    uint64 // times a worker waited for room under OutboundLimit
 
-	BytesIn  uint64
-	BytesOut uint64
+	BytesIn   uint64
+	BytesOut  uint64
+	FramesOut uint64 // frames queued for coordinators
+	Writes    uint64 // socket writes that carried them (FramesOut/Writes is the batching)
 }
 
 type counters struct {
@@ -35,7 +38,7 @@ type counters struct {
 	started, replied, streamed, killed, errors, panics, unknown, tombstoned atomic.Uint64
 	initTimeouts, ackTimeouts, deadlines                                    atomic.Uint64
 	connections, refused, protocolErrors, outputWaits                       atomic.Uint64
-	bytesIn, bytesOut                                                       atomic.Uint64
+	bytesIn, bytesOut, framesOut, writes                                    atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -48,5 +51,6 @@ func (c *counters) snapshot() Stats {
 		Connections: c.connections.Load(), Refused: c.refused.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), OutputWaits: c.outputWaits.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+		FramesOut: c.framesOut.Load(), Writes: c.writes.Load(),
 	}
 }

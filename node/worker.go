@@ -38,15 +38,25 @@ type Worker struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	signal  chan struct{} // START or ACK arrived; capacity 1; made by the first Stream, under c.mu
-	timer   *time.Timer   // reused by await
 	started time.Time
 
 	// Guarded by c.mu.
-	state   jobState
-	unacked int
-	rows    uint64
-	removed bool // out of the job table: killed or finished
+	state     jobState
+	unacked   int
+	rows      uint64
+	removed   bool     // out of the job table: killed or finished
+	wait      waitKind // what Stream is blocked on; the janitor times it out
+	waitSince int64    // unix nanos when that wait began
 }
+
+// waitKind is what a streaming worker waits for.
+type waitKind uint8
+
+const (
+	waitNone waitKind = iota
+	waitStart
+	waitAck
+)
 
 // Ref is the job's reference, unique on its connection.
 func (w *Worker) Ref() uint64 { return w.ref }
@@ -93,19 +103,17 @@ func (w *Worker) Stream(row []byte) error {
 		w.signal = make(chan struct{}, 1) // reply-only jobs never need one
 		c.appendLocked(frame.TypeStreamInit, w.ref, nil)
 		for w.state == stateInitWait {
-			c.mu.Unlock()
-			if err := w.await(c.n.cfg.InitTimeout, ErrInitTimeout); err != nil {
+			if err := w.awaitLocked(waitStart); err != nil {
+				c.mu.Unlock()
 				return err
 			}
-			c.mu.Lock()
 		}
 	}
 	for w.unacked >= c.n.cfg.Window && !w.removed {
-		c.mu.Unlock()
-		if err := w.await(c.n.cfg.AckTimeout, ErrAckTimeout); err != nil {
+		if err := w.awaitLocked(waitAck); err != nil {
+			c.mu.Unlock()
 			return err
 		}
-		c.mu.Lock()
 	}
 	if err := c.waitRoom(w, len(row)); err != nil {
 		c.mu.Unlock()
@@ -119,30 +127,22 @@ func (w *Worker) Stream(row []byte) error {
 	return nil
 }
 
-// await blocks until the event loop signals the job, the job's context
-// ends, or timeout passes; a timeout stops the worker with cause.
-func (w *Worker) await(timeout time.Duration, cause error) error {
-	if w.timer == nil {
-		w.timer = time.NewTimer(timeout)
-	} else {
-		w.timer.Reset(timeout)
-	}
+// awaitLocked releases c.mu until the event loop signals the worker or
+// its context ends, and takes it again. No timer per wait: the node's
+// janitor cancels a worker whose wait outlives the init or ack timeout.
+func (w *Worker) awaitLocked(kind waitKind) error {
+	w.wait, w.waitSince = kind, time.Now().UnixNano()
+	w.c.mu.Unlock()
 	select {
 	case <-w.signal:
-		w.timer.Stop()
-		return nil
 	case <-w.ctx.Done():
-		w.timer.Stop()
-		return context.Cause(w.ctx)
-	case <-w.timer.C:
-		if cause == ErrInitTimeout {
-			w.c.n.stats.initTimeouts.Add(1)
-		} else {
-			w.c.n.stats.ackTimeouts.Add(1)
-		}
-		w.cancel(cause)
+	}
+	w.c.mu.Lock()
+	w.wait = waitNone
+	if w.ctx.Err() != nil {
 		return context.Cause(w.ctx)
 	}
+	return nil
 }
 
 // wake signals the worker without blocking; one pending signal suffices

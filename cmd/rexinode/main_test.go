@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/rexi-go/rexi/internal/leak"
 	"go.uber.org/goleak"
 )
 
@@ -26,9 +27,5 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building rexinode:", err)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m,
-		goleak.Cleanup(func(int) { os.RemoveAll(dir) }),
-		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-	)
+	goleak.VerifyTestMain(m, append(leak.IgnoreGnet, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))...)
 }

@@ -37,6 +37,9 @@ func newDesc(name, help string, kind prometheus.ValueType, labels ...string) met
 var (
 	mLive        = newDesc("rexi_node_live_workers", "Workers in the node's job tables.", prometheus.GaugeValue)
 	mRunning     = newDesc("rexi_node_running_handlers", "Handler goroutines that have not returned.", prometheus.GaugeValue)
+	mIdle        = newDesc("rexi_node_idle_workers", "Pooled worker goroutines waiting for a job.", prometheus.GaugeValue)
+	mFramesOut   = newDesc("rexi_node_frames_out_total", "Frames queued for coordinators.", prometheus.CounterValue)
+	mWrites      = newDesc("rexi_node_writes_total", "Socket writes carrying them.", prometheus.CounterValue)
 	mStarted     = newDesc("rexi_node_workers_started_total", "Workers started.", prometheus.CounterValue)
 	mReplied     = newDesc("rexi_node_replies_total", "REPLY frames sent.", prometheus.CounterValue)
 	mStreamed    = newDesc("rexi_node_rows_streamed_total", "STREAM rows sent.", prometheus.CounterValue)
@@ -67,7 +70,7 @@ type statsCollector struct {
 	cl *coord.Client
 }
 
-var allDescs = []metricDesc{mLive, mRunning, mStarted, mReplied, mStreamed, mKilled, mErrors, mPanics, mUnknown,
+var allDescs = []metricDesc{mLive, mRunning, mIdle, mFramesOut, mWrites, mStarted, mReplied, mStreamed, mKilled, mErrors, mPanics, mUnknown,
 	mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mBytes,
 	mFanouts, mOpen, mFirings, mKillAll, mNodeDowns, mOverloads, mDropped, mNodesUp}
 
@@ -84,6 +87,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.n.Stats()
 	emit(mLive, float64(s.Live))
 	emit(mRunning, float64(s.Running))
+	emit(mIdle, float64(s.Idle))
+	emit(mFramesOut, float64(s.FramesOut))
+	emit(mWrites, float64(s.Writes))
 	emit(mStarted, float64(s.Started))
 	emit(mReplied, float64(s.Replied))
 	emit(mStreamed, float64(s.Streamed))

@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/coord"
+	"github.com/rexi-go/rexi/handlers"
+	"github.com/rexi-go/rexi/internal/leak"
+	"github.com/rexi-go/rexi/node"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, leak.IgnoreGnet...)
+}
+
+// inProcess is three nodes on 127.0.0.1 in this process and a client.
+type inProcess struct {
+	nodes []*node.Node
+	cl    *coord.Client
+	r     *Runner
+}
+
+func startInProcess(tb testing.TB, o Options) *inProcess {
+	tb.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	secret := []byte("bench")
+	p := &inProcess{}
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		n, err := node.New(node.Config{Name: fmt.Sprint("n", i), Secret: secret, Logger: quiet})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		handlers.Register(n)
+		if err := n.Start(); err != nil {
+			tb.Fatal(err)
+		}
+		p.nodes = append(p.nodes, n)
+		addrs = append(addrs, n.Addr())
+	}
+	cl, err := coord.NewClient(coord.Config{Nodes: addrs, Secret: secret, Logger: quiet})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.cl = cl
+	tb.Cleanup(func() {
+		cl.Close()
+		for _, n := range p.nodes {
+			n.Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.WaitConnected(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	o.Nodes = addrs
+	o.LiveWorkers = func(context.Context) (int64, error) {
+		var live int64
+		for _, n := range p.nodes {
+			live += n.Stats().Live
+		}
+		return live, nil
+	}
+	if p.r, err = NewRunner(cl, o); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func report(b *testing.B, samples []time.Duration) {
+	r := summarize("", samples)
+	b.ReportMetric(float64(r.P50.Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(r.P99.Nanoseconds())/1e3, "p99-µs")
+	b.ReportMetric(float64(r.Mean.Nanoseconds())/1e3, "mean-µs")
+}
+
+// timedLoop runs one fan-out per iteration after a warm-up.
+func timedLoop(b *testing.B, once func(context.Context) error) {
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if err := once(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	samples := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		if err := once(ctx); err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	report(b, samples)
+}
+
+// BenchmarkWCast: 192 echo jobs with 64-byte replies per op.
+func BenchmarkWCast(b *testing.B) {
+	p := startInProcess(b, Options{})
+	timedLoop(b, p.r.Cast)
+}
+
+// BenchmarkWStream: 192 streaming jobs, 64 chosen, 10 rows of 100 bytes,
+// window 5, Close's KILL_ALLs included.
+func BenchmarkWStream(b *testing.B) {
+	p := startInProcess(b, Options{})
+	timedLoop(b, p.r.Stream)
+}
+
+// BenchmarkWReap: from the coordinator's death to no live worker anywhere.
+func BenchmarkWReap(b *testing.B) {
+	p := startInProcess(b, Options{})
+	samples := make([]time.Duration, 0, b.N)
+	var leaked int64
+	for b.Loop() {
+		d, left, err := p.r.reapOnce(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, d)
+		leaked += left
+	}
+	report(b, samples)
+	b.ReportMetric(float64(leaked), "leaked")
+}
+
+// BenchmarkWConc: 8 coordinators running W-stream back to back; reports
+// fan-outs per second over b.N fan-outs.
+func BenchmarkWConc(b *testing.B) {
+	dur := 2 * time.Second
+	if s := os.Getenv("REXI_WCONC_DURATION"); s != "" {
+		dur, _ = time.ParseDuration(s)
+	}
+	p := startInProcess(b, Options{Duration: dur})
+	b.ReportAllocs()
+	var res Result
+	for b.Loop() {
+		var err error
+		if res, err = p.r.conc(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(res.PerSecond, "fanouts/s")
+}
+
+func TestWorkloadsRun(t *testing.T) {
+	p := startInProcess(t, Options{Fanouts: 5, Warmup: 1, Duration: 200 * time.Millisecond})
+	for _, w := range Workloads {
+		res, err := p.r.Run(context.Background(), w)
+		if err != nil {
+			t.Fatalf("%s: %v", w, err)
+		}
+		if w == WConc {
+			if res.Fanouts == 0 {
+				t.Fatalf("w-conc completed no fan-out")
+			}
+			continue
+		}
+		if res.Fanouts != 5 || res.P50 <= 0 || res.Leaked != 0 {
+			t.Fatalf("%s: %+v", w, res)
+		}
+	}
+}
