@@ -61,12 +61,18 @@ func startInProcess(tb testing.TB, o Options) *inProcess {
 		tb.Fatal(err)
 	}
 	o.Nodes = addrs
-	o.LiveWorkers = func(context.Context) (int64, error) {
-		var live int64
-		for _, n := range p.nodes {
-			live += n.Stats().Live
+	o.WatchReap = func(ctx context.Context, timeout time.Duration) func() (int64, error) {
+		return func() (int64, error) {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			var left int64
+			for _, n := range p.nodes {
+				if n.WaitNoLive(ctx) != nil {
+					left += n.Stats().Live
+				}
+			}
+			return left, nil
 		}
-		return live, nil
 	}
 	if p.r, err = NewRunner(cl, o); err != nil {
 		tb.Fatal(err)

@@ -34,9 +34,11 @@ type Options struct {
 	Warmup      int           // untimed fan-outs first: 200 (20 for W-reap)
 	Duration    time.Duration // W-conc: 10 s
 	Concurrency int           // W-conc coordinators: 8
-	// LiveWorkers returns the live workers summed over all nodes; W-reap
-	// polls it from the coordinator's death until it reads 0.
-	LiveWorkers func(context.Context) (int64, error)
+	// WatchReap observes the nodes for W-reap. It is called before a
+	// trial's jobs are submitted and returns a wait function, called right
+	// after the coordinator is killed, that returns once no node has a live
+	// worker (or ReapTimeout passed) with the number still live.
+	WatchReap func(ctx context.Context, timeout time.Duration) (wait func() (left int64, err error))
 	// ReapTimeout is how long W-reap waits before counting leaks: 5 s.
 	ReapTimeout time.Duration
 }
@@ -202,8 +204,8 @@ func (r *Runner) Stream(ctx context.Context) error {
 // context is cancelled, and the time until no node has a live worker is
 // the sample.
 func (r *Runner) reapAll(ctx context.Context) (Result, error) {
-	if r.o.LiveWorkers == nil {
-		return Result{}, errors.New("bench: w-reap needs Options.LiveWorkers")
+	if r.o.WatchReap == nil {
+		return Result{}, errors.New("bench: w-reap needs Options.WatchReap")
 	}
 	trials := r.o.Fanouts
 	samples := make([]time.Duration, 0, trials)
@@ -226,10 +228,12 @@ func (r *Runner) reapAll(ctx context.Context) (Result, error) {
 func (r *Runner) reapOnce(ctx context.Context) (time.Duration, int64, error) {
 	cctx, kill := context.WithCancel(ctx)
 	defer kill()
+	wait := r.o.WatchReap(ctx, r.o.ReapTimeout)
 	co, err := r.cl.New(cctx, len(r.reap))
 	if err != nil {
 		return 0, 0, err
 	}
+	defer co.Close()
 	if _, err := co.Submit(r.reap...); err != nil {
 		return 0, 0, err
 	}
@@ -245,22 +249,8 @@ func (r *Runner) reapOnce(ctx context.Context) (time.Duration, int64, error) {
 	}
 	start := time.Now()
 	kill() // the coordinator dies: no Close, the reaper must act
-	deadline := start.Add(r.o.ReapTimeout)
-	for {
-		live, err := r.o.LiveWorkers(ctx)
-		if err != nil {
-			return 0, 0, err
-		}
-		if live == 0 {
-			d := time.Since(start)
-			co.Close()
-			return d, 0, nil
-		}
-		if time.Now().After(deadline) {
-			co.Close()
-			return r.o.ReapTimeout, live, nil
-		}
-	}
+	left, err := wait()
+	return time.Since(start), left, err
 }
 
 // conc runs W-conc: Concurrency coordinators doing W-stream back to back.

@@ -176,7 +176,7 @@ func (c *conn) exitLocked(ref uint64, x frame.Exit) {
 // killed accounts for a worker removed from its table by a kill.
 func (n *Node) killed(w *Worker) {
 	w.cancel(ErrKilled)
-	n.stats.live.Add(-1)
+	n.liveDown()
 	n.stats.killed.Add(1)
 }
 
@@ -197,7 +197,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 	if !wasLive {
 		return // killed: nobody wants an EXIT
 	}
-	n.stats.live.Add(-1)
+	n.liveDown()
 	x := frame.Exit{}
 	if kind, ok := exitKindFor(cause); ok {
 		x.Kind, x.Reason = kind, []byte(cause.Error())
@@ -256,5 +256,40 @@ func (c *conn) expireWaits(now int64) {
 	c.mu.Unlock()
 	for i, w := range expired {
 		w.cancel(causes[i])
+	}
+}
+
+// liveDown counts a job leaving the tables and wakes WaitNoLive callers
+// when none is left.
+func (n *Node) liveDown() {
+	if n.stats.live.Add(-1) != 0 {
+		return
+	}
+	n.zeroMu.Lock()
+	if n.zero != nil {
+		close(n.zero)
+		n.zero = nil
+	}
+	n.zeroMu.Unlock()
+}
+
+// WaitNoLive blocks until no worker is live (in a job table) or ctx ends.
+func (n *Node) WaitNoLive(ctx context.Context) error {
+	for {
+		n.zeroMu.Lock()
+		if n.stats.live.Load() == 0 {
+			n.zeroMu.Unlock()
+			return nil
+		}
+		if n.zero == nil {
+			n.zero = make(chan struct{})
+		}
+		ch := n.zero
+		n.zeroMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("node: %d workers still live: %w", n.stats.live.Load(), ctx.Err())
+		}
 	}
 }

@@ -24,6 +24,8 @@ type Node struct {
 	hmu      sync.Mutex                              // serialises Handle
 
 	stats    counters
+	zeroMu   sync.Mutex
+	zero     chan struct{} // closed when live workers reach 0; nil without waiters
 	errs     *errorRing
 	draining atomic.Bool
 
@@ -195,14 +197,8 @@ func (n *Node) connList() []*conn {
 // whatever is left.
 func (n *Node) Drain(ctx context.Context) error {
 	n.draining.Store(true)
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for n.stats.live.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node: drain: %d workers still live: %w", n.stats.live.Load(), ctx.Err())
-		case <-t.C:
-		}
+	if err := n.WaitNoLive(ctx); err != nil {
+		return fmt.Errorf("node: drain: %w", err)
 	}
 	return nil
 }

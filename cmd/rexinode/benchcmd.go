@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +19,7 @@ import (
 func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", stderr)
 	nodes := fs.String("nodes", "", "comma-separated node addresses (3 for the anchor workloads)")
-	admins := fs.String("metrics", "", "comma-separated admin addresses (host:port) of the nodes, read for w-reap's live-worker count")
+	admins := fs.String("metrics", "", "comma-separated admin addresses (host:port) of the nodes; w-reap polls their /live")
 	sec := addSecretFlags(fs)
 	workloads := fs.String("workload", "all", "w-cast, w-stream, w-reap, w-conc, a comma list, or all")
 	var o bench.Options
@@ -45,7 +46,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		list = splitList(*workloads)
 	}
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
-		o.LiveWorkers = scrapeLive(metricsAddrs)
+		o.WatchReap = watchReap(metricsAddrs)
 	}
 	cl, err := connect(o.Nodes, secret, cf, newLogger(stderr, 8))
 	if err != nil {
@@ -58,7 +59,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	var results []bench.Result
 	for _, w := range list {
-		if w == bench.WReap && o.LiveWorkers == nil {
+		if w == bench.WReap && o.WatchReap == nil {
 			fmt.Fprintln(stderr, "rexinode bench: skipping w-reap: it needs -metrics to read the nodes' live workers")
 			continue
 		}
@@ -77,40 +78,61 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// scrapeLive sums rexi_node_live_workers over the nodes' /metrics.
-func scrapeLive(addrs []string) func(context.Context) (int64, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	return func(ctx context.Context) (int64, error) {
-		var total int64
-		for _, a := range addrs {
-			v, err := scrapeGauge(ctx, client, "http://"+a+"/metrics", "rexi_node_live_workers")
-			if err != nil {
-				return 0, err
-			}
-			total += int64(v)
+// watchReap long-polls every node's /live?from=1&wait=...: each request
+// is in flight before the jobs are submitted and answers once the node had
+// a live worker and then none, so no polling skews the measurement.
+func watchReap(addrs []string) func(context.Context, time.Duration) func() (int64, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	return func(ctx context.Context, timeout time.Duration) func() (int64, error) {
+		type answer struct {
+			live int64
+			err  error
 		}
-		return total, nil
+		answers := make(chan answer, len(addrs))
+		armed := make(chan struct{}, len(addrs))
+		for _, a := range addrs {
+			go func() {
+				resp, err := armLive(ctx, client, fmt.Sprintf("http://%s/live?from=1&wait=%s", a, timeout))
+				armed <- struct{}{}
+				if err != nil {
+					answers <- answer{0, err}
+					return
+				}
+				v, err := readLive(resp)
+				answers <- answer{v, err}
+			}()
+		}
+		for range addrs {
+			<-armed
+		}
+		return func() (int64, error) {
+			var left int64
+			var errs []error
+			for range addrs {
+				a := <-answers
+				left += a.live
+				errs = append(errs, a.err)
+			}
+			return left, errors.Join(errs...)
+		}
 	}
 }
 
-func scrapeGauge(ctx context.Context, c *http.Client, url, name string) (float64, error) {
+// armLive sends a long-poll request and returns once the node has
+// answered its headers (the watch is armed); read the body for the result.
+func armLive(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
+	return c.Do(req)
+}
+
+func readLive(resp *http.Response) (int64, error) {
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, fmt.Errorf("%s: no %s metric", url, name)
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }

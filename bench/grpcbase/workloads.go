@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+type options struct {
+	Fanouts, Warmup, Concurrency int
+	Duration                     time.Duration
+	WatchReap                    func(ctx context.Context, timeout time.Duration) func() (int64, error)
+}
+
+// result has the JSON shape of rexi's bench.Result.
+type result struct {
+	Workload   string          `json:"workload"`
+	Fanouts    int             `json:"fanouts"`
+	P50        time.Duration   `json:"p50_ns"`
+	P99        time.Duration   `json:"p99_ns"`
+	Mean       time.Duration   `json:"mean_ns"`
+	Max        time.Duration   `json:"max_ns"`
+	PerSecond  float64         `json:"fanouts_per_second,omitempty"`
+	Leaked     int64           `json:"leaked_workers"`
+	CPUSeconds float64         `json:"cpu_seconds"`
+	Samples    []time.Duration `json:"samples_ns,omitempty"`
+}
+
+func (r result) String() string {
+	if r.Workload == "w-conc" {
+		return fmt.Sprintf("%-8s %6d fan-outs  %.0f fan-outs/s", r.Workload, r.Fanouts, r.PerSecond)
+	}
+	return fmt.Sprintf("%-8s %6d runs  p50 %-9v p99 %-9v mean %v leaked %d", r.Workload, r.Fanouts,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Mean.Round(time.Microsecond), r.Leaked)
+}
+
+func summarize(w string, s []time.Duration) result {
+	r := result{Workload: w, Fanouts: len(s), Samples: s}
+	if len(s) == 0 {
+		return r
+	}
+	c := slices.Clone(s)
+	slices.Sort(c)
+	var sum time.Duration
+	for _, d := range c {
+		sum += d
+	}
+	r.P50, r.P99, r.Max, r.Mean = c[len(c)/2], c[min(len(c)-1, len(c)*99/100)], c[len(c)-1], sum/time.Duration(len(c))
+	return r
+}
+
+const (
+	q, n     = 64, 3
+	jobs     = q * n
+	rows     = 10
+	rowSize  = 100
+	castSize = 64
+)
+
+type runner struct {
+	conns []*grpc.ClientConn
+	o     options
+}
+
+func newRunner(conns []*grpc.ClientConn, o options) *runner { return &runner{conns: conns, o: o} }
+
+// node of job j = (range j/n, copy j%n): copy c runs on node c.
+func (r *runner) conn(j int) *grpc.ClientConn { return r.conns[(j%n)%len(r.conns)] }
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func (r *runner) run(ctx context.Context, w string) (result, error) {
+	cpu0 := cpuSeconds()
+	var res result
+	var err error
+	switch w {
+	case "w-cast":
+		res, err = r.timed(ctx, w, r.cast)
+	case "w-stream":
+		res, err = r.timed(ctx, w, func(ctx context.Context) error { return r.stream(ctx, false) })
+	case "w-reap":
+		res, err = r.reap(ctx)
+	case "w-conc":
+		res, err = r.conc(ctx)
+	default:
+		err = fmt.Errorf("unknown workload %q", w)
+	}
+	res.CPUSeconds = cpuSeconds() - cpu0
+	return res, err
+}
+
+func (r *runner) timed(ctx context.Context, w string, once func(context.Context) error) (result, error) {
+	for i := 0; i < r.o.Warmup; i++ {
+		if err := once(ctx); err != nil {
+			return result{}, err
+		}
+	}
+	s := make([]time.Duration, 0, r.o.Fanouts)
+	for i := 0; i < r.o.Fanouts; i++ {
+		t := time.Now()
+		if err := once(ctx); err != nil {
+			return result{}, err
+		}
+		s = append(s, time.Since(t))
+	}
+	return summarize(w, s), nil
+}
+
+// cast: 192 concurrent unary calls, done when every reply is in.
+func (r *runner) cast(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, jobs)
+	payload := make([]byte, castSize)
+	for j := 0; j < jobs; j++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := new(wrapperspb.BytesValue)
+			errs[j] = r.conn(j).Invoke(ctx, "/rexibench.Worker/Cast", wrapperspb.Bytes(payload), out)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+type event struct {
+	job  int
+	kind byte // I init, R row, L last, E error
+	err  error
+}
+
+var streamDesc = &serviceDesc.Streams[0]
+
+func jobMessage() *wrapperspb.BytesValue {
+	b := make([]byte, 9)
+	b[0] = 'J'
+	binary.BigEndian.PutUint32(b[1:], rows)
+	binary.BigEndian.PutUint32(b[5:], rowSize)
+	return wrapperspb.Bytes(b)
+}
+
+// stream is one W-stream fan-out: the first INIT per range is started,
+// later ones cancelled; each row is acked; done at 64 LASTs; then every
+// stream is cancelled (the kill_all). With reapOnly, it returns once all
+// 192 INITs are in, leaving the streams waiting (W-reap).
+func (r *runner) stream(ctx context.Context, reapOnly bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan event, jobs*(rows+3))
+	decide := make([]chan bool, jobs)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs first: the cleanup every stream sees
+	for j := 0; j < jobs; j++ {
+		decide[j] = make(chan bool, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.worker(ctx, j, events, decide[j]); err != nil && ctx.Err() == nil {
+				events <- event{job: j, kind: 'E', err: err}
+			}
+		}()
+	}
+	chosen := make([]int, q)
+	for i := range chosen {
+		chosen[i] = -1
+	}
+	covered, lasts, inits := 0, 0, 0
+	for lasts < q {
+		var e event
+		select {
+		case e = <-events:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		switch e.kind {
+		case 'E':
+			return e.err
+		case 'L':
+			lasts++
+		case 'I':
+			inits++
+			if reapOnly {
+				if inits == jobs {
+					return nil
+				}
+				continue
+			}
+			rg := e.job / n
+			if chosen[rg] >= 0 {
+				decide[e.job] <- false
+				continue
+			}
+			chosen[rg] = e.job
+			if covered++; covered == q {
+				for _, j := range chosen {
+					decide[j] <- true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (r *runner) worker(ctx context.Context, j int, events chan<- event, decide <-chan bool) error {
+	st, err := r.conn(j).NewStream(ctx, streamDesc, "/rexibench.Worker/Stream")
+	if err != nil {
+		return err
+	}
+	if err := st.SendMsg(jobMessage()); err != nil {
+		return err
+	}
+	m := new(wrapperspb.BytesValue)
+	if err := st.RecvMsg(m); err != nil {
+		return err
+	}
+	events <- event{job: j, kind: 'I'}
+	var start bool
+	select {
+	case start = <-decide:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !start {
+		return st.SendMsg(wrapperspb.Bytes([]byte{'C'}))
+	}
+	if err := st.SendMsg(wrapperspb.Bytes([]byte{'S'})); err != nil {
+		return err
+	}
+	ack := wrapperspb.Bytes([]byte{'A', 0, 0, 0, 1})
+	for {
+		if err := st.RecvMsg(m); err != nil {
+			return err
+		}
+		switch m.Value[0] {
+		case 'R':
+			events <- event{job: j, kind: 'R'}
+			// io.EOF: the server already sent LAST and ended the stream.
+			if err := st.SendMsg(ack); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+		case 'L':
+			events <- event{job: j, kind: 'L'}
+			return nil
+		}
+	}
+}
+
+// reap: workers wait for START; the coordinator's context is cancelled;
+// the sample is the time until no node runs a handler.
+func (r *runner) reap(ctx context.Context) (result, error) {
+	if r.o.WatchReap == nil {
+		return result{}, errors.New("w-reap needs -live")
+	}
+	var s []time.Duration
+	var leaked int64
+	for i := 0; i < r.o.Fanouts+r.o.Warmup/10; i++ {
+		wait := r.o.WatchReap(ctx, 5*time.Second)
+		cctx, kill := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		inited := make(chan struct{})
+		go func() {
+			// stream returns at 192 INITs; keep its streams open until kill.
+			done <- r.streamHold(cctx, inited)
+		}()
+		select {
+		case <-inited:
+		case err := <-done:
+			kill()
+			return result{}, err
+		}
+		t := time.Now()
+		kill()
+		left, err := wait()
+		if err != nil {
+			return result{}, err
+		}
+		d := time.Since(t)
+		<-done
+		if i >= r.o.Warmup/10 {
+			s = append(s, d)
+			leaked += left
+		}
+	}
+	res := summarize("w-reap", s)
+	res.Leaked = leaked
+	return res, nil
+}
+
+// streamHold opens the 192 streams, signals once every INIT is in, and
+// returns when ctx ends.
+func (r *runner) streamHold(ctx context.Context, inited chan<- struct{}) error {
+	events := make(chan event, jobs*2)
+	var wg sync.WaitGroup
+	for j := 0; j < jobs; j++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			decide := make(chan bool) // never decided: waits for ctx
+			if err := r.worker(ctx, j, events, decide); err != nil && ctx.Err() == nil {
+				events <- event{job: j, kind: 'E', err: err}
+			}
+		}()
+	}
+	defer wg.Wait()
+	for inits := 0; inits < jobs; {
+		select {
+		case e := <-events:
+			if e.kind == 'E' {
+				return e.err
+			}
+			inits++
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	close(inited)
+	<-ctx.Done()
+	return nil
+}
+
+func (r *runner) conc(ctx context.Context) (result, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.o.Duration)
+	defer cancel()
+	var mu sync.Mutex
+	var firstErr error
+	count := 0
+	var wg sync.WaitGroup
+	t := time.Now()
+	for g := 0; g < r.o.Concurrency; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				err := r.stream(ctx, false)
+				mu.Lock()
+				if err == nil {
+					count++
+				} else if ctx.Err() == nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	return result{Workload: "w-conc", Fanouts: count, PerSecond: float64(count) / time.Since(t).Seconds()}, nil
+}
