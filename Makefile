@@ -2,7 +2,7 @@ GO        ?= go
 FUZZTIME  ?= 5m
 BENCHTIME ?= 1s
 
-.PHONY: test vet fmt-check bench fuzz demo
+.PHONY: test vet fmt-check bench fuzz compare soak
 
 ## test: vet, gofmt check and the race-enabled test suite (what CI runs)
 test: vet fmt-check
@@ -22,3 +22,10 @@ bench:
 ## fuzz: run the frame decoder fuzzer for FUZZTIME (default 5m)
 fuzz:
 	cd frame && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+
+## compare: rexi vs the gRPC-go baseline, every workload, one run (bench/README.md)
+compare:
+	mkdir -p bin
+	$(GO) build -o bin/rexinode ./cmd/rexinode
+	cd bench/grpcbase && $(GO) build -o ../../bin/grpcbase .
+	$(GO) run ./bench/compare -rexinode bin/rexinode -grpcbase bin/grpcbase $(COMPARE_FLAGS)

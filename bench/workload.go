@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rexi-go/rexi/coord"
@@ -70,15 +71,18 @@ func (o Options) withDefaults() Options {
 
 // Result is what one workload measured.
 type Result struct {
-	Workload  string          `json:"workload"`
-	Fanouts   int             `json:"fanouts"` // timed fan-outs (trials for W-reap)
-	P50       time.Duration   `json:"p50_ns"`
-	P99       time.Duration   `json:"p99_ns"`
-	Mean      time.Duration   `json:"mean_ns"`
-	Max       time.Duration   `json:"max_ns"`
-	PerSecond float64         `json:"fanouts_per_second,omitempty"` // W-conc
-	Leaked    int64           `json:"leaked_workers"`               // W-reap
-	Samples   []time.Duration `json:"-"`
+	Workload  string        `json:"workload"`
+	Fanouts   int           `json:"fanouts"` // timed fan-outs (trials for W-reap)
+	P50       time.Duration `json:"p50_ns"`
+	P99       time.Duration `json:"p99_ns"`
+	Mean      time.Duration `json:"mean_ns"`
+	Max       time.Duration `json:"max_ns"`
+	PerSecond float64       `json:"fanouts_per_second,omitempty"` // W-conc
+	Leaked    int64         `json:"leaked_workers"`               // W-reap
+	// CPUSeconds is the CPU this process (the coordinator) used for the
+	// whole workload, warm-up included.
+	CPUSeconds float64         `json:"cpu_seconds"`
+	Samples    []time.Duration `json:"samples_ns,omitempty"`
 }
 
 func (r Result) String() string {
@@ -141,17 +145,30 @@ func NewRunner(cl *coord.Client, o Options) (*Runner, error) {
 
 // Run runs workload w.
 func (r *Runner) Run(ctx context.Context, w string) (Result, error) {
+	cpu0 := cpuSeconds()
+	var res Result
+	var err error
 	switch w {
 	case WCast:
-		return r.timed(ctx, w, r.Cast)
+		res, err = r.timed(ctx, w, r.Cast)
 	case WStream:
-		return r.timed(ctx, w, r.Stream)
+		res, err = r.timed(ctx, w, r.Stream)
 	case WReap:
-		return r.reapAll(ctx)
+		res, err = r.reapAll(ctx)
 	case WConc:
-		return r.conc(ctx)
+		res, err = r.conc(ctx)
+	default:
+		err = fmt.Errorf("bench: unknown workload %q (want one of %v)", w, Workloads)
 	}
-	return Result{}, fmt.Errorf("bench: unknown workload %q (want one of %v)", w, Workloads)
+	res.CPUSeconds = cpuSeconds() - cpu0
+	return res, err
+}
+
+// cpuSeconds is this process's user+system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func (r *Runner) timed(ctx context.Context, w string, once func(context.Context) error) (Result, error) {

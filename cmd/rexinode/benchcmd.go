@@ -28,6 +28,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "w-conc run time")
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "w-conc coordinators")
 	asJSON := fs.Bool("json", false, "print results as JSON")
+	samples := fs.Bool("samples", false, "with -json, include every latency sample")
 	fs.String("config", "", "JSON file of flag values")
 	cf := addClientFlags(fs, true)
 	if err := fs.parse(args); err != nil {
@@ -66,6 +67,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		res, err := r.Run(context.Background(), w)
 		if err != nil {
 			return fail(exitFailed, "%v", err)
+		}
+		if !*samples {
+			res.Samples = nil
 		}
 		results = append(results, res)
 		if !*asJSON {

@@ -1,0 +1,203 @@
+// Command compare runs the anchor workloads on rexi and on the gRPC-go
+// baseline in one run, alternately, with three node processes each and one
+// coordinator process, and prints (and writes) a table of ours, gRPC and
+// the ratio, plus a latency distribution plot. `make compare` runs it.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// result is the JSON both bench commands print.
+type result struct {
+	Workload   string          `json:"workload"`
+	Fanouts    int             `json:"fanouts"`
+	P50        time.Duration   `json:"p50_ns"`
+	P99        time.Duration   `json:"p99_ns"`
+	Mean       time.Duration   `json:"mean_ns"`
+	PerSecond  float64         `json:"fanouts_per_second"`
+	Leaked     int64           `json:"leaked_workers"`
+	CPUSeconds float64         `json:"cpu_seconds"`
+	Samples    []time.Duration `json:"samples_ns"`
+	NodeCPU    float64         `json:"node_cpu_seconds"`
+	TotalRuns  int             `json:"total_fanouts"` // warm-up included: CPU is divided by it
+}
+
+type system struct {
+	name    string
+	nodes   []*exec.Cmd
+	addrs   []string
+	live    []string
+	benchFn func(workload string) []string
+	bin     string
+}
+
+func main() {
+	rexinode := flag.String("rexinode", "bin/rexinode", "rexinode binary")
+	grpcbase := flag.String("grpcbase", "bin/grpcbase", "grpcbase binary")
+	fanouts := flag.Int("fanouts", 2000, "timed fan-outs per workload (w-reap: trials)")
+	warmup := flag.Int("warmup", 200, "warm-up fan-outs")
+	duration := flag.Duration("duration", 10*time.Second, "w-conc duration")
+	workloads := flag.String("workloads", "w-cast,w-stream,w-reap,w-conc", "workloads to run")
+	out := flag.String("out", "bench/results", "directory for compare.json, compare.md and latency.svg")
+	flag.Parse()
+	if err := run(*rexinode, *grpcbase, *fanouts, *warmup, *duration, strings.Split(*workloads, ","), *out); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration, workloads []string, out string) error {
+	unlock, err := lock("/tmp/rexi-bench.lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	tmp, err := os.MkdirTemp("", "rexi-compare")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	secret := filepath.Join(tmp, "secret")
+	if err := os.WriteFile(secret, []byte("compare"), 0o600); err != nil {
+		return err
+	}
+	common := func(w string) []string {
+		return []string{"-workload", w, "-fanouts", fmt.Sprint(fanouts), "-warmup", fmt.Sprint(warmup),
+			"-duration", duration.String(), "-json", "-samples"}
+	}
+	ours := &system{name: "rexi", bin: rexinode}
+	grpc := &system{name: "gRPC", bin: grpcbase}
+	defer ours.stop()
+	defer grpc.stop()
+	for i := 0; i < 3; i++ {
+		if err := ours.start(rexinode, "serve", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-secret-file", secret, "-log-level", "error"); err != nil {
+			return err
+		}
+		if err := grpc.start(grpcbase, "serve", "-listen", "127.0.0.1:0", "-live", "127.0.0.1:0"); err != nil {
+			return err
+		}
+	}
+	ours.benchFn = func(w string) []string {
+		return append([]string{"bench", "-secret-file", secret, "-nodes", strings.Join(ours.addrs, ","), "-metrics", strings.Join(ours.live, ",")}, common(w)...)
+	}
+	grpc.benchFn = func(w string) []string {
+		return append([]string{"bench", "-nodes", strings.Join(grpc.addrs, ","), "-live", strings.Join(grpc.live, ",")}, common(w)...)
+	}
+	results := map[string][2]result{}
+	for _, w := range workloads {
+		var pair [2]result
+		for i, s := range []*system{ours, grpc} { // alternately, in one run
+			fmt.Fprintf(os.Stderr, "%s %s ...\n", s.name, w)
+			r, err := s.bench(w)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", s.name, w, err)
+			}
+			r.TotalRuns = r.Fanouts + warmup
+			if w == "w-reap" {
+				r.TotalRuns = r.Fanouts + warmup/10
+			}
+			pair[i] = r
+		}
+		results[w] = pair
+	}
+	return report(results, workloads, out)
+}
+
+func (s *system) start(bin string, args ...string) error {
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.nodes = append(s.nodes, cmd)
+	sc := bufio.NewScanner(stdout)
+	var addr, live string
+	for (addr == "" || live == "") && sc.Scan() {
+		line := sc.Text()
+		if _, a, ok := strings.Cut(line, " listening on "); ok {
+			addr = a
+		}
+		for _, prefix := range []string{"admin http://", "live http://"} {
+			if a, ok := strings.CutPrefix(line, prefix); ok {
+				live = a
+			}
+		}
+	}
+	if addr == "" || live == "" {
+		return fmt.Errorf("%s did not print its addresses", bin)
+	}
+	go io.Copy(io.Discard, stdout)
+	s.addrs = append(s.addrs, addr)
+	s.live = append(s.live, live)
+	return nil
+}
+
+func (s *system) stop() {
+	for _, c := range s.nodes {
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+	}
+}
+
+// bench runs one workload and adds the nodes' CPU seconds.
+func (s *system) bench(w string) (result, error) {
+	cpu0 := s.nodeCPU()
+	cmd := exec.Command(s.bin, s.benchFn(w)...)
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return result{}, err
+	}
+	var rs []result
+	if err := json.Unmarshal(b, &rs); err != nil || len(rs) != 1 {
+		return result{}, fmt.Errorf("bad bench output %q: %v", b, err)
+	}
+	rs[0].NodeCPU = s.nodeCPU() - cpu0
+	return rs[0], nil
+}
+
+// nodeCPU sums utime+stime of the node processes from /proc.
+func (s *system) nodeCPU() float64 {
+	var total float64
+	for _, c := range s.nodes {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the ")" of the command name: utime is field 14, stime 15.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		total += (ut + st) / 100 // clock ticks (USER_HZ = 100)
+	}
+	return total
+}
+
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, errors.Join(errors.New("flock"), err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
