@@ -23,8 +23,14 @@ func (nc *nodeConn) read(conn net.Conn, dec frame.Decoder) error {
 	var scratch []byte   // decompression
 	var touched []*state // coordinators to notify after this read
 	start, end := 0, 0
+	var armed time.Time // when the read deadline was last pushed back
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(cl.cfg.HeartbeatTimeout))
+		// Re-arming the deadline costs a timer update: do it every 1/8 of
+		// the timeout, so silence is detected after 7/8 to 8/8 of it.
+		if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
+			_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
+			armed = now
+		}
 		n, err := conn.Read(buf[end:])
 		end += n
 		if err != nil {

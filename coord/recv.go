@@ -84,10 +84,21 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		}
 		done, err := s.dispatch(entries, data, handle)
 		s.spareEntries, s.spareData = entries[:0], data[:0]
-		s.flushAcks()
 		if done || err != nil || exhausted() {
+			s.flushAcks()
 			return err
 		}
+		// More already waiting: take it before acknowledging, so that one
+		// ACK per worker and one write per node cover it all; workers wait
+		// for at most the time it takes to drain the inbox.
+		if len(s.acks) < maxDeferredAcks {
+			select {
+			case <-s.inbox.signal:
+				continue
+			default:
+			}
+		}
+		s.flushAcks()
 		select {
 		case <-s.inbox.signal:
 		case <-s.ctx.Done():
@@ -177,6 +188,9 @@ func (s *state) exitError(i int32, p []byte) error {
 	}
 	return we
 }
+
+// maxDeferredAcks bounds how many workers' ACKs wait while the inbox refills.
+const maxDeferredAcks = 64
 
 // flushAcks sends one ACK per worker for the rows consumed in this batch.
 func (s *state) flushAcks() {

@@ -38,6 +38,42 @@ func RowsArgs(count, size, start int) string { return fmt.Sprintf("%d:%d:%d", co
 
 // ParseRowsArgs parses "N[:S[:START]]".
 func ParseRowsArgs(s string) (count, size, start int, err error) {
+	if c, sz, st, ok := parseRows([]byte(s)); ok {
+		return c, sz, st, nil
+	}
+	return parseRowsSlow(s)
+}
+
+// parseRows is the allocation-free parse the handler runs per job.
+func parseRows(b []byte) (count, size, start int, ok bool) {
+	nums := [3]int{0, 100, 0}
+	i, field, digits := 0, 0, 0
+	for ; i <= len(b); i++ {
+		if i == len(b) || b[i] == ':' {
+			if digits == 0 || field == 3 {
+				return 0, 0, 0, false
+			}
+			field++
+			digits = 0
+			continue
+		}
+		c := b[i]
+		if field == 3 || c < '0' || c > '9' || (digits > 0 && nums[field] > (1<<31)/10) {
+			return 0, 0, 0, false
+		}
+		if digits == 0 {
+			nums[field] = 0
+		}
+		nums[field] = nums[field]*10 + int(c-'0')
+		digits++
+	}
+	if nums[1] > 16<<20 {
+		return 0, 0, 0, false
+	}
+	return nums[0], nums[1], nums[2], true
+}
+
+func parseRowsSlow(s string) (count, size, start int, err error) {
 	size = 100
 	nums := [...]*int{&count, &size, &start}
 	rest := s
@@ -62,22 +98,27 @@ func ParseRowsArgs(s string) (count, size, start int, err error) {
 // Rows streams numbered rows: row i starts with "i/" and is padded with
 // dots to the row size, so a consumer can check order and duplicates.
 func Rows(ctx context.Context, w *node.Worker) error {
-	count, size, start, err := ParseRowsArgs(string(w.Args()))
-	if err != nil {
+	count, size, start, ok := parseRows(w.Args())
+	if !ok {
+		_, _, _, err := ParseRowsArgs(string(w.Args()))
 		return err
 	}
-	row := make([]byte, 0, max(size, 24))
+	row := make([]byte, max(size, 24))
+	for i := range row {
+		row[i] = '.'
+	}
 	for i := start; i < count; i++ {
-		row = strconv.AppendInt(row[:0], int64(i), 10)
-		row = append(row, '/')
-		for len(row) < size {
-			row = append(row, '.')
-		}
-		if err := w.Stream(row); err != nil {
+		n := copy(row, strconv.AppendInt(row[:0:24], int64(i), 10))
+		row[n] = '/'
+		if err := w.Stream(row[:max(size, n+1)]); err != nil {
 			return err
 		}
+		for j := 0; j <= n; j++ { // restore the padding the number overwrote
+			row[j] = '.'
+		}
 	}
-	return w.Last(strconv.AppendInt(nil, int64(count-start), 10))
+	var last [20]byte
+	return w.Last(strconv.AppendInt(last[:0], int64(count-start), 10))
 }
 
 // Sleep sleeps for its argument (a Go duration), pinging every second so

@@ -26,3 +26,23 @@ func TestParseRowsArgs(t *testing.T) {
 		t.Errorf("RowsArgs = %q", got)
 	}
 }
+
+// FuzzParseRows: the fast parser agrees with the slow one on what it accepts.
+func FuzzParseRows(f *testing.F) {
+	for _, s := range []string{"10", "10:20", "10:20:3", "", "1:2:3:4", "1:", "x", "99999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, sz, st, ok := parseRows([]byte(s))
+		c2, sz2, st2, err := parseRowsSlow(s)
+		if ok && (err != nil || c != c2 || sz != sz2 || st != st2) {
+			t.Fatalf("%q: fast %d %d %d, slow %d %d %d %v", s, c, sz, st, c2, sz2, st2, err)
+		}
+	})
+}
+
+func TestRowsArgsNeverPanic(t *testing.T) {
+	for _, s := range []string{"1:2:3:4", "::", "0:0:0", "1:16777217"} {
+		ParseRowsArgs(s)
+	}
+}
