@@ -123,7 +123,7 @@ func plot(results map[string][2]result) string {
 			fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#ddd"/><text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`,
 				px(d), py(0), px(d), py(1), px(d), py(0)+15, label)
 		}
-		for _, p := range []float64{0.5, 0.99} {
+		for _, p := range []float64{0, 0.5, 0.99} {
 			fmt.Fprintf(&b, `<line x1="%d" y1="%.0f" x2="%d" y2="%.0f" stroke="#ddd"/><text x="%d" y="%.0f" text-anchor="end">p%g</text>`,
 				pad, py(p), w-pad, py(p), pad-4, py(p)+4, p*100)
 		}
@@ -136,7 +136,7 @@ func plot(results map[string][2]result) string {
 				fmt.Fprintf(&pts, "%.1f,%.1f ", px(math.Log10(float64(s[j])/1e3)), py(float64(j+1)/float64(len(s))))
 			}
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, colors[i], pts.String())
-			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s</text>`, w-pad-120, y0+40+16*i, colors[i], names[i])
+			fmt.Fprintf(&b, `<text x="%d" y="%.0f" fill="%s">%s</text>`, w-pad-120, py(0.3)+16*float64(i), colors[i], names[i])
 		}
 	}
 	b.WriteString("</svg>\n")
