@@ -25,8 +25,9 @@ type Config struct {
 	// InitTimeout bounds the wait for START or CANCEL after STREAM_INIT.
 	// Default 5 minutes.
 	InitTimeout time.Duration
-	// AckTimeout bounds the wait for an ACK while the window is full.
-	// Default 5 minutes.
+	// AckTimeout bounds the wait for an ACK while the window is full, and
+	// the wait for room under OutboundLimit (a coordinator that stopped
+	// reading). Default 5 minutes.
 	AckTimeout time.Duration
 	// HandshakeTimeout bounds HELLO + AUTH after the TCP accept. Default 10 s.
 	HandshakeTimeout time.Duration

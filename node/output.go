@@ -54,12 +54,16 @@ func (c *conn) waitRoom(w *Worker, size int) error {
 			c.schedulePollLocked()
 		}
 		room := c.room
+		// A coordinator that stops reading is as stuck as one that stops
+		// acking: the ack timeout bounds this wait too (the janitor).
+		w.wait, w.waitSince = waitAck, time.Now().UnixNano()
 		c.mu.Unlock()
 		select {
 		case <-room:
 		case <-w.ctx.Done():
 		}
 		c.mu.Lock()
+		w.wait = waitNone
 	}
 }
 

@@ -3,11 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/rexi-go/rexi/internal/leak"
+	"github.com/rexi-go/rexi/internal/proctest"
 	"go.uber.org/goleak"
 )
 
@@ -20,10 +19,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "rexinode")
-	build := exec.Command("go", "build", "-race", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	binary, err = proctest.Build(".", dir)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "building rexinode:", err)
 		os.Exit(1)
 	}

@@ -15,21 +15,15 @@ import (
 func cluster3(t *testing.T, sf string) []*proc {
 	b := startServe(t, "-secret-file", sf, "-name", "b")
 	c := startServe(t, "-secret-file", sf, "-name", "c")
-	a := startServe(t, "-secret-file", sf, "-name", "a", "-peers", "self,"+b.addr+","+c.addr)
-	a.waitPeers(3)
+	a := startServe(t, "-secret-file", sf, "-name", "a", "-peers", "self,"+b.Addr+","+c.Addr)
+	waitPeers(t, a, 3)
 	return []*proc{a, b, c}
-}
-
-// waitPeers waits until the daemon's coordinator side is connected to n peers.
-func (p *proc) waitPeers(n int) {
-	p.t.Helper()
-	eventually(p.t, "peers connected", func() bool { return p.metric("rexi_coord_peers_up") == float64(n) })
 }
 
 func totalLive(ps []*proc) float64 {
 	var n float64
 	for _, p := range ps {
-		n += p.metric("rexi_node_live_workers")
+		n += p.Metric("rexi_node_live_workers")
 	}
 	return n
 }
@@ -37,7 +31,7 @@ func totalLive(ps []*proc) float64 {
 func TestServeFanoutMetricsAndCleanShutdown(t *testing.T) {
 	sf := secretFile(t, "integration-secret")
 	ps := cluster3(t, sf)
-	nodes := ps[0].addr + "," + ps[1].addr + "," + ps[2].addr
+	nodes := ps[0].Addr + "," + ps[1].Addr + "," + ps[2].Addr
 
 	out, errOut, code := runCmd(t, "fanout", "-nodes", nodes, "-secret-file", sf, "-q", "64", "-n", "3", "-rows", "10", "-json")
 	if code != 0 {
@@ -52,7 +46,7 @@ func TestServeFanoutMetricsAndCleanShutdown(t *testing.T) {
 	}
 
 	// /fanout through the first daemon, hanging up after 100 rows.
-	resp, err := httpClient.Get("http://" + ps[0].admin + "/fanout?handler=rows&q=64&n=3&rows=1000000&size=100")
+	resp, err := httpClient.Get("http://" + ps[0].Admin + "/fanout?handler=rows&q=64&n=3&rows=1000000&size=100")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,37 +60,37 @@ func TestServeFanoutMetricsAndCleanShutdown(t *testing.T) {
 	}
 	resp.Body.Close()
 	eventually(t, "every node's live workers at 0 after the hang-up", func() bool { return totalLive(ps) == 0 })
-	if v := ps[0].metric("rexi_coord_fanouts_total"); v != 1 {
+	if v := ps[0].Metric("rexi_coord_fanouts_total"); v != 1 {
 		t.Fatalf("rexi_coord_fanouts_total %v, want 1", v)
 	}
-	if v := ps[0].metric("rexi_coord_kill_all_sent_total"); v < 1 {
+	if v := ps[0].Metric("rexi_coord_kill_all_sent_total"); v < 1 {
 		t.Fatalf("rexi_coord_kill_all_sent_total %v", v)
 	}
-	if !strings.Contains(ps[0].get("/metrics"), `rexi_coord_fanout_duration_seconds_count{handler="rows",outcome="cancelled"} 1`) {
+	if !strings.Contains(ps[0].Get("/metrics"), `rexi_coord_fanout_duration_seconds_count{handler="rows",outcome="cancelled"} 1`) {
 		t.Fatal("the cancelled fan-out is not in the latency histogram")
 	}
 
 	// A crash shows in /errors; /jobs and /healthz answer.
-	if body := ps[0].get("/fanout?handler=crash&q=1&n=1"); !strings.Contains(body, "panic") {
+	if body := ps[0].Get("/fanout?handler=crash&q=1&n=1"); !strings.Contains(body, "panic") {
 		t.Fatalf("/fanout of a crashing handler ended with %q, want the panic reported", body)
 	}
-	eventually(t, "the crash in /errors", func() bool { return strings.Contains(ps[0].get("/errors"), `"handler": "crash"`) })
-	if j := ps[1].get("/jobs"); strings.TrimSpace(j) != "null" && strings.TrimSpace(j) != "[]" {
+	eventually(t, "the crash in /errors", func() bool { return strings.Contains(ps[0].Get("/errors"), `"handler": "crash"`) })
+	if j := ps[1].Get("/jobs"); strings.TrimSpace(j) != "null" && strings.TrimSpace(j) != "[]" {
 		t.Fatalf("/jobs on an idle node: %s", j)
 	}
-	if h := ps[0].get("/healthz"); !strings.Contains(h, `"peers_up": 3`) {
+	if h := ps[0].Get("/healthz"); !strings.Contains(h, `"peers_up": 3`) {
 		t.Fatalf("/healthz: %s", h)
 	}
-	if !strings.Contains(ps[0].get("/debug/pprof/"), "goroutine") {
+	if !strings.Contains(ps[0].Get("/debug/pprof/"), "goroutine") {
 		t.Fatal("/debug/pprof/ does not list profiles")
 	}
 
 	for _, p := range ps {
-		if code := p.stop(syscall.SIGTERM); code != 0 {
-			t.Fatalf("exit code %d after SIGTERM\nstderr:\n%s", code, p.stderr)
+		if code := p.Stop(syscall.SIGTERM); code != 0 {
+			t.Fatalf("exit code %d after SIGTERM\nstderr:\n%s", code, p.Stderr)
 		}
-		if !strings.Contains(p.stderr.String(), "msg=stopped") {
-			t.Fatalf("no clean stop logged:\n%s", p.stderr)
+		if !strings.Contains(p.Stderr.String(), "msg=stopped") {
+			t.Fatalf("no clean stop logged:\n%s", p.Stderr)
 		}
 	}
 }
@@ -104,17 +98,17 @@ func TestServeFanoutMetricsAndCleanShutdown(t *testing.T) {
 func TestSigtermDrainsThenSecondSignalExitsAtOnce(t *testing.T) {
 	sf := secretFile(t, "s")
 	p := startServe(t, "-secret-file", sf, "-drain-grace", "1m")
-	p.waitPeers(1)
+	waitPeers(t, p, 1)
 	// A blocked worker keeps the drain waiting.
-	resp, err := httpClient.Get("http://" + p.admin + "/fanout?handler=block&q=1&n=1&timeout=1m")
+	resp, err := httpClient.Get("http://" + p.Admin + "/fanout?handler=block&q=1&n=1&timeout=1m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	eventually(t, "a live worker", func() bool { return p.metric("rexi_node_live_workers") == 1 })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	eventually(t, "draining logged", func() bool { return strings.Contains(p.stderr.String(), "draining") })
-	if code := p.stop(syscall.SIGTERM); code != exitFailed {
+	eventually(t, "a live worker", func() bool { return p.Metric("rexi_node_live_workers") == 1 })
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	eventually(t, "draining logged", func() bool { return strings.Contains(p.Stderr.String(), "draining") })
+	if code := p.Stop(syscall.SIGTERM); code != exitFailed {
 		t.Fatalf("second signal: exit code %d, want %d", code, exitFailed)
 	}
 }
@@ -132,11 +126,11 @@ func TestOperatorErrors(t *testing.T) {
 	}{
 		{"bad flag", []string{"serve", "-no-such-flag"}, exitUsage, "flag provided but not defined"},
 		{"no secret", []string{"serve", "-listen", "127.0.0.1:0"}, exitUsage, "no secret"},
-		{"port in use", []string{"serve", "-secret-file", sf, "-listen", "127.0.0.1:0", "-admin", p.admin}, exitListen, "cannot listen on admin address"},
+		{"port in use", []string{"serve", "-secret-file", sf, "-listen", "127.0.0.1:0", "-admin", p.Admin}, exitListen, "cannot listen on admin address"},
 		{"unreachable peer", []string{"fanout", "-secret-file", sf, "-nodes", "127.0.0.1:1", "-dial-timeout", "200ms"}, exitUnreachable, "cannot reach"},
-		{"wrong secret", []string{"fanout", "-secret-file", wrong, "-nodes", p.addr, "-dial-timeout", "500ms"}, exitUnreachable, "secret"},
+		{"wrong secret", []string{"fanout", "-secret-file", wrong, "-nodes", p.Addr, "-dial-timeout", "500ms"}, exitUnreachable, "secret"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
-		{"bad q", []string{"fanout", "-secret-file", sf, "-nodes", p.addr, "-q", "0"}, exitUsage, "q=0"},
+		{"bad q", []string{"fanout", "-secret-file", sf, "-nodes", p.Addr, "-q", "0"}, exitUsage, "q=0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -147,7 +141,7 @@ func TestOperatorErrors(t *testing.T) {
 		})
 	}
 	eventually(t, "the node logs the refused secret", func() bool {
-		return strings.Contains(p.stderr.String(), "authentication failed")
+		return strings.Contains(p.Stderr.String(), "authentication failed")
 	})
 }
 
@@ -157,12 +151,12 @@ func TestConfigFileAndEnvironment(t *testing.T) {
 	os.WriteFile(cfg, []byte(`{"name": "from-file", "window": 7, "secret": "file-secret"}`), 0o600)
 	t.Setenv("REXI_NAME", "from-env")
 	p := startServe(t, "-config", cfg)
-	if !strings.Contains(p.get("/healthz"), `"node": "from-env"`) {
-		t.Fatalf("env did not override the config file: %s", p.get("/healthz"))
+	if !strings.Contains(p.Get("/healthz"), `"node": "from-env"`) {
+		t.Fatalf("env did not override the config file: %s", p.Get("/healthz"))
 	}
 	p2 := startServe(t, "-config", cfg, "-name", "from-flag")
-	if !strings.Contains(p2.get("/healthz"), `"node": "from-flag"`) {
-		t.Fatalf("flag did not override env and file: %s", p2.get("/healthz"))
+	if !strings.Contains(p2.Get("/healthz"), `"node": "from-flag"`) {
+		t.Fatalf("flag did not override env and file: %s", p2.Get("/healthz"))
 	}
 }
 
