@@ -18,6 +18,9 @@ const pollInterval = 2 * time.Millisecond
 
 // check reports why w may not send a payload of size bytes. Caller holds c.mu.
 func (c *conn) check(w *Worker, size int) error {
+	if w.ctx.Err() != nil { // stopped (timeout, deadline) while still in the table
+		return context.Cause(w.ctx)
+	}
 	if w.removed || c.closed {
 		if err := context.Cause(w.ctx); err != nil {
 			return err
@@ -35,6 +38,7 @@ func (c *conn) check(w *Worker, size int) error {
 // empty buffer, so one oversize frame cannot deadlock.
 func (c *conn) waitRoom(w *Worker, size int) error {
 	waited := false
+	var since int64
 	for {
 		if err := c.check(w, size); err != nil {
 			return err
@@ -55,8 +59,13 @@ func (c *conn) waitRoom(w *Worker, size int) error {
 		}
 		room := c.room
 		// A coordinator that stops reading is as stuck as one that stops
-		// acking: the ack timeout bounds this wait too (the janitor).
-		w.wait, w.waitSince = waitAck, time.Now().UnixNano()
+		// acking: the ack timeout bounds this wait too (the janitor),
+		// counted from the first time this frame found no room, however
+		// often the worker is woken to lose the race for it.
+		if since == 0 {
+			since = time.Now().UnixNano()
+		}
+		w.wait, w.waitSince = waitAck, since
 		c.mu.Unlock()
 		select {
 		case <-room:
