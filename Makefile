@@ -29,3 +29,7 @@ compare:
 	$(GO) build -o bin/rexinode ./cmd/rexinode
 	cd bench/grpcbase && $(GO) build -o ../../bin/grpcbase .
 	$(GO) run ./bench/compare -rexinode bin/rexinode -grpcbase bin/grpcbase $(COMPARE_FLAGS)
+
+## soak: the long hostile-input (60 s) and load (50 coordinators, 60 s) runs
+soak:
+	REXI_SOAK=1 $(GO) test -count=1 -timeout 20m -run 'TestHostileInput|TestLoad' -v ./integration/

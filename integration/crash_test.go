@@ -49,7 +49,7 @@ func TestNodeKilledMidStream(t *testing.T) {
 // workers reach 0 within 100 ms, by the nodes' connection-loss rule.
 func TestCoordinatorProcessKilled(t *testing.T) {
 	c := startCluster(t, 3)
-	fanout := exec.Command(binary, "fanout", "-secret-file", c.sf, "-nodes", c.addrs[0]+","+c.addrs[1]+","+c.addrs[2],
+	fanout := exec.Command(rexinodeBin, "fanout", "-secret-file", c.sf, "-nodes", c.addrs[0]+","+c.addrs[1]+","+c.addrs[2],
 		"-q", "64", "-n", "3", "-rows", "100000000", "-timeout", "1m")
 	if err := fanout.Start(); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 )
 
-var binary string
+var rexinodeBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rexi-integration")
@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if binary, err = proctest.Build("../cmd/rexinode", dir); err != nil {
+	if rexinodeBin, err = proctest.Build("../cmd/rexinode", dir); err != nil {
 		fmt.Fprintln(os.Stderr, "building rexinode:", err)
 		os.Exit(1)
 	}
@@ -46,7 +46,7 @@ func startCluster(t *testing.T, k int, flags ...string) *cluster {
 	c := &cluster{t: t, sf: proctest.SecretFile(t, secret)}
 	for i := 0; i < k; i++ {
 		args := append([]string{"-secret-file", c.sf, "-name", fmt.Sprint("n", i), "-log-level", "warn"}, flags...)
-		p := proctest.StartServe(t, binary, args...)
+		p := proctest.StartServe(t, rexinodeBin, args...)
 		c.procs = append(c.procs, p)
 		c.addrs = append(c.addrs, p.Addr)
 	}

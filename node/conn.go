@@ -109,7 +109,9 @@ func (c *conn) traffic() (action gnet.Action) {
 		c.lastRecv.Store(time.Now().UnixNano())
 		c.n.stats.bytesIn.Add(uint64(used))
 	}
-	_, _ = c.gc.Discard(used)
+	if used > 0 { // gnet's Discard(0) drops everything buffered, a partial frame included
+		_, _ = c.gc.Discard(used)
+	}
 	if err != nil {
 		return c.fail(err)
 	}

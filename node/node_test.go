@@ -481,3 +481,25 @@ func TestDrainRefusesWorkAndWaitsForWorkers(t *testing.T) {
 		t.Fatalf("second Drain: %v", err)
 	}
 }
+
+// Frames split at every byte boundary across writes must reassemble:
+// a read holding only part of a frame keeps it for the next read.
+func TestFramesSplitAcrossReads(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := connect(t, n, frame.FeatureChecksum)
+	var b []byte
+	for ref := uint64(1); ref <= 20; ref++ {
+		b = c.enc.AppendDoit(b, ref, frame.Doit{Handler: []byte("echo"), Args: []byte(strings.Repeat("x", int(ref)*7))})
+	}
+	for i := range b { // one byte per write, each flushed on its own
+		c.write(b[i : i+1])
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond) // let the node see a partial frame alone
+		}
+	}
+	for ref := uint64(1); ref <= 20; ref++ {
+		if f := c.expect(frame.TypeReply, ref); len(f.Payload) != int(ref)*7 {
+			t.Fatalf("reply %d has %d bytes", ref, len(f.Payload))
+		}
+	}
+}
