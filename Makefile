@@ -32,4 +32,4 @@ compare:
 
 ## soak: the long hostile-input (60 s) and load (50 coordinators, 60 s) runs
 soak:
-	REXI_SOAK=1 $(GO) test -count=1 -timeout 20m -run 'TestHostileInput|TestLoad' -v ./integration/
+	REXI_SOAK=1 REXI_NORACE=1 $(GO) test -count=1 -timeout 20m -run 'TestHostileInput|TestLoad' -v ./integration/
