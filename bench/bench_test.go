@@ -81,7 +81,7 @@ func startInProcess(tb testing.TB, o Options) *inProcess {
 }
 
 func report(b *testing.B, samples []time.Duration) {
-	r := summarize("", samples)
+	r := Summarize("", samples)
 	b.ReportMetric(float64(r.P50.Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(r.P99.Nanoseconds())/1e3, "p99-µs")
 	b.ReportMetric(float64(r.Mean.Nanoseconds())/1e3, "mean-µs")

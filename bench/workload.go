@@ -97,8 +97,8 @@ func (r Result) String() string {
 	return s
 }
 
-// summarize fills the latency fields from samples.
-func summarize(w string, samples []time.Duration) Result {
+// Summarize fills the latency fields of a Result from samples.
+func Summarize(w string, samples []time.Duration) Result {
 	r := Result{Workload: w, Fanouts: len(samples), Samples: samples}
 	if len(samples) == 0 {
 		return r
@@ -145,7 +145,7 @@ func NewRunner(cl *coord.Client, o Options) (*Runner, error) {
 
 // Run runs workload w.
 func (r *Runner) Run(ctx context.Context, w string) (Result, error) {
-	cpu0 := cpuSeconds()
+	cpu0 := CPUSeconds()
 	var res Result
 	var err error
 	switch w {
@@ -160,12 +160,12 @@ func (r *Runner) Run(ctx context.Context, w string) (Result, error) {
 	default:
 		err = fmt.Errorf("bench: unknown workload %q (want one of %v)", w, Workloads)
 	}
-	res.CPUSeconds = cpuSeconds() - cpu0
+	res.CPUSeconds = CPUSeconds() - cpu0
 	return res, err
 }
 
-// cpuSeconds is this process's user+system CPU time.
-func cpuSeconds() float64 {
+// CPUSeconds is this process's user+system CPU time.
+func CPUSeconds() float64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
@@ -185,7 +185,7 @@ func (r *Runner) timed(ctx context.Context, w string, once func(context.Context)
 		}
 		samples = append(samples, time.Since(start))
 	}
-	return summarize(w, samples), nil
+	return Summarize(w, samples), nil
 }
 
 // Cast is one W-cast fan-out: 192 echo jobs, done when every reply is in.
@@ -237,7 +237,7 @@ func (r *Runner) reapAll(ctx context.Context) (Result, error) {
 			samples = append(samples, d)
 		}
 	}
-	res := summarize(WReap, samples)
+	res := Summarize(WReap, samples)
 	res.Leaked = leaked
 	return res, nil
 }

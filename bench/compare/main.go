@@ -18,21 +18,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rexi-go/rexi/bench"
 )
 
-// result is the JSON both bench commands print.
+// result is what both bench commands print, plus the nodes' CPU.
 type result struct {
-	Workload   string          `json:"workload"`
-	Fanouts    int             `json:"fanouts"`
-	P50        time.Duration   `json:"p50_ns"`
-	P99        time.Duration   `json:"p99_ns"`
-	Mean       time.Duration   `json:"mean_ns"`
-	PerSecond  float64         `json:"fanouts_per_second"`
-	Leaked     int64           `json:"leaked_workers"`
-	CPUSeconds float64         `json:"cpu_seconds"`
-	Samples    []time.Duration `json:"samples_ns"`
-	NodeCPU    float64         `json:"node_cpu_seconds"`
-	TotalRuns  int             `json:"total_fanouts"` // warm-up included: CPU is divided by it
+	bench.Result
+	NodeCPU   float64 `json:"node_cpu_seconds"`
+	TotalRuns int     `json:"total_fanouts"` // warm-up included: CPU is divided by it
 }
 
 type system struct {

@@ -3,19 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/rexi-go/rexi/bench"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -58,7 +56,7 @@ func serve(args []string) error {
 	s := &server{}
 	g := grpc.NewServer()
 	g.RegisterService(&serviceDesc, s)
-	go http.Serve(hl, http.HandlerFunc(s.serveLive))
+	go http.Serve(hl, bench.LiveHandler(s))
 	fmt.Printf("grpcbase listening on %s\nlive http://%s\n", ln.Addr(), hl.Addr())
 	go func() {
 		sig := make(chan os.Signal, 1)
@@ -95,7 +93,7 @@ func benchCmd(args []string) error {
 		conns = append(conns, c)
 	}
 	if *live != "" {
-		o.WatchReap = watchReap(strings.Split(*live, ","))
+		o.WatchReap = bench.WatchLive(strings.Split(*live, ","))
 	}
 	r := newRunner(conns, o)
 	list := []string{"w-cast", "w-stream", "w-reap", "w-conc"}
@@ -122,84 +120,3 @@ func benchCmd(args []string) error {
 	return nil
 }
 
-// serveLive answers /live like rexinode's: the running handlers, and with
-// ?wait=D&from=N it first waits until N more handlers started, then none runs.
-func (s *server) serveLive(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if v := q.Get("wait"); v != "" {
-		wait, _ := time.ParseDuration(v)
-		from, _ := strconv.ParseInt(q.Get("from"), 10, 64)
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		defer cancel()
-		base := s.started.Load()     // before the headers: the caller submits once it has them
-		w.WriteHeader(http.StatusOK) // the caller knows the watch is armed
-		_ = http.NewResponseController(w).Flush()
-		t := time.NewTicker(time.Millisecond)
-		for s.started.Load()-base < from && ctx.Err() == nil {
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-			}
-		}
-		t.Stop()
-		s.waitZero(ctx)
-	}
-	fmt.Fprintln(w, s.live.Load())
-}
-
-// watchReap long-polls every node's /live, as rexinode bench does.
-func watchReap(addrs []string) func(context.Context, time.Duration) func() (int64, error) {
-	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	return func(ctx context.Context, timeout time.Duration) func() (int64, error) {
-		type answer struct {
-			v   int64
-			err error
-		}
-		answers := make(chan answer, len(addrs))
-		armed := make(chan struct{}, len(addrs))
-		for _, a := range addrs {
-			go func() {
-				resp, err := armLive(ctx, c, fmt.Sprintf("http://%s/live?from=1&wait=%s", a, timeout))
-				armed <- struct{}{}
-				if err != nil {
-					answers <- answer{0, err}
-					return
-				}
-				v, err := readLive(resp)
-				answers <- answer{v, err}
-			}()
-		}
-		for range addrs {
-			<-armed
-		}
-		return func() (int64, error) {
-			var left int64
-			var errs []error
-			for range addrs {
-				a := <-answers
-				left += a.v
-				errs = append(errs, a.err)
-			}
-			return left, errors.Join(errs...)
-		}
-	}
-}
-
-// armLive sends a long-poll request and returns once the node has
-// answered its headers (the watch is armed); read the body for the result.
-func armLive(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	return c.Do(req)
-}
-
-func readLive(resp *http.Response) (int64, error) {
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-}

@@ -52,13 +52,17 @@ func (s *server) done() {
 	s.mu.Unlock()
 }
 
-// waitZero blocks until no handler runs or ctx ends.
-func (s *server) waitZero(ctx context.Context) {
+// Live, Started and WaitNoLive make the server a bench.LiveCounter.
+func (s *server) Live() int64    { return s.live.Load() }
+func (s *server) Started() int64 { return s.started.Load() }
+
+// WaitNoLive blocks until no handler runs or ctx ends.
+func (s *server) WaitNoLive(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		if s.live.Load() == 0 {
 			s.mu.Unlock()
-			return
+			return nil
 		}
 		if s.zero == nil {
 			s.zero = make(chan struct{})
@@ -68,7 +72,7 @@ func (s *server) waitZero(ctx context.Context) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		}
 	}
 }

@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/rexi-go/rexi/bench"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -21,42 +20,7 @@ type options struct {
 	WatchReap                    func(ctx context.Context, timeout time.Duration) func() (int64, error)
 }
 
-// result has the JSON shape of rexi's bench.Result.
-type result struct {
-	Workload   string          `json:"workload"`
-	Fanouts    int             `json:"fanouts"`
-	P50        time.Duration   `json:"p50_ns"`
-	P99        time.Duration   `json:"p99_ns"`
-	Mean       time.Duration   `json:"mean_ns"`
-	Max        time.Duration   `json:"max_ns"`
-	PerSecond  float64         `json:"fanouts_per_second,omitempty"`
-	Leaked     int64           `json:"leaked_workers"`
-	CPUSeconds float64         `json:"cpu_seconds"`
-	Samples    []time.Duration `json:"samples_ns,omitempty"`
-}
-
-func (r result) String() string {
-	if r.Workload == "w-conc" {
-		return fmt.Sprintf("%-8s %6d fan-outs  %.0f fan-outs/s", r.Workload, r.Fanouts, r.PerSecond)
-	}
-	return fmt.Sprintf("%-8s %6d runs  p50 %-9v p99 %-9v mean %v leaked %d", r.Workload, r.Fanouts,
-		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Mean.Round(time.Microsecond), r.Leaked)
-}
-
-func summarize(w string, s []time.Duration) result {
-	r := result{Workload: w, Fanouts: len(s), Samples: s}
-	if len(s) == 0 {
-		return r
-	}
-	c := slices.Clone(s)
-	slices.Sort(c)
-	var sum time.Duration
-	for _, d := range c {
-		sum += d
-	}
-	r.P50, r.P99, r.Max, r.Mean = c[len(c)/2], c[min(len(c)-1, len(c)*99/100)], c[len(c)-1], sum/time.Duration(len(c))
-	return r
-}
+type result = bench.Result
 
 const (
 	q, n     = 64, 3
@@ -76,14 +40,8 @@ func newRunner(conns []*grpc.ClientConn, o options) *runner { return &runner{con
 // node of job j = (range j/n, copy j%n): copy c runs on node c.
 func (r *runner) conn(j int) *grpc.ClientConn { return r.conns[(j%n)%len(r.conns)] }
 
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
 func (r *runner) run(ctx context.Context, w string) (result, error) {
-	cpu0 := cpuSeconds()
+	cpu0 := bench.CPUSeconds()
 	var res result
 	var err error
 	switch w {
@@ -98,7 +56,7 @@ func (r *runner) run(ctx context.Context, w string) (result, error) {
 	default:
 		err = fmt.Errorf("unknown workload %q", w)
 	}
-	res.CPUSeconds = cpuSeconds() - cpu0
+	res.CPUSeconds = bench.CPUSeconds() - cpu0
 	return res, err
 }
 
@@ -116,7 +74,7 @@ func (r *runner) timed(ctx context.Context, w string, once func(context.Context)
 		}
 		s = append(s, time.Since(t))
 	}
-	return summarize(w, s), nil
+	return bench.Summarize(w, s), nil
 }
 
 // cast: 192 concurrent unary calls, done when every reply is in.
@@ -295,7 +253,7 @@ func (r *runner) reap(ctx context.Context) (result, error) {
 			leaked += left
 		}
 	}
-	res := summarize("w-reap", s)
+	res := bench.Summarize("w-reap", s)
 	res.Leaked = leaked
 	return res, nil
 }

@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rexi-go/rexi/bench"
 	"github.com/rexi-go/rexi/coord"
+	"github.com/rexi-go/rexi/node"
 )
 
 func (d *daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", d.healthz)
-	mux.HandleFunc("GET /live", d.live)
+	mux.Handle("GET /live", bench.LiveHandler(nodeLive{d.node}))
 	mux.HandleFunc("GET /errors", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.RecentErrors()) })
 	mux.HandleFunc("GET /jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.Jobs()) })
 	mux.HandleFunc("GET /fanout", d.fanout)
@@ -128,34 +130,10 @@ func parseFanoutQuery(r *http.Request) (fanoutSpec, error) {
 	return spec, spec.validate()
 }
 
-// live answers the number of live workers. With ?wait=DURATION it first
-// waits (up to DURATION) until `from` (default 0) more workers have started
-// than when the request arrived, and then until none is live, so a
-// benchmark can time a reap without polling. (Started is monotonic, so a
-// fan-out that comes and goes between two looks is not missed.)
-func (d *daemon) live(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if v := q.Get("wait"); v != "" {
-		wait, err := time.ParseDuration(v)
-		if err != nil {
-			http.Error(w, "wait: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		from, _ := strconv.ParseInt(q.Get("from"), 10, 64)
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		defer cancel()
-		base := int64(d.node.Stats().Started) // before the headers: the caller submits once it has them
-		w.WriteHeader(http.StatusOK)          // the caller knows the watch is armed
-		_ = http.NewResponseController(w).Flush()
-		t := time.NewTicker(time.Millisecond) // the rise is not what is timed
-		for int64(d.node.Stats().Started)-base < from && ctx.Err() == nil {
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-			}
-		}
-		t.Stop()
-		_ = d.node.WaitNoLive(ctx)
-	}
-	fmt.Fprintln(w, d.node.Stats().Live)
-}
+
+// nodeLive adapts a node to bench.LiveCounter for /live.
+type nodeLive struct{ n *node.Node }
+
+func (l nodeLive) Live() int64                          { return l.n.Stats().Live }
+func (l nodeLive) Started() int64                       { return int64(l.n.Stats().Started) }
+func (l nodeLive) WaitNoLive(ctx context.Context) error { return l.n.WaitNoLive(ctx) }

@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rexi-go/rexi/bench"
@@ -47,7 +43,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		list = splitList(*workloads)
 	}
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
-		o.WatchReap = watchReap(metricsAddrs)
+		o.WatchReap = bench.WatchLive(metricsAddrs)
 	}
 	cl, err := connect(o.Nodes, secret, cf, newLogger(stderr, 8))
 	if err != nil {
@@ -82,61 +78,3 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// watchReap long-polls every node's /live?from=1&wait=...: each request
-// is in flight before the jobs are submitted and answers once the node had
-// a live worker and then none, so no polling skews the measurement.
-func watchReap(addrs []string) func(context.Context, time.Duration) func() (int64, error) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	return func(ctx context.Context, timeout time.Duration) func() (int64, error) {
-		type answer struct {
-			live int64
-			err  error
-		}
-		answers := make(chan answer, len(addrs))
-		armed := make(chan struct{}, len(addrs))
-		for _, a := range addrs {
-			go func() {
-				resp, err := armLive(ctx, client, fmt.Sprintf("http://%s/live?from=1&wait=%s", a, timeout))
-				armed <- struct{}{}
-				if err != nil {
-					answers <- answer{0, err}
-					return
-				}
-				v, err := readLive(resp)
-				answers <- answer{v, err}
-			}()
-		}
-		for range addrs {
-			<-armed
-		}
-		return func() (int64, error) {
-			var left int64
-			var errs []error
-			for range addrs {
-				a := <-answers
-				left += a.live
-				errs = append(errs, a.err)
-			}
-			return left, errors.Join(errs...)
-		}
-	}
-}
-
-// armLive sends a long-poll request and returns once the node has
-// answered its headers (the watch is armed); read the body for the result.
-func armLive(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	return c.Do(req)
-}
-
-func readLive(resp *http.Response) (int64, error) {
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-}
