@@ -272,19 +272,25 @@ func (r *Runner) reapOnce(ctx context.Context) (time.Duration, int64, error) {
 
 // conc runs W-conc: Concurrency coordinators doing W-stream back to back.
 func (r *Runner) conc(ctx context.Context) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.o.Duration)
+	return Concurrent(ctx, r.o.Concurrency, r.o.Duration, r.Stream)
+}
+
+// Concurrent runs once from n goroutines back to back for dur and reports
+// the fan-outs per second (W-conc); the first error fails the run.
+func Concurrent(ctx context.Context, n int, dur time.Duration, once func(context.Context) error) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var mu sync.Mutex
 	var firstErr error
 	count := 0
 	var wg sync.WaitGroup
 	start := time.Now()
-	for g := 0; g < r.o.Concurrency; g++ {
+	for g := 0; g < n; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				err := r.Stream(ctx)
+				err := once(ctx)
 				mu.Lock()
 				if err == nil {
 					count++
@@ -296,9 +302,8 @@ func (r *Runner) conc(ctx context.Context) (Result, error) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	if firstErr != nil {
 		return Result{}, fmt.Errorf("w-conc: %w", firstErr)
 	}
-	return Result{Workload: WConc, Fanouts: count, PerSecond: float64(count) / elapsed.Seconds()}, nil
+	return Result{Workload: WConc, Fanouts: count, PerSecond: float64(count) / time.Since(start).Seconds()}, nil
 }

@@ -119,4 +119,3 @@ func benchCmd(args []string) error {
 	}
 	return nil
 }
-

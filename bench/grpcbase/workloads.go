@@ -291,32 +291,5 @@ func (r *runner) streamHold(ctx context.Context, inited chan<- struct{}) error {
 }
 
 func (r *runner) conc(ctx context.Context) (result, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.o.Duration)
-	defer cancel()
-	var mu sync.Mutex
-	var firstErr error
-	count := 0
-	var wg sync.WaitGroup
-	t := time.Now()
-	for g := 0; g < r.o.Concurrency; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				err := r.stream(ctx, false)
-				mu.Lock()
-				if err == nil {
-					count++
-				} else if ctx.Err() == nil && firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return result{}, firstErr
-	}
-	return result{Workload: "w-conc", Fanouts: count, PerSecond: float64(count) / time.Since(t).Seconds()}, nil
+	return bench.Concurrent(ctx, r.o.Concurrency, r.o.Duration, func(ctx context.Context) error { return r.stream(ctx, false) })
 }

@@ -130,7 +130,6 @@ func parseFanoutQuery(r *http.Request) (fanoutSpec, error) {
 	return spec, spec.validate()
 }
 
-
 // nodeLive adapts a node to bench.LiveCounter for /live.
 type nodeLive struct{ n *node.Node }
 

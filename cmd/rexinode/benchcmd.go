@@ -77,4 +77,3 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
-
