@@ -14,9 +14,8 @@ import (
 // daemons and prints p50/p99/mean per fan-out (and JSON with -json).
 func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", stderr)
-	nodes := fs.String("nodes", "", "comma-separated node addresses (3 for the anchor workloads)")
+	cc := addClientCmd(fs)
 	admins := fs.String("metrics", "", "comma-separated admin addresses (host:port) of the nodes; w-reap polls their /live")
-	sec := addSecretFlags(fs)
 	workloads := fs.String("workload", "all", "w-cast, w-stream, w-reap, w-conc, a comma list, or all")
 	var o bench.Options
 	fs.IntVar(&o.Fanouts, "fanouts", 2000, "timed fan-outs (w-reap: trials)")
@@ -25,18 +24,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "w-conc coordinators")
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	samples := fs.Bool("samples", false, "with -json, include every latency sample")
-	fs.String("config", "", "JSON file of flag values")
-	cf := addClientFlags(fs, true)
-	if err := fs.parse(args); err != nil {
+	var secret []byte
+	var err error
+	if o.Nodes, secret, err = cc.parse(fs, args); err != nil {
 		return err
-	}
-	secret, err := sec.resolve()
-	if err != nil {
-		return err
-	}
-	o.Nodes = splitList(*nodes)
-	if len(o.Nodes) == 0 {
-		return fail(exitUsage, "-nodes is required")
 	}
 	list := bench.Workloads
 	if *workloads != "all" {
@@ -45,7 +36,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
 		o.WatchReap = bench.WatchLive(metricsAddrs)
 	}
-	cl, err := connect(o.Nodes, secret, cf, newLogger(stderr, 8))
+	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, 8))
 	if err != nil {
 		return err
 	}

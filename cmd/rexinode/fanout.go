@@ -132,8 +132,7 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 // fanoutCmd: rexinode fanout.
 func fanoutCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("fanout", stderr)
-	nodes := fs.String("nodes", "", "comma-separated node addresses (host:port)")
-	sec := addSecretFlags(fs)
+	cc := addClientCmd(fs)
 	spec := fanoutSpec{}
 	fs.StringVar(&spec.Handler, "handler", "rows", "handler to run: echo, rows, sleep, block, crash, or your own")
 	fs.IntVar(&spec.Q, "q", 64, "shard ranges")
@@ -144,23 +143,14 @@ func fanoutCmd(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&spec.Timeout, "timeout", time.Minute, "global timeout of the fan-out")
 	fs.DurationVar(&spec.MessageTimeout, "message-timeout", 0, "longest silence between messages (0: none)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	fs.String("config", "", "JSON file of flag values")
-	cf := addClientFlags(fs, true)
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	secret, err := sec.resolve()
+	peers, secret, err := cc.parse(fs, args)
 	if err != nil {
 		return err
-	}
-	peers := splitList(*nodes)
-	if len(peers) == 0 {
-		return fail(exitUsage, "-nodes is required")
 	}
 	if err := spec.validate(); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	cl, err := connect(peers, secret, cf, newLogger(stderr, slog.LevelError))
+	cl, err := connect(peers, secret, cc.client, newLogger(stderr, slog.LevelError))
 	if err != nil {
 		return err
 	}
@@ -204,6 +194,37 @@ func printSummary(w io.Writer, r fanoutResult) {
 	for _, n := range nodes {
 		fmt.Fprintf(w, "  %-22s %d\n", n, r.PerNode[n])
 	}
+}
+
+// clientCmd is what every command that talks to running nodes shares:
+// -nodes, the secret, -config and the connection settings.
+type clientCmd struct {
+	nodes  *string
+	secret secretFlags
+	client clientFlags
+}
+
+func addClientCmd(fs flagSet) clientCmd {
+	c := clientCmd{nodes: fs.String("nodes", "", "comma-separated node addresses (host:port)"), secret: addSecretFlags(fs)}
+	fs.String("config", "", "JSON file of flag values")
+	c.client = addClientFlags(fs, true)
+	return c
+}
+
+// parse parses args and returns the nodes and the secret.
+func (c clientCmd) parse(fs flagSet, args []string) ([]string, []byte, error) {
+	if err := fs.parse(args); err != nil {
+		return nil, nil, err
+	}
+	secret, err := c.secret.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes := splitList(*c.nodes)
+	if len(nodes) == 0 {
+		return nil, nil, fail(exitUsage, "-nodes is required")
+	}
+	return nodes, secret, nil
 }
 
 // clientFlags are the coordinator-side connection settings.
