@@ -192,3 +192,38 @@ func TestNodeLossFailsJobsInOneSweepAndReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A receive loop that stops early leaves the rest of its batch for the
+// next one: a Recv that returns at the first INIT, then a Stream, still
+// sees every INIT and completes.
+func TestMessagesAfterAnEarlyStopAreKept(t *testing.T) {
+	c := newCluster(t, 3, nil, nil)
+	co := mustNew(t, c.cl, context.Background(), 24)
+	defer co.Close()
+	co.Submit(c.jobs(8, 3, "rows", "5")...)
+	eventually(t, "all 24 INITs queued", func() bool {
+		co.s.inbox.mu.Lock()
+		defer co.s.inbox.mu.Unlock()
+		return len(co.s.inbox.entries) == 24
+	})
+	first := -1
+	if err := co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		first = m.Worker.Slot
+		return true, nil // stop at once: 23 INITs stay queued
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Recv consumed the first INIT; that worker is the caller's to decide
+	// on, and here it is cancelled: its range has two other copies.
+	co.Cancel(first)
+	rows := 0
+	err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(m Message) error {
+		if m.Kind == KindRow {
+			rows++
+		}
+		return nil
+	})
+	if err != nil || rows != 8*5 {
+		t.Fatalf("Stream: %v after %d rows, want 40", err, rows)
+	}
+}

@@ -77,6 +77,8 @@ type state struct {
 
 	spareEntries []entry // swapped with the inbox's buffers
 	spareData    []byte
+	left         []entry // entries a receive loop stopped before, with their data
+	leftData     []byte
 	acks         []int32 // slots with rows to acknowledge after this batch
 	pushNodes    []bool  // nodes with control frames queued in this batch
 	handler      []byte  // reused for DOIT encoding

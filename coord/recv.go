@@ -78,12 +78,25 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		idle = idleTimer.C
 	}
 	for {
-		entries, data := s.inbox.take(s.spareEntries, s.spareData)
+		var entries []entry
+		var data []byte
+		if len(s.left) > 0 { // what an earlier loop stopped before
+			entries, data, s.left, s.leftData = s.left, s.leftData, nil, nil
+		} else {
+			entries, data = s.inbox.take(s.spareEntries, s.spareData)
+		}
 		if len(entries) > 0 && idleTimer != nil {
 			idleTimer.Reset(opts.MessageTimeout)
 		}
-		done, err := s.dispatch(entries, data, handle)
-		s.spareEntries, s.spareData = entries[:0], data[:0]
+		n, done, err := s.dispatch(entries, data, handle)
+		if n < len(entries) {
+			// Stopped mid-batch: keep the rest for the next receive loop
+			// (its buffers are not recycled meanwhile).
+			s.left, s.leftData = entries[n:], data
+			s.spareEntries, s.spareData = nil, nil
+		} else {
+			s.spareEntries, s.spareData = entries[:0], data[:0]
+		}
 		if done || err != nil || exhausted() {
 			s.flushAcks()
 			return err
@@ -91,7 +104,7 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		// More already waiting: take it before acknowledging, so that one
 		// ACK per worker and one write per node cover it all; workers wait
 		// for at most the time it takes to drain the inbox.
-		if len(s.acks) < maxDeferredAcks {
+		if len(s.acks) < maxDeferredAcks && s.ctx.Err() == nil {
 			select {
 			case <-s.inbox.signal:
 				continue
@@ -111,14 +124,15 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 	}
 }
 
-// dispatch applies one batch of entries.
-func (s *state) dispatch(entries []entry, data []byte, handle func(*Message) (bool, error)) (bool, error) {
+// dispatch applies a batch of entries; it returns how many it consumed
+// (all, unless handle stopped early).
+func (s *state) dispatch(entries []entry, data []byte, handle func(*Message) (bool, error)) (int, bool, error) {
 	var m Message
 	for i := range entries {
 		e := &entries[i]
 		if e.kind == kindConnDown {
 			if done, err := s.connDown(e, handle); done || err != nil {
-				return done, err
+				return i + 1, done, err
 			}
 			continue
 		}
@@ -150,10 +164,10 @@ func (s *state) dispatch(entries []entry, data []byte, handle func(*Message) (bo
 		}
 		m.Worker = s.info(e.slot)
 		if done, err := handle(&m); done || err != nil {
-			return done, err
+			return i + 1, done, err
 		}
 	}
-	return false, nil
+	return len(entries), false, nil
 }
 
 // connDown fails every unfinished job sent in the connection epoch that ended.
