@@ -85,6 +85,7 @@ type Result struct {
 	Samples    []time.Duration `json:"samples_ns,omitempty"`
 }
 
+// String formats the result as one line of `rexinode bench` output.
 func (r Result) String() string {
 	if r.Workload == WConc {
 		return fmt.Sprintf("%-8s %6d fan-outs  %.0f fan-outs/s", r.Workload, r.Fanouts, r.PerSecond)

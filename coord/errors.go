@@ -38,6 +38,7 @@ type WorkerInfo struct {
 	Rows  uint64 // rows received from it so far
 }
 
+// String names the worker by node, range and ref.
 func (w WorkerInfo) String() string {
 	return fmt.Sprintf("(node %s, range %s, ref %#x)", w.Node, w.Range, w.Ref)
 }
@@ -48,6 +49,7 @@ type NodeDownError struct {
 	Cause error // the connection error, or nil when the node was never reached
 }
 
+// Error implements error.
 func (e *NodeDownError) Error() string {
 	if e.Cause == nil {
 		return fmt.Sprintf("coord: node %s down", e.Node)
@@ -69,6 +71,7 @@ type WorkerError struct {
 	Stack  string // the remote goroutine's stack, for a panic
 }
 
+// Error implements error.
 func (e *WorkerError) Error() string {
 	return fmt.Sprintf("coord: worker %v exited (%s): %s", e.Worker, e.Kind, e.Reason)
 }
@@ -83,6 +86,7 @@ type TimeoutError struct {
 	Pending []WorkerInfo
 }
 
+// Error implements error; it lists up to 8 of the silent workers.
 func (e *TimeoutError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "coord: %s; %d workers did not answer", e.What, len(e.Pending))
@@ -106,6 +110,7 @@ type ProgressError struct {
 	Cause   error // the failure that left the ranges uncovered
 }
 
+// Error implements error.
 func (e *ProgressError) Error() string {
 	return fmt.Sprintf("coord: progress not possible: no live copy of ranges %v (last failure: %v)", e.Missing, e.Cause)
 }
@@ -123,6 +128,7 @@ type OverloadError struct {
 	Limit int
 }
 
+// Error implements error.
 func (e *OverloadError) Error() string {
 	return fmt.Sprintf("coord: node %s outbound buffer over its %d-byte limit; job not sent", e.Node, e.Limit)
 }

@@ -23,6 +23,7 @@ const (
 var kindNames = [...]string{KindReply: "reply", KindStreamInit: "stream_init", KindRow: "row", KindLast: "last",
 	KindExit: "exit", KindNodeDown: "node_down", KindOverload: "overload", kindPing: "ping", kindConnDown: "conn_down"}
 
+// String names the kind.
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]

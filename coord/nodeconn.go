@@ -141,6 +141,7 @@ type HandshakeError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("coord: handshake with %s failed: %s: %s", e.Node, e.Code, e.Reason)
 }

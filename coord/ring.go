@@ -19,6 +19,7 @@ type Range struct {
 // FullRing is the whole ring.
 var FullRing = Range{0, math.MaxUint32}
 
+// String prints the range as two 8-digit hex bounds.
 func (r Range) String() string { return fmt.Sprintf("%08x-%08x", r.Lo, r.Hi) }
 
 // Contains reports whether the ring position h falls in r.

@@ -27,6 +27,7 @@ type ProtocolError struct {
 	Detail string
 }
 
+// Error implements error.
 func (e *ProtocolError) Error() string {
 	return fmt.Sprintf("frame: %s: %s", e.Code, e.Detail)
 }
@@ -82,6 +83,7 @@ var codeNames = [...]string{
 	CodeIdleTimeout:    "idle timeout",
 }
 
+// String names the code as PROTOCOL.md does.
 func (c ErrorCode) String() string {
 	if int(c) < len(codeNames) && codeNames[c] != "" {
 		return codeNames[c]

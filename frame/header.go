@@ -51,6 +51,7 @@ var typeNames = [256]string{
 // Known reports whether t is a type defined by this protocol version.
 func (t Type) Known() bool { return typeNames[t] != "" }
 
+// String names the type as PROTOCOL.md does.
 func (t Type) String() string {
 	if t.Known() {
 		return typeNames[t]

@@ -132,6 +132,7 @@ var exitNames = [...]string{
 	ExitBadRequest: "bad request",
 }
 
+// String names the kind as PROTOCOL.md does.
 func (k ExitKind) String() string {
 	if int(k) < len(exitNames) && exitNames[k] != "" {
 		return exitNames[k]
