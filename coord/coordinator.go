@@ -103,6 +103,9 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		pushNodes: make([]bool, len(cl.nodes)),
 	}
 	s.inbox.signal = make(chan struct{}, 1)
+	bufs := inboxPool.Get().(*inboxBuffers)
+	s.inbox.entries, s.inbox.data = bufs.entries[:0], bufs.data[:0]
+	s.spareEntries, s.spareData = bufs.spareEntries[:0], bufs.spareData[:0]
 	if err := cl.register(s); err != nil {
 		s.table.Close()
 		return nil, err
@@ -130,6 +133,23 @@ func (s *state) release() {
 	}
 	s.cancel(ErrClosed)
 	s.cl.unregister(s)
+	s.recycleInbox()
+}
+
+// recycleInbox hands the inbox's buffers to the next coordinator. The
+// inbox is closed first, so a reader that looked the coordinator up just
+// before unregister cannot write into buffers someone else now owns.
+// (abandon runs in a runtime cleanup, concurrently with nothing of s's:
+// its goroutine is gone.)
+func (s *state) recycleInbox() {
+	s.inbox.mu.Lock()
+	s.inbox.closed = true
+	bufs := &inboxBuffers{entries: s.inbox.entries, data: s.inbox.data}
+	s.inbox.entries, s.inbox.data = nil, nil
+	s.inbox.mu.Unlock()
+	bufs.spareEntries, bufs.spareData = s.spareEntries, s.spareData // leftovers, if any, use neither
+	s.spareEntries, s.spareData, s.left, s.leftData = nil, nil, nil, nil
+	inboxPool.Put(bufs)
 }
 
 // Bind ties the coordinator to another lifetime as well, such as an HTTP

@@ -49,11 +49,25 @@ type inbox struct {
 	mu      sync.Mutex
 	entries []entry
 	data    []byte
+	closed  bool          // released: pushes are dropped
 	signal  chan struct{} // capacity 1: something was pushed
 }
 
+// inboxBuffers are an inbox's two pairs of buffers, recycled across
+// coordinators so that a fan-out does not grow them from nothing.
+type inboxBuffers struct {
+	entries, spareEntries []entry
+	data, spareData       []byte
+}
+
+var inboxPool = sync.Pool{New: func() any { return new(inboxBuffers) }}
+
 func (b *inbox) push(e entry, payload []byte) {
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
 	e.off, e.n = int32(len(b.data)), int32(len(payload))
 	b.data = append(b.data, payload...) // the one copy of a row out of the reader's buffer
 	b.entries = append(b.entries, e)
