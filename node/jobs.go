@@ -173,11 +173,13 @@ func (c *conn) exitLocked(ref uint64, x frame.Exit) {
 	c.mu.Unlock()
 }
 
-// killed accounts for a worker removed from its table by a kill.
+// killed accounts for a worker removed from its table by a kill, then
+// cancels it: counters first, so that whoever sees the worker stop sees
+// them too.
 func (n *Node) killed(w *Worker) {
-	w.cancel(ErrKilled)
-	n.liveDown()
 	n.stats.killed.Add(1)
+	n.liveDown()
+	w.cancel(ErrKilled)
 }
 
 // run runs one job's handler on a worker goroutine and reports how it ended.
