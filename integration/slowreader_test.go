@@ -23,18 +23,18 @@ func TestSlowReader(t *testing.T) {
 	slow := dialAuth(t, c.addrs[0])
 	var out []byte
 	for ref := uint64(1); ref <= 64; ref++ {
-		out = slow.enc.AppendDoit(out, ref, frame.Doit{Handler: []byte("rows"), Args: []byte(handlers.RowsArgs(1000, rowSize, 0))})
+		out = slow.Enc.AppendDoit(out, ref, frame.Doit{Handler: []byte("rows"), Args: []byte(handlers.RowsArgs(1000, rowSize, 0))})
 	}
-	slow.write(out)
+	slow.Write(out)
 	inits := 0
 	for inits < 64 {
-		f, err := slow.read(proctest.WaitFor)
+		f, err := slow.ReadFrame(proctest.WaitFor)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if f.Type == frame.TypeStreamInit {
 			inits++
-			slow.write(slow.enc.AppendEmpty(nil, frame.TypeStart, f.Ref))
+			slow.Write(slow.Enc.AppendEmpty(nil, frame.TypeStart, f.Ref))
 		}
 	}
 	// ... and now it reads nothing more.
@@ -77,5 +77,5 @@ func TestSlowReader(t *testing.T) {
 	}
 	t.Logf("node heap grew by %.1f MiB at most (bound %.1f MiB); ack timeouts %v",
 		(peak-heap0)/(1<<20), bound/(1<<20), node.Metric(`rexi_node_timeouts_total{kind="ack"}`))
-	slow.nc.Close()
+	slow.NC.Close()
 }

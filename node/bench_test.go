@@ -17,14 +17,14 @@ func BenchmarkReplyJobs(b *testing.B) {
 	doit := frame.Doit{Handler: []byte("echo"), Nonce: []byte("bench"), Args: make([]byte, 64)}
 	var ref uint64
 	batch := func() {
-		c.out = c.out[:0]
+		c.Out = c.Out[:0]
 		for i := 0; i < jobs; i++ {
 			ref++
-			c.out = c.enc.AppendDoit(c.out, ref, doit)
+			c.Out = c.Enc.AppendDoit(c.Out, ref, doit)
 		}
-		c.send()
+		c.Send()
 		for i := 0; i < jobs; i++ {
-			if f, err := c.readFrame(waitFor); err != nil || f.Type != frame.TypeReply {
+			if f, err := c.ReadFrame(waitFor); err != nil || f.Type != frame.TypeReply {
 				b.Fatalf("reply %d: %s %v", i, f.Type, err)
 			}
 		}

@@ -19,9 +19,9 @@ type goodStream struct {
 
 func startGoodStream(t *testing.T, n *Node) *goodStream {
 	c := connect(t, n, frame.FeatureChecksum)
-	c.doit(1, "flow", "")
-	c.expect(frame.TypeStreamInit, 1)
-	c.control(frame.TypeStart, 1)
+	c.Doit(1, "flow", "")
+	c.Expect(frame.TypeStreamInit, 1)
+	c.Control(frame.TypeStart, 1)
 	return &goodStream{t: t, c: c}
 }
 
@@ -29,8 +29,8 @@ func startGoodStream(t *testing.T, n *Node) *goodStream {
 func (g *goodStream) rows(k int) {
 	g.t.Helper()
 	for i := 0; i < k; i++ {
-		g.c.expect(frame.TypeStream, 1)
-		g.c.ack(1, 1)
+		g.c.Expect(frame.TypeStream, 1)
+		g.c.Ack(1, 1)
 	}
 }
 
@@ -113,10 +113,10 @@ func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialRaw(t, n.Addr())
 			if !tc.noHello {
-				c.handshake(testSecret, tc.handshake)
+				c.Handshake(testSecret, tc.handshake)
 			}
-			c.write(tc.send(t))
-			c.expectClosedWith(tc.code)
+			c.Write(tc.send(t))
+			c.ExpectClosedWith(tc.code)
 			good.rows(5)
 		})
 	}
@@ -133,36 +133,36 @@ func TestHandshakeRefusals(t *testing.T) {
 		c := dialRaw(t, n.Addr())
 		h := frame.Hello{Version: frame.Version, Name: []byte("intruder")}
 		hb := frame.AppendHello(nil, h)
-		c.write(hb)
-		f := c.expect(frame.TypeWelcome, 0)
+		c.Write(hb)
+		f := c.Expect(frame.TypeWelcome, 0)
 		w, _ := frame.ParseWelcome(f.Payload)
 		wrong := []byte("not-the-secret")
 		if frame.VerifyMAC(w.MAC, frame.NodeMAC(wrong, hb[frame.HeaderSize:], frame.WelcomeBody(w))) {
 			t.Fatal("node MAC verifies under a wrong secret")
 		}
-		c.write(frame.AppendAuth(nil, frame.CoordMAC(wrong, hb[frame.HeaderSize:], f.Payload)))
-		c.expectClosedWith(frame.CodeAuthFailed)
+		c.Write(frame.AppendAuth(nil, frame.CoordMAC(wrong, hb[frame.HeaderSize:], f.Payload)))
+		c.ExpectClosedWith(frame.CodeAuthFailed)
 	})
 	t.Run("wrong version", func(t *testing.T) {
 		c := dialRaw(t, n.Addr())
-		c.write(frame.AppendHello(nil, frame.Hello{Version: 9}))
-		if msg := c.expectClosedWith(frame.CodeBadVersion); msg == "" {
+		c.Write(frame.AppendHello(nil, frame.Hello{Version: 9}))
+		if msg := c.ExpectClosedWith(frame.CodeBadVersion); msg == "" {
 			t.Fatal("BAD_VERSION without a message naming the supported version")
 		}
 	})
 	t.Run("DOIT instead of AUTH", func(t *testing.T) {
 		c := dialRaw(t, n.Addr())
-		c.write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
-		c.expect(frame.TypeWelcome, 0)
-		c.write((&frame.Encoder{}).AppendDoit(nil, 1, frame.Doit{Handler: []byte("echo")}))
-		c.expectClosedWith(frame.CodeBadHandshake)
+		c.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
+		c.Expect(frame.TypeWelcome, 0)
+		c.Write((&frame.Encoder{}).AppendDoit(nil, 1, frame.Doit{Handler: []byte("echo")}))
+		c.ExpectClosedWith(frame.CodeBadHandshake)
 	})
 	t.Run("silent peer", func(t *testing.T) {
 		c := dialRaw(t, n.Addr())
-		c.expectClosedWith(frame.CodeBadHandshake)
+		c.ExpectClosedWith(frame.CodeBadHandshake)
 	})
-	good.doit(1, "echo", "still here")
-	good.expect(frame.TypeReply, 1)
+	good.Doit(1, "echo", "still here")
+	good.Expect(frame.TypeReply, 1)
 	if s := n.Stats(); s.Refused != 4 || s.Connections != 1 {
 		t.Fatalf("refused=%d connections=%d, want 4 and 1", s.Refused, s.Connections)
 	}
@@ -171,7 +171,7 @@ func TestHandshakeRefusals(t *testing.T) {
 func TestIdleConnectionClosed(t *testing.T) {
 	n := startNode(t, newProbe(), func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
 	c := connect(t, n, 0)
-	c.expectClosedWith(frame.CodeIdleTimeout)
+	c.ExpectClosedWith(frame.CodeIdleTimeout)
 }
 
 func TestKillAllNeverTouchesOtherConnections(t *testing.T) {
@@ -179,15 +179,15 @@ func TestKillAllNeverTouchesOtherConnections(t *testing.T) {
 	n := startNode(t, p, nil)
 	a := connect(t, n, 0)
 	b := connect(t, n, 0)
-	a.doit(5, "block", "a")
+	a.Doit(5, "block", "a")
 	p.waitEvent(t, "block:a")
-	b.killAll(5, 6, 7)
-	b.doit(1, "echo", "sync") // once b's reply is back, b's KILL_ALL was handled
-	b.expect(frame.TypeReply, 1)
+	b.KillAll(5, 6, 7)
+	b.Doit(1, "echo", "sync") // once b's reply is back, b's KILL_ALL was handled
+	b.Expect(frame.TypeReply, 1)
 	if js := n.Jobs(); len(js) != 1 || js[0].Ref != 5 {
 		t.Fatalf("jobs %+v, want a's job 5 still live", js)
 	}
-	a.killAll(5)
+	a.KillAll(5)
 	if err := p.waitCause(t); err != ErrKilled {
 		t.Fatalf("cause %v", err)
 	}

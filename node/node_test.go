@@ -120,15 +120,15 @@ func parseRowsArgs(s string) (count, size int) {
 func connect(t testing.TB, n *Node, features frame.Feature) *rawClient {
 	t.Helper()
 	c := dialRaw(t, n.Addr())
-	c.handshake(testSecret, features)
+	c.Handshake(testSecret, features)
 	return c
 }
 
 func TestReply(t *testing.T) {
 	n := startNode(t, newProbe(), nil)
 	c := connect(t, n, 0)
-	c.doit(1, "echo", "hello")
-	if f := c.expect(frame.TypeReply, 1); string(f.Payload) != "hello" {
+	c.Doit(1, "echo", "hello")
+	if f := c.Expect(frame.TypeReply, 1); string(f.Payload) != "hello" {
 		t.Fatalf("REPLY payload %q, want %q", f.Payload, "hello")
 	}
 	eventually(t, "live workers back to 0", func() bool { return n.Stats().Live == 0 && n.Stats().Running == 0 })
@@ -141,11 +141,11 @@ func TestStreamWindowBlocksAtSixUnacked(t *testing.T) {
 	p := newProbe()
 	n := startNode(t, p, nil) // default window 5
 	c := connect(t, n, frame.FeatureChecksum)
-	c.doit(7, "rows", "12")
-	c.expect(frame.TypeStreamInit, 7)
-	c.control(frame.TypeStart, 7)
+	c.Doit(7, "rows", "12")
+	c.Expect(frame.TypeStreamInit, 7)
+	c.Control(frame.TypeStart, 7)
 	for i := 1; i <= 5; i++ {
-		c.expect(frame.TypeStream, 7)
+		c.Expect(frame.TypeStream, 7)
 	}
 	p.waitEvent(t, "try 6")
 	// The handler is inside Stream for row 6 and must stay there: the node
@@ -154,7 +154,7 @@ func TestStreamWindowBlocksAtSixUnacked(t *testing.T) {
 		js := n.Jobs()
 		return len(js) == 1 && js[0].Unacked == 5 && js[0].Rows == 5 && js[0].State == "streaming"
 	})
-	c.expectQuiet(200 * time.Millisecond)
+	c.ExpectQuiet(200 * time.Millisecond)
 	select {
 	case e := <-p.events:
 		if e == "sent 6" {
@@ -162,16 +162,16 @@ func TestStreamWindowBlocksAtSixUnacked(t *testing.T) {
 		}
 	default:
 	}
-	c.ack(7, 2) // a coalesced ack opens two slots
-	c.expect(frame.TypeStream, 7)
-	c.expect(frame.TypeStream, 7)
-	c.expectQuiet(100 * time.Millisecond)
-	c.ack(7, 5)
+	c.Ack(7, 2) // a coalesced ack opens two slots
+	c.Expect(frame.TypeStream, 7)
+	c.Expect(frame.TypeStream, 7)
+	c.ExpectQuiet(100 * time.Millisecond)
+	c.Ack(7, 5)
 	for i := 8; i <= 12; i++ {
-		c.expect(frame.TypeStream, 7)
+		c.Expect(frame.TypeStream, 7)
 	}
-	c.ack(7, 5)
-	if f := c.expect(frame.TypeLast, 7); string(f.Payload) != "done" {
+	c.Ack(7, 5)
+	if f := c.Expect(frame.TypeLast, 7); string(f.Payload) != "done" {
 		t.Fatalf("LAST payload %q", f.Payload)
 	}
 	eventually(t, "worker finished", func() bool { return n.Stats().Live == 0 })
@@ -184,15 +184,15 @@ func TestCancelKillsWithoutExit(t *testing.T) {
 	p := newProbe()
 	n := startNode(t, p, nil)
 	c := connect(t, n, 0)
-	c.doit(3, "rows", "5")
-	c.expect(frame.TypeStreamInit, 3)
-	c.control(frame.TypeCancel, 3)
+	c.Doit(3, "rows", "5")
+	c.Expect(frame.TypeStreamInit, 3)
+	c.Control(frame.TypeCancel, 3)
 	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
 		t.Fatalf("worker stopped with %v, want ErrKilled", err)
 	}
 	// An echo after the cancel proves the node sent nothing for ref 3.
-	c.doit(4, "echo", "x")
-	c.expect(frame.TypeReply, 4)
+	c.Doit(4, "echo", "x")
+	c.Expect(frame.TypeReply, 4)
 	eventually(t, "live workers 0", func() bool { return n.Stats().Live == 0 })
 	if s := n.Stats(); s.Killed != 1 {
 		t.Fatalf("killed = %d, want 1", s.Killed)
@@ -203,19 +203,19 @@ func TestKillAllLiveFinishedUnknown(t *testing.T) {
 	p := newProbe()
 	n := startNode(t, p, nil)
 	c := connect(t, n, 0)
-	c.doit(1, "block", "a")
-	c.doit(2, "echo", "done")
-	c.expect(frame.TypeReply, 2)
+	c.Doit(1, "block", "a")
+	c.Doit(2, "echo", "done")
+	c.Expect(frame.TypeReply, 2)
 	p.waitEvent(t, "block:a")
 	eventually(t, "echo job finished", func() bool { return n.Stats().Live == 1 })
-	c.killAll(1, 2, 99)
+	c.KillAll(1, 2, 99)
 	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
 		t.Fatalf("live worker stopped with %v, want ErrKilled", err)
 	}
 	// 99 was killed before its DOIT: the DOIT must start nothing.
-	c.doit(99, "echo", "should not run")
-	c.doit(100, "echo", "after")
-	if f := c.expect(frame.TypeReply, 100); string(f.Payload) != "after" {
+	c.Doit(99, "echo", "should not run")
+	c.Doit(100, "echo", "after")
+	if f := c.Expect(frame.TypeReply, 100); string(f.Payload) != "after" {
 		t.Fatalf("got %q", f.Payload)
 	}
 	s := n.Stats()
@@ -227,8 +227,8 @@ func TestKillAllLiveFinishedUnknown(t *testing.T) {
 func TestPanicSendsExitWithStack(t *testing.T) {
 	n := startNode(t, newProbe(), nil)
 	c := connect(t, n, 0)
-	c.doit(5, "crash", "")
-	x := parseExit(t, c.expect(frame.TypeExit, 5))
+	c.Doit(5, "crash", "")
+	x := parseExit(t, c.Expect(frame.TypeExit, 5))
 	if x.Kind != frame.ExitPanic || !strings.Contains(string(x.Reason), "boom") || !strings.Contains(string(x.Stack), "goroutine") {
 		t.Fatalf("EXIT kind=%v reason=%q stack=%.60q, want panic with boom and a stack", x.Kind, x.Reason, x.Stack)
 	}
@@ -245,8 +245,8 @@ func TestErrorSendsExitAndRingKeepsLastN(t *testing.T) {
 	n := startNode(t, newProbe(), func(c *Config) { c.ErrorRing = 3 })
 	c := connect(t, n, 0)
 	for i := 1; i <= 5; i++ {
-		c.doit(uint64(i), "fail", strconv.Itoa(i))
-		x := parseExit(t, c.expect(frame.TypeExit, uint64(i)))
+		c.Doit(uint64(i), "fail", strconv.Itoa(i))
+		x := parseExit(t, c.Expect(frame.TypeExit, uint64(i)))
 		if x.Kind != frame.ExitError || string(x.Reason) != "bad input: "+strconv.Itoa(i) {
 			t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
 		}
@@ -260,13 +260,13 @@ func TestErrorSendsExitAndRingKeepsLastN(t *testing.T) {
 func TestUnknownHandler(t *testing.T) {
 	n := startNode(t, newProbe(), nil)
 	c := connect(t, n, 0)
-	c.doit(1, "os/exec", "rm -rf /")
-	x := parseExit(t, c.expect(frame.TypeExit, 1))
+	c.Doit(1, "os/exec", "rm -rf /")
+	x := parseExit(t, c.Expect(frame.TypeExit, 1))
 	if x.Kind != frame.ExitUnknownHandler || !strings.Contains(string(x.Reason), "os/exec") {
 		t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
 	}
-	c.doit(2, "echo", "still serving")
-	c.expect(frame.TypeReply, 2)
+	c.Doit(2, "echo", "still serving")
+	c.Expect(frame.TypeReply, 2)
 	if s := n.Stats(); s.Unknown != 1 || s.Started != 1 {
 		t.Fatalf("unknown=%d started=%d", s.Unknown, s.Started)
 	}
@@ -281,20 +281,20 @@ func TestTimeoutsStopWorkersAndCount(t *testing.T) {
 	})
 	c := connect(t, n, 0)
 
-	c.doit(1, "rows", "3") // never STARTed
-	c.expect(frame.TypeStreamInit, 1)
-	if x := parseExit(t, c.expect(frame.TypeExit, 1)); x.Kind != frame.ExitInitTimeout {
+	c.Doit(1, "rows", "3") // never STARTed
+	c.Expect(frame.TypeStreamInit, 1)
+	if x := parseExit(t, c.Expect(frame.TypeExit, 1)); x.Kind != frame.ExitInitTimeout {
 		t.Fatalf("EXIT kind %v, want init timeout", x.Kind)
 	}
 	if err := p.waitCause(t); !errors.Is(err, ErrInitTimeout) {
 		t.Fatalf("Stream returned %v, want ErrInitTimeout", err)
 	}
 
-	c.doit(2, "rows", "3") // STARTed, never acked
-	c.expect(frame.TypeStreamInit, 2)
-	c.control(frame.TypeStart, 2)
-	c.expect(frame.TypeStream, 2)
-	if x := parseExit(t, c.expect(frame.TypeExit, 2)); x.Kind != frame.ExitAckTimeout {
+	c.Doit(2, "rows", "3") // STARTed, never acked
+	c.Expect(frame.TypeStreamInit, 2)
+	c.Control(frame.TypeStart, 2)
+	c.Expect(frame.TypeStream, 2)
+	if x := parseExit(t, c.Expect(frame.TypeExit, 2)); x.Kind != frame.ExitAckTimeout {
 		t.Fatalf("EXIT kind %v, want ack timeout", x.Kind)
 	}
 	if err := p.waitCause(t); !errors.Is(err, ErrAckTimeout) {
@@ -302,9 +302,9 @@ func TestTimeoutsStopWorkersAndCount(t *testing.T) {
 	}
 
 	// DOIT deadline: the worker is stopped even though nobody kills it.
-	c.out = c.enc.AppendDoit(c.out, 3, frame.Doit{TimeoutMillis: 50, Handler: []byte("block"), Args: []byte("d")})
-	c.send()
-	if x := parseExit(t, c.expect(frame.TypeExit, 3)); x.Kind != frame.ExitDeadline {
+	c.Out = c.Enc.AppendDoit(c.Out, 3, frame.Doit{TimeoutMillis: 50, Handler: []byte("block"), Args: []byte("d")})
+	c.Send()
+	if x := parseExit(t, c.Expect(frame.TypeExit, 3)); x.Kind != frame.ExitDeadline {
 		t.Fatalf("EXIT kind %v, want deadline", x.Kind)
 	}
 	if err := p.waitCause(t); !errors.Is(err, ErrDeadline) {
@@ -321,20 +321,20 @@ func TestConnectionDropKillsOnlyItsWorkers(t *testing.T) {
 	n := startNode(t, p, nil)
 	a := connect(t, n, 0)
 	b := connect(t, n, 0)
-	a.doit(1, "block", "a")
+	a.Doit(1, "block", "a")
 	p.waitEvent(t, "block:a")
-	b.doit(1, "rows", "3") // same ref on another connection: independent
-	b.expect(frame.TypeStreamInit, 1)
-	a.nc.Close()
+	b.Doit(1, "rows", "3") // same ref on another connection: independent
+	b.Expect(frame.TypeStreamInit, 1)
+	a.NC.Close()
 	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
 		t.Fatalf("a's worker stopped with %v, want ErrKilled", err)
 	}
-	b.control(frame.TypeStart, 1)
+	b.Control(frame.TypeStart, 1)
 	for i := 0; i < 3; i++ {
-		b.expect(frame.TypeStream, 1)
+		b.Expect(frame.TypeStream, 1)
 	}
-	b.ack(1, 3)
-	b.expect(frame.TypeLast, 1)
+	b.Ack(1, 3)
+	b.Expect(frame.TypeLast, 1)
 	eventually(t, "no live workers", func() bool { return n.Stats().Live == 0 })
 	if s := n.Stats(); s.Killed != 1 {
 		t.Fatalf("killed=%d, want 1", s.Killed)
@@ -344,8 +344,8 @@ func TestConnectionDropKillsOnlyItsWorkers(t *testing.T) {
 func TestHeartbeatEchoed(t *testing.T) {
 	n := startNode(t, newProbe(), nil)
 	c := connect(t, n, frame.FeatureChecksum)
-	c.control(frame.TypeHeartbeat, 0xabc)
-	f, err := c.readFrame(waitFor)
+	c.Control(frame.TypeHeartbeat, 0xabc)
+	f, err := c.ReadFrame(waitFor)
 	if err != nil || f.Type != frame.TypeHeartbeat || f.Ref != 0xabc {
 		t.Fatalf("got %s ref %#x err %v, want HEARTBEAT 0xabc", f.Type, f.Ref, err)
 	}
@@ -355,8 +355,8 @@ func TestCompressionNegotiated(t *testing.T) {
 	n := startNode(t, newProbe(), func(c *Config) { c.CompressThreshold = 1024 })
 	c := connect(t, n, frame.FeatureChecksum|frame.FeatureCompression)
 	big := strings.Repeat("compressible ", 1000)
-	c.doit(1, "echo", big)
-	f, err := c.readFrame(waitFor) // readFrame decompresses; look at the flags
+	c.Doit(1, "echo", big)
+	f, err := c.ReadFrame(waitFor) // readFrame decompresses; look at the flags
 	if err != nil || f.Type != frame.TypeReply || string(f.Payload) != big {
 		t.Fatalf("reply: %s err %v, payload %d bytes", f.Type, err, len(f.Payload))
 	}
@@ -368,12 +368,12 @@ func TestCompressionNegotiated(t *testing.T) {
 func TestNodeRefusesFeaturesItDisabled(t *testing.T) {
 	n := startNode(t, newProbe(), func(c *Config) { c.DisableCompression = true })
 	c := dialRaw(t, n.Addr())
-	w := c.handshake(testSecret, frame.FeatureChecksum|frame.FeatureCompression)
+	w := c.Handshake(testSecret, frame.FeatureChecksum|frame.FeatureCompression)
 	if w.Features != frame.FeatureChecksum {
 		t.Fatalf("features in force %#x, want checksum only", w.Features)
 	}
-	c.doit(1, "echo", "ok")
-	c.expect(frame.TypeReply, 1)
+	c.Doit(1, "echo", "ok")
+	c.Expect(frame.TypeReply, 1)
 }
 
 func TestOutboundLimitMakesWorkersWait(t *testing.T) {
@@ -382,10 +382,10 @@ func TestOutboundLimitMakesWorkersWait(t *testing.T) {
 	c := connect(t, n, 0)
 	// 400 replies of 64 KiB = 25 MiB, far beyond socket buffers and the
 	// limit: the worker must wait while the client does not read.
-	c.doit(1, "big", "400:65536")
+	c.Doit(1, "big", "400:65536")
 	eventually(t, "a worker waiting for output room", func() bool { return n.Stats().OutputWaits > 0 })
 	for i := 0; i < 400; i++ {
-		if f := c.expect(frame.TypeReply, 1); len(f.Payload) != 65536 {
+		if f := c.Expect(frame.TypeReply, 1); len(f.Payload) != 65536 {
 			t.Fatalf("reply %d has %d bytes", i, len(f.Payload))
 		}
 	}
@@ -397,7 +397,7 @@ func TestCloseKillsWorkersAndWaits(t *testing.T) {
 	n := startNode(t, p, nil)
 	c := connect(t, n, 0)
 	for i := 1; i <= 10; i++ {
-		c.doit(uint64(i), "block", strconv.Itoa(i))
+		c.Doit(uint64(i), "block", strconv.Itoa(i))
 	}
 	for i := 1; i <= 10; i++ {
 		p.waitEvent(t, "block:"+strconv.Itoa(i))
@@ -449,7 +449,7 @@ func TestDrainRefusesWorkAndWaitsForWorkers(t *testing.T) {
 	p := newProbe()
 	n := startNode(t, p, nil)
 	c := connect(t, n, 0)
-	c.doit(1, "block", "x")
+	c.Doit(1, "block", "x")
 	p.waitEvent(t, "block:x")
 	drained := make(chan error, 1)
 	go func() {
@@ -458,14 +458,14 @@ func TestDrainRefusesWorkAndWaitsForWorkers(t *testing.T) {
 		drained <- n.Drain(ctx)
 	}()
 	eventually(t, "node draining", n.Draining)
-	c.doit(2, "echo", "late")
-	if x := parseExit(t, c.expect(frame.TypeExit, 2)); x.Kind != frame.ExitShuttingDown {
+	c.Doit(2, "echo", "late")
+	if x := parseExit(t, c.Expect(frame.TypeExit, 2)); x.Kind != frame.ExitShuttingDown {
 		t.Fatalf("EXIT kind %v, want shutting down", x.Kind)
 	}
 	late := dialRaw(t, n.Addr())
-	late.write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
-	late.expectClosedWith(frame.CodeShuttingDown)
-	c.killAll(1) // the running worker ends: the drain completes
+	late.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
+	late.ExpectClosedWith(frame.CodeShuttingDown)
+	c.KillAll(1) // the running worker ends: the drain completes
 	select {
 	case err := <-drained:
 		if err != nil {
@@ -476,7 +476,7 @@ func TestDrainRefusesWorkAndWaitsForWorkers(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	c.doit(3, "block", "y") // refused, so nothing live: Drain returns at once
+	c.Doit(3, "block", "y") // refused, so nothing live: Drain returns at once
 	if err := n.Drain(ctx); err != nil {
 		t.Fatalf("second Drain: %v", err)
 	}
@@ -489,17 +489,17 @@ func TestFramesSplitAcrossReads(t *testing.T) {
 	c := connect(t, n, frame.FeatureChecksum)
 	var b []byte
 	for ref := uint64(1); ref <= 20; ref++ {
-		b = c.enc.AppendDoit(b, ref, frame.Doit{Handler: []byte("echo"), Args: []byte(strings.Repeat("x", int(ref)*7))})
+		b = c.Enc.AppendDoit(b, ref, frame.Doit{Handler: []byte("echo"), Args: []byte(strings.Repeat("x", int(ref)*7))})
 	}
 	for i := range b { // one byte per write, each flushed on its own
-		c.write(b[i : i+1])
+		c.Write(b[i : i+1])
 		if i%50 == 0 {
 			time.Sleep(time.Millisecond) // let the node see a partial frame alone
 		}
 	}
 	seen := map[uint64]bool{}
 	for len(seen) < 20 { // jobs run concurrently: replies come in any order
-		f := c.next()
+		f := c.Next()
 		if f.Type != frame.TypeReply || len(f.Payload) != int(f.Ref)*7 || seen[f.Ref] {
 			t.Fatalf("got %s ref %d with %d bytes", f.Type, f.Ref, len(f.Payload))
 		}

@@ -1,0 +1,199 @@
+// Package wiretest is a coordinator written with frame/ and net.Conn only,
+// as a third party would write one from PROTOCOL.md: tests use it to speak
+// the protocol exactly, and to misbehave on purpose.
+package wiretest
+
+import (
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// WaitFor bounds every wait: generous, because CI runs on a busy 2-core
+// machine under -race.
+const WaitFor = 10 * time.Second
+
+// Client is a coordinator written with frame/ and net.Conn only, as a
+// third party would Write one from PROTOCOL.md.
+type Client struct {
+	t   testing.TB
+	NC  net.Conn
+	Enc frame.Encoder // settings negotiated by Handshake
+	Dec frame.Decoder
+	Out []byte // frames appended by the caller, written by Send
+	in  []byte // bytes read but not yet decoded
+	tmp []byte
+}
+
+// Dial connects to a node; the connection closes when the test ends.
+func Dial(t testing.TB, addr string) *Client {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, WaitFor)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	c := &Client{t: t, NC: nc, Dec: frame.Decoder{MaxPayload: 1024}, tmp: make([]byte, 64<<10)}
+	t.Cleanup(func() { nc.Close() })
+	return c
+}
+
+// Handshake performs HELLO / WELCOME / AUTH asking for features.
+func (c *Client) Handshake(secret []byte, features frame.Feature) frame.Welcome {
+	c.t.Helper()
+	h := frame.Hello{Version: frame.Version, Features: features, MaxPayload: frame.DefaultMaxPayload, Name: []byte("test-coord")}
+	_, _ = rand.Read(h.Nonce[:])
+	hb := frame.AppendHello(nil, h)
+	c.Write(hb)
+	f := c.Next()
+	if f.Type != frame.TypeWelcome {
+		c.t.Fatalf("Handshake: got %s, want WELCOME", f.Type)
+	}
+	w, err := frame.ParseWelcome(f.Payload)
+	if err != nil {
+		c.t.Fatalf("Handshake: %v", err)
+	}
+	if !frame.VerifyMAC(w.MAC, frame.NodeMAC(secret, hb[frame.HeaderSize:], frame.WelcomeBody(w))) {
+		c.t.Fatalf("Handshake: node MAC does not verify")
+	}
+	c.Write(frame.AppendAuth(nil, frame.CoordMAC(secret, hb[frame.HeaderSize:], f.Payload)))
+	c.Enc = frame.Encoder{Checksum: w.Features&frame.FeatureChecksum != 0, Compress: w.Features&frame.FeatureCompression != 0}
+	c.Dec = frame.Decoder{MaxPayload: frame.DefaultMaxPayload, Checksum: c.Enc.Checksum, Compression: c.Enc.Compress}
+	return w
+}
+
+// Write writes b at once, failing the test on error.
+func (c *Client) Write(b []byte) {
+	c.t.Helper()
+	_ = c.NC.SetWriteDeadline(time.Now().Add(WaitFor))
+	if _, err := c.NC.Write(b); err != nil {
+		c.t.Fatalf("Write: %v", err)
+	}
+}
+
+// Send writes the frames appended to c.Out so far.
+func (c *Client) Send() {
+	c.t.Helper()
+	c.Write(c.Out)
+	c.Out = c.Out[:0]
+}
+
+// Doit sends a DOIT for handler with args and the nonce "nonce-1".
+func (c *Client) Doit(ref uint64, handler string, args string) {
+	c.Out = c.Enc.AppendDoit(c.Out, ref, frame.Doit{Handler: []byte(handler), Nonce: []byte("nonce-1"), Args: []byte(args)})
+	c.Send()
+}
+
+// Control sends a frame without payload (START, CANCEL, HEARTBEAT...).
+func (c *Client) Control(t frame.Type, ref uint64) {
+	c.Out = c.Enc.AppendEmpty(c.Out, t, ref)
+	c.Send()
+}
+
+// Ack sends ACK{n} for ref.
+func (c *Client) Ack(ref uint64, n uint32) {
+	c.Out = c.Enc.AppendAck(c.Out, ref, n)
+	c.Send()
+}
+
+// KillAll sends one KILL_ALL for refs.
+func (c *Client) KillAll(refs ...uint64) {
+	c.Out = c.Enc.AppendKillAll(c.Out, refs)
+	c.Send()
+}
+
+// ReadFrame returns the Next frame (payload copied and decompressed), or
+// an error: io.EOF when the node closed, a timeout after d.
+func (c *Client) ReadFrame(d time.Duration) (frame.Frame, error) {
+	deadline := time.Now().Add(d)
+	for {
+		f, n, err := c.Dec.Decode(c.in)
+		if err == nil {
+			p, _, err := frame.Payload(f, nil, 0)
+			if err != nil {
+				return f, err
+			}
+			f.Payload = append([]byte(nil), p...)
+			c.in = c.in[n:]
+			return f, nil
+		}
+		if !errors.Is(err, frame.ErrIncomplete) {
+			return f, err
+		}
+		_ = c.NC.SetReadDeadline(deadline)
+		m, err := c.NC.Read(c.tmp)
+		c.in = append(c.in, c.tmp[:m]...)
+		if err != nil && m == 0 {
+			return frame.Frame{}, err
+		}
+	}
+}
+
+// Next returns the Next frame that is not a HEARTBEAT, failing the test
+// if none arrives in time.
+func (c *Client) Next() frame.Frame {
+	c.t.Helper()
+	for {
+		f, err := c.ReadFrame(WaitFor)
+		if err != nil {
+			c.t.Fatalf("waiting for a frame: %v", err)
+		}
+		if f.Type != frame.TypeHeartbeat {
+			return f
+		}
+	}
+}
+
+// Expect reads the Next frame and checks its type and ref.
+func (c *Client) Expect(t frame.Type, ref uint64) frame.Frame {
+	c.t.Helper()
+	f := c.Next()
+	if f.Type != t || f.Ref != ref {
+		c.t.Fatalf("got %s ref %d (payload %q), want %s ref %d", f.Type, f.Ref, f.Payload, t, ref)
+	}
+	return f
+}
+
+// ExpectQuiet checks that nothing arrives for d: used only for "must not
+// happen" assertions, after the event that would cause it has been seen.
+func (c *Client) ExpectQuiet(d time.Duration) {
+	c.t.Helper()
+	f, err := c.ReadFrame(d)
+	if err == nil {
+		c.t.Fatalf("got %s ref %d (payload %q), want no frame", f.Type, f.Ref, f.Payload)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		c.t.Fatalf("want silence, got %v", err)
+	}
+}
+
+// ExpectClosedWith reads an ERROR with code and then EOF.
+func (c *Client) ExpectClosedWith(code frame.ErrorCode) string {
+	c.t.Helper()
+	f, err := c.ReadFrame(WaitFor)
+	if err != nil {
+		c.t.Fatalf("want ERROR %s, got %v", code, err)
+	}
+	if f.Type != frame.TypeError {
+		c.t.Fatalf("want ERROR %s, got %s", code, f.Type)
+	}
+	got, msg, err := frame.ParseError(f.Payload)
+	if err != nil || got != code {
+		c.t.Fatalf("ERROR code %s (%q), want %s", got, msg, code)
+	}
+	if _, err := c.ReadFrame(WaitFor); err != io.EOF && !IsReset(err) {
+		c.t.Fatalf("after ERROR: %v, want the connection closed", err)
+	}
+	return string(msg)
+}
+
+// IsReset reports a connection error other than a timeout.
+func IsReset(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && !oe.Timeout()
+}
