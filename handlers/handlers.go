@@ -16,22 +16,24 @@ import (
 
 // Register installs every built-in handler on n:
 //
-//	echo   replies with its args
+//	echo   replies with its args (on the event loop)
 //	rows   args "N[:S[:START]]": streams rows START..N-1 of S bytes (default
 //	       100), then LAST; a replacement resumes with START = rows received
+//	       (rows are pulled on the event loop)
 //	sleep  args a Go duration: sleeps (pinging every second), then replies
 //	block  runs until killed
 //	crash  panics with its args as the message
 func Register(n *node.Node) {
-	n.Handle("echo", Echo)
-	n.Handle("rows", Rows)
+	n.HandleReply("echo", Echo)
+	n.HandleStream("rows", Rows)
 	n.Handle("sleep", Sleep)
 	n.Handle("block", Block)
 	n.Handle("crash", Crash)
 }
 
-// Echo replies with its arguments.
-func Echo(ctx context.Context, w *node.Worker) error { return w.Reply(w.Args()) }
+// Echo replies with its arguments. It never blocks, so it runs on the
+// event loop (node.HandleReply).
+func Echo(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil }
 
 // RowsArgs formats the arguments of the rows handler.
 func RowsArgs(count, size, start int) string { return fmt.Sprintf("%d:%d:%d", count, size, start) }
@@ -95,30 +97,39 @@ func parseRowsSlow(s string) (count, size, start int, err error) {
 	return count, size, start, nil
 }
 
-// Rows streams numbered rows: row i starts with "i/" and is padded with
-// dots to the row size, so a consumer can check order and duplicates.
-func Rows(ctx context.Context, w *node.Worker) error {
-	count, size, start, ok := parseRows(w.Args())
+// Rows opens a stream of numbered rows: row i starts with "i/" and is
+// padded with dots to the row size, so a consumer can check order and
+// duplicates. Rows are computed as the window opens, on the event loop
+// (node.HandleStream): no goroutine per job.
+func Rows(args, nonce []byte) (node.RowSource, error) {
+	count, size, start, ok := parseRows(args)
 	if !ok {
-		_, _, _, err := ParseRowsArgs(string(w.Args()))
-		return err
+		_, _, _, err := ParseRowsArgs(string(args))
+		return nil, err
 	}
-	row := make([]byte, max(size, 24))
-	for i := range row {
-		row[i] = '.'
+	return &rowSource{next: start, start: start, count: count, size: size}, nil
+}
+
+type rowSource struct{ next, start, count, size int }
+
+func (r *rowSource) Next(dst []byte) ([]byte, bool) {
+	if r.next >= r.count {
+		return nil, false
 	}
-	for i := start; i < count; i++ {
-		n := copy(row, strconv.AppendInt(row[:0:24], int64(i), 10))
-		row[n] = '/'
-		if err := w.Stream(row[:max(size, n+1)]); err != nil {
-			return err
-		}
-		for j := 0; j <= n; j++ { // restore the padding the number overwrote
-			row[j] = '.'
-		}
+	base := len(dst)
+	dst = strconv.AppendInt(dst, int64(r.next), 10)
+	dst = append(dst, '/')
+	for len(dst)-base < r.size {
+		dst = append(dst, dots[:min(len(dots), r.size-(len(dst)-base))]...)
 	}
-	var last [20]byte
-	return w.Last(strconv.AppendInt(last[:0], int64(count-start), 10))
+	r.next++
+	return dst, true
+}
+
+var dots = strings.Repeat(".", 1024)
+
+func (r *rowSource) Last(dst []byte) []byte {
+	return strconv.AppendInt(dst, int64(max(0, r.count-r.start)), 10)
 }
 
 // Sleep sleeps for its argument (a Go duration), pinging every second so

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/rexi-go/rexi/internal/leak"
@@ -44,5 +45,29 @@ func FuzzParseRows(f *testing.F) {
 func TestRowsArgsNeverPanic(t *testing.T) {
 	for _, s := range []string{"1:2:3:4", "::", "0:0:0", "1:16777217"} {
 		ParseRowsArgs(s)
+	}
+}
+
+func TestRowsSource(t *testing.T) {
+	src, err := Rows([]byte("5:8:2"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		row, ok := src.Next(nil)
+		if !ok {
+			break
+		}
+		got = append(got, string(row))
+	}
+	if strings.Join(got, ",") != "2/......,3/......,4/......" || string(src.Last(nil)) != "3" {
+		t.Fatalf("rows %q, last %q", got, src.Last(nil))
+	}
+	if _, err := Rows([]byte("x"), nil); err == nil {
+		t.Fatal("bad args accepted")
+	}
+	if r, _ := Echo([]byte("hi"), nil, []byte("> ")); string(r) != "> hi" {
+		t.Fatalf("echo %q", r)
 	}
 }

@@ -54,6 +54,8 @@ type conn struct {
 	jobs         map[uint64]*Worker
 	room         chan struct{} // closed when output room appears; nil without waiters
 	poll         *time.Timer
+	parked       []*Worker // loop jobs waiting for outbound room
+	rowBuf       []byte    // loop handlers' scratch row, reused
 }
 
 func newConn(n *Node, gc gnet.Conn) *conn {

@@ -27,6 +27,12 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		return nil
 	}
 	h, ok := c.n.handler(d.Handler)
+	switch {
+	case ok && h.reply != nil:
+		return c.doitReply(ref, h, d, now)
+	case ok && h.stream != nil:
+		return c.doitStream(ref, h, d, now)
+	}
 	if !ok {
 		c.n.stats.unknown.Add(1)
 		reason := fmt.Sprintf("unknown handler %q", d.Handler)
@@ -114,7 +120,12 @@ func (c *conn) start(ref uint64) {
 	c.mu.Lock()
 	if w := c.jobs[ref]; w != nil && w.state == stateInitWait {
 		w.state = stateStreaming
-		w.wake()
+		if w.src != nil {
+			w.wait = waitNone
+			c.pumpLocked(w)
+		} else {
+			w.wake()
+		}
 	}
 	c.mu.Unlock()
 }
@@ -123,7 +134,14 @@ func (c *conn) ack(ref uint64, n uint32) {
 	c.mu.Lock()
 	if w := c.jobs[ref]; w != nil {
 		w.unacked = max(0, w.unacked-int(min(n, 1<<30)))
-		w.wake()
+		if w.src != nil {
+			if w.state == stateStreaming && !w.parked {
+				w.wait = waitNone
+				c.pumpLocked(w)
+			}
+		} else {
+			w.wake()
+		}
 	}
 	c.mu.Unlock()
 }
@@ -243,17 +261,27 @@ func (c *conn) expireWaits(now int64) {
 	var causes []error
 	c.mu.Lock()
 	for _, w := range c.jobs {
+		var cause error
 		switch {
+		case w.src != nil && w.deadline != 0 && now > w.deadline:
+			c.failLoopLocked(w, frame.ExitDeadline, ErrDeadline, nil)
+			continue
 		case w.wait == waitStart && now-w.waitSince > int64(c.n.cfg.InitTimeout):
-			expired, causes = append(expired, w), append(causes, ErrInitTimeout)
+			cause = ErrInitTimeout
 			c.n.stats.initTimeouts.Add(1)
 		case w.wait == waitAck && now-w.waitSince > int64(c.n.cfg.AckTimeout):
-			expired, causes = append(expired, w), append(causes, ErrAckTimeout)
+			cause = ErrAckTimeout
 			c.n.stats.ackTimeouts.Add(1)
 		default:
 			continue
 		}
 		w.wait = waitNone // counted once
+		if w.src != nil { // a loop job: no goroutine to tell, end it here
+			kind, _ := exitKindFor(cause)
+			c.failLoopLocked(w, kind, cause, nil)
+			continue
+		}
+		expired, causes = append(expired, w), append(causes, cause)
 	}
 	c.mu.Unlock()
 	for i, w := range expired {

@@ -49,8 +49,10 @@ type Node struct {
 }
 
 type handlerEntry struct {
-	name string
-	fn   Handler
+	name   string
+	fn     Handler    // a goroutine per job
+	reply  ReplyFunc  // or: a reply computed on the event loop
+	stream StreamFunc // or: rows pulled on the event loop
 }
 
 // New returns a node configured by cfg; call Handle to register handlers
@@ -77,9 +79,17 @@ func New(cfg Config) (*Node, error) {
 
 // Handle registers fn under name, replacing any handler of that name. It
 // may be called before or after Start. Only registered handlers can run.
+// Each job runs fn on a worker goroutine of its own.
 func (n *Node) Handle(name string, fn Handler) {
-	if name == "" || len(name) > 255 || fn == nil {
-		panic(fmt.Sprintf("node: Handle(%q): name must be 1..255 bytes and fn non-nil", name))
+	if fn == nil {
+		panic(fmt.Sprintf("node: Handle(%q): nil handler", name))
+	}
+	n.register(handlerEntry{name: name, fn: fn})
+}
+
+func (n *Node) register(h handlerEntry) {
+	if h.name == "" || len(h.name) > 255 {
+		panic(fmt.Sprintf("node: handler name %q must be 1..255 bytes", h.name))
 	}
 	n.hmu.Lock()
 	defer n.hmu.Unlock()
@@ -88,7 +98,7 @@ func (n *Node) Handle(name string, fn Handler) {
 	for k, v := range old {
 		m[k] = v
 	}
-	m[name] = handlerEntry{name: name, fn: fn}
+	m[h.name] = h
 	n.handlers.Store(&m)
 }
 

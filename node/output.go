@@ -126,6 +126,15 @@ func (c *conn) flush() {
 	buffered := c.gc.OutboundBuffered()
 	c.mu.Lock()
 	c.gnetBuffered = buffered
+	if !c.closed {
+		c.resumeParkedLocked()
+		if len(c.parked) > 0 {
+			c.schedulePollLocked()
+		}
+		if len(c.out) > 0 {
+			c.kickLocked() // rows the resumed jobs just queued
+		}
+	}
 	if c.room != nil && !c.closed {
 		if len(c.out)+buffered < c.n.cfg.OutboundLimit {
 			close(c.room)

@@ -47,6 +47,11 @@ type Worker struct {
 	removed   bool     // out of the job table: killed or finished
 	wait      waitKind // what Stream is blocked on; the janitor times it out
 	waitSince int64    // unix nanos when that wait began
+
+	// Loop jobs (HandleStream) only; event loop, under c.mu.
+	src      RowSource
+	deadline int64 // unix nanos; 0 = none
+	parked   bool  // waiting in c.parked for outbound room
 }
 
 // waitKind is what a streaming worker waits for.

@@ -1,0 +1,265 @@
+package node
+
+import (
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// Loop handlers run on the event loop instead of a goroutine per job: no
+// goroutine, context or channel per job, and their output goes into the
+// connection's buffer with no wake-up. They must never block; use Handle
+// for anything that waits (I/O, locks held long, sleeps).
+
+// ReplyFunc computes a cast job's reply on the event loop. args and nonce
+// are valid only during the call; it may append the reply to dst and
+// return it. A non-nil error is sent as EXIT ERROR, a panic as EXIT PANIC.
+type ReplyFunc func(args, nonce, dst []byte) ([]byte, error)
+
+// StreamFunc opens a streaming job on the event loop: the node sends
+// STREAM_INIT, and after START pulls rows from the RowSource as the window
+// allows (and the outbound bound has room), then sends LAST. args and
+// nonce are valid only during the call.
+type StreamFunc func(args, nonce []byte) (RowSource, error)
+
+// RowSource yields a streaming job's rows, on the event loop, without
+// blocking.
+type RowSource interface {
+	// Next appends the next row to dst and returns it, or ok=false when
+	// there are no more rows.
+	Next(dst []byte) (row []byte, ok bool)
+	// Last appends the LAST payload to dst and returns it.
+	Last(dst []byte) []byte
+}
+
+// HandleReply registers a cast handler that runs on the event loop.
+func (n *Node) HandleReply(name string, fn ReplyFunc) {
+	if fn == nil {
+		panic(fmt.Sprintf("node: HandleReply(%q): nil handler", name))
+	}
+	n.register(handlerEntry{name: name, reply: fn})
+}
+
+// HandleStream registers a streaming handler whose rows are pulled on the
+// event loop.
+func (n *Node) HandleStream(name string, fn StreamFunc) {
+	if fn == nil {
+		panic(fmt.Sprintf("node: HandleStream(%q): nil handler", name))
+	}
+	n.register(handlerEntry{name: name, stream: fn})
+}
+
+func nopCancel(error) {}
+
+// doitReply runs a ReplyFunc job to its end. Event loop.
+func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.jobs[ref]; dup {
+		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
+	}
+	c.n.stats.started.Add(1)
+	reply, err, stack := callReply(h.reply, d.Args, d.Nonce, c.rowBuf[:0])
+	if err == nil && len(reply) > c.peerMax {
+		err = ErrPayloadTooLarge
+	}
+	if err != nil {
+		c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		return nil
+	}
+	c.growRowBuf(len(reply))
+	c.out = c.enc.Append(c.out, frame.TypeReply, ref, reply)
+	c.n.stats.framesOut.Add(1)
+	c.n.stats.replied.Add(1)
+	return nil
+}
+
+// doitStream opens a StreamFunc job and sends STREAM_INIT. Event loop.
+func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.jobs[ref]; dup {
+		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
+	}
+	c.n.stats.started.Add(1)
+	src, err, stack := callOpen(h.stream, d.Args, d.Nonce)
+	if err != nil {
+		c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		return nil
+	}
+	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now, cancel: nopCancel,
+		state: stateInitWait, wait: waitStart, waitSince: now.UnixNano()}
+	if d.TimeoutMillis > 0 {
+		w.deadline = now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond).UnixNano()
+	}
+	if len(d.Nonce) > 0 {
+		w.nonce = append([]byte(nil), d.Nonce...) // for the error ring
+	}
+	c.jobs[ref] = w
+	c.n.stats.live.Add(1)
+	c.out = c.enc.Append(c.out, frame.TypeStreamInit, ref, nil)
+	c.n.stats.framesOut.Add(1)
+	return nil
+}
+
+// pumpLocked sends a loop job's rows while its window and the outbound
+// bound allow, and LAST at the end. Caller holds c.mu; event loop only.
+func (c *conn) pumpLocked(w *Worker) {
+	window, limit := c.n.cfg.Window, c.n.cfg.OutboundLimit
+	for w.unacked < window {
+		if pending := len(c.out) + c.gnetBuffered; pending > 0 && pending >= limit {
+			c.waitRoomLoopLocked(w)
+			return
+		}
+		row, ok, err, stack := nextRow(w.src, c.rowBuf[:0])
+		if err != nil {
+			c.failLoopLocked(w, frame.ExitPanic, err, stack)
+			return
+		}
+		if !ok {
+			last, err, stack := lastRow(w.src, c.rowBuf[:0])
+			if err != nil {
+				c.failLoopLocked(w, frame.ExitPanic, err, stack)
+				return
+			}
+			c.out = c.enc.Append(c.out, frame.TypeLast, w.ref, last)
+			c.n.stats.framesOut.Add(1)
+			c.removeLoopLocked(w)
+			return
+		}
+		if len(row) > c.peerMax {
+			c.failLoopLocked(w, frame.ExitError, ErrPayloadTooLarge, nil)
+			return
+		}
+		c.growRowBuf(len(row))
+		c.out = c.enc.Append(c.out, frame.TypeStream, w.ref, row)
+		c.n.stats.framesOut.Add(1)
+		c.n.stats.streamed.Add(1)
+		w.unacked++
+		w.rows++
+	}
+	w.wait, w.waitSince = waitAck, time.Now().UnixNano()
+}
+
+// growRowBuf makes the scratch row as large as the last row needed, so
+// that handlers appending to dst stop allocating. (A returned slice is
+// never adopted: it may alias the handler's own memory or the DOIT.)
+func (c *conn) growRowBuf(n int) {
+	if n > cap(c.rowBuf) {
+		c.rowBuf = make([]byte, 0, n)
+	}
+}
+
+// waitRoomLoopLocked parks a loop job until flush finds room; the ack
+// timeout bounds the wait.
+func (c *conn) waitRoomLoopLocked(w *Worker) {
+	if w.wait != waitAck {
+		w.wait, w.waitSince = waitAck, time.Now().UnixNano()
+	}
+	if !w.parked {
+		w.parked = true
+		c.parked = append(c.parked, w)
+		c.n.stats.outputWaits.Add(1)
+		c.schedulePollLocked()
+	}
+}
+
+// resumeParkedLocked pumps parked loop jobs once there is room. Caller
+// holds c.mu; event loop only.
+func (c *conn) resumeParkedLocked() {
+	if len(c.parked) == 0 || len(c.out)+c.gnetBuffered >= c.n.cfg.OutboundLimit {
+		return
+	}
+	parked := c.parked
+	c.parked = nil
+	for _, w := range parked {
+		w.parked = false
+		if !w.removed && w.state == stateStreaming {
+			c.pumpLocked(w)
+		}
+	}
+}
+
+// removeLoopLocked takes a finished loop job out of the table.
+func (c *conn) removeLoopLocked(w *Worker) {
+	if w.removed {
+		return
+	}
+	delete(c.jobs, w.ref)
+	w.removed = true
+	c.n.liveDown()
+}
+
+// failLoopLocked ends a loop job with an EXIT.
+func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack []byte) {
+	c.removeLoopLocked(w)
+	x := frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack}
+	switch kind {
+	case frame.ExitError, frame.ExitPanic:
+		c.n.stats.errors.Add(1)
+		if kind == frame.ExitPanic {
+			c.n.stats.panics.Add(1)
+		}
+		c.n.recordError(ErrorRecord{Time: time.Now(), Handler: w.handler, Nonce: string(w.nonce), Kind: kind, Reason: string(x.Reason), Stack: string(stack)})
+	case frame.ExitDeadline:
+		c.n.stats.deadlines.Add(1)
+	}
+	c.out = c.enc.AppendExit(c.out, w.ref, x)
+	c.kickLocked() // the janitor may call this off the loop
+}
+
+// exitLoopLocked answers a loop job that failed before it started.
+func (c *conn) exitLoopLocked(ref uint64, handler string, nonce []byte, err error, stack []byte, now time.Time) {
+	kind := frame.ExitError
+	if stack != nil {
+		kind = frame.ExitPanic
+		c.n.stats.panics.Add(1)
+	}
+	c.n.stats.errors.Add(1)
+	c.n.recordError(ErrorRecord{Time: now, Handler: handler, Nonce: string(nonce), Kind: kind, Reason: err.Error(), Stack: string(stack)})
+	c.out = c.enc.AppendExit(c.out, ref, frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack})
+}
+
+// The call wrappers turn a panic in a loop handler into an EXIT for its
+// job instead of an ERROR for the whole connection.
+
+func callReply(fn ReplyFunc, args, nonce, dst []byte) (reply []byte, err error, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
+		}
+	}()
+	reply, err = fn(args, nonce, dst)
+	return reply, err, nil
+}
+
+func callOpen(fn StreamFunc, args, nonce []byte) (src RowSource, err error, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
+		}
+	}()
+	src, err = fn(args, nonce)
+	return src, err, nil
+}
+
+func nextRow(src RowSource, dst []byte) (row []byte, ok bool, err error, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
+		}
+	}()
+	row, ok = src.Next(dst)
+	return row, ok, nil, nil
+}
+
+func lastRow(src RowSource, dst []byte) (last []byte, err error, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
+		}
+	}()
+	return src.Last(dst), nil, nil
+}

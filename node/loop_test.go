@@ -1,0 +1,185 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// countRows is a RowSource of n numbered rows of size bytes.
+type countRows struct{ i, n, size int }
+
+func (r *countRows) Next(dst []byte) ([]byte, bool) {
+	if r.n < 0 {
+		panic("row source broke")
+	}
+	if r.i >= r.n {
+		return nil, false
+	}
+	dst = strconv.AppendInt(dst, int64(r.i), 10)
+	for len(dst) < r.size {
+		dst = append(dst, '.')
+	}
+	r.i++
+	return dst, true
+}
+
+func (r *countRows) Last(dst []byte) []byte { return append(dst, "done"...) }
+
+// startLoopNode runs a node with loop handlers: lecho, lfail, lpanic,
+// lrows ("N[:SIZE]"), lbroken (Next panics).
+func startLoopNode(t testing.TB, mod func(*Config)) *Node {
+	n := startNode(t, newProbe(), mod)
+	n.HandleReply("lecho", func(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil })
+	n.HandleReply("lfail", func(args, nonce, dst []byte) ([]byte, error) { return nil, errors.New("no: " + string(args)) })
+	n.HandleReply("lpanic", func(args, nonce, dst []byte) ([]byte, error) { panic("loop boom") })
+	n.HandleStream("lrows", func(args, nonce []byte) (RowSource, error) {
+		count, size := parseRowsArgs(string(args))
+		return &countRows{n: count, size: size}, nil
+	})
+	n.HandleStream("lbroken", func(args, nonce []byte) (RowSource, error) { return &countRows{n: -1}, nil })
+	return n
+}
+
+func TestLoopReply(t *testing.T) {
+	n := startLoopNode(t, nil)
+	c := connect(t, n, frame.FeatureChecksum)
+	c.Doit(1, "lecho", "hello")
+	if f := c.Expect(frame.TypeReply, 1); string(f.Payload) != "hello" {
+		t.Fatalf("reply %q", f.Payload)
+	}
+	c.Doit(2, "lfail", "x")
+	if x := parseExit(t, c.Expect(frame.TypeExit, 2)); x.Kind != frame.ExitError || string(x.Reason) != "no: x" {
+		t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
+	}
+	c.Doit(3, "lpanic", "")
+	if x := parseExit(t, c.Expect(frame.TypeExit, 3)); x.Kind != frame.ExitPanic || !strings.Contains(string(x.Stack), "goroutine") {
+		t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
+	}
+	c.Doit(4, "lecho", "still serving") // a panic ends the job, not the connection
+	c.Expect(frame.TypeReply, 4)
+	if s := n.Stats(); s.Started != 4 || s.Replied != 2 || s.Errors != 2 || s.Panics != 1 || s.Live != 0 || s.Running != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	if errs := n.RecentErrors(); len(errs) != 2 || errs[1].Handler != "lpanic" {
+		t.Fatalf("error ring %+v", errs)
+	}
+}
+
+func TestLoopStreamWindowAndAcks(t *testing.T) {
+	n := startLoopNode(t, nil)
+	c := connect(t, n, 0)
+	c.Doit(7, "lrows", "12")
+	c.Expect(frame.TypeStreamInit, 7)
+	c.Control(frame.TypeStart, 7)
+	for i := 0; i < 5; i++ {
+		if f := c.Expect(frame.TypeStream, 7); !bytes.HasPrefix(f.Payload, []byte(strconv.Itoa(i))) {
+			t.Fatalf("row %d is %q", i, f.Payload)
+		}
+	}
+	if js := n.Jobs(); len(js) != 1 || js[0].Unacked != 5 || js[0].Rows != 5 {
+		t.Fatalf("jobs %+v, want one with 5 un-acked rows", js)
+	}
+	c.ExpectQuiet(200 * time.Millisecond) // the window is full
+	c.Ack(7, 2)
+	c.Expect(frame.TypeStream, 7)
+	c.Expect(frame.TypeStream, 7)
+	c.ExpectQuiet(100 * time.Millisecond)
+	c.Ack(7, 5)
+	for i := 0; i < 5; i++ {
+		c.Expect(frame.TypeStream, 7)
+	}
+	c.Ack(7, 5)
+	if f := c.Expect(frame.TypeLast, 7); string(f.Payload) != "done" {
+		t.Fatalf("LAST %q", f.Payload)
+	}
+	if s := n.Stats(); s.Live != 0 || s.Streamed != 12 || s.Running != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestLoopStreamKilledAndTimedOut(t *testing.T) {
+	n := startLoopNode(t, func(c *Config) {
+		c.InitTimeout = 100 * time.Millisecond
+		c.AckTimeout = 100 * time.Millisecond
+	})
+	c := connect(t, n, 0)
+	c.Doit(1, "lrows", "3")
+	c.Expect(frame.TypeStreamInit, 1)
+	c.Control(frame.TypeCancel, 1) // killed: no EXIT
+	c.Doit(2, "lrows", "10")
+	c.Expect(frame.TypeStreamInit, 2)
+	c.KillAll(2, 99)
+	c.Doit(99, "lecho", "tombstoned") // KILL_ALL came first: starts nothing
+	c.Doit(3, "lrows", "3")           // never STARTed
+	c.Expect(frame.TypeStreamInit, 3)
+	if x := parseExit(t, c.Expect(frame.TypeExit, 3)); x.Kind != frame.ExitInitTimeout {
+		t.Fatalf("EXIT kind %v, want init timeout", x.Kind)
+	}
+	c.Doit(4, "lrows", "100") // STARTed, never acked
+	c.Expect(frame.TypeStreamInit, 4)
+	c.Control(frame.TypeStart, 4)
+	for i := 0; i < 5; i++ {
+		c.Expect(frame.TypeStream, 4)
+	}
+	if x := parseExit(t, c.Expect(frame.TypeExit, 4)); x.Kind != frame.ExitAckTimeout {
+		t.Fatalf("EXIT kind %v, want ack timeout", x.Kind)
+	}
+	c.Out = c.Enc.AppendDoit(c.Out, 5, frame.Doit{TimeoutMillis: 50, Handler: []byte("lrows"), Args: []byte("3")})
+	c.Send()
+	c.Expect(frame.TypeStreamInit, 5)
+	if x := parseExit(t, c.Expect(frame.TypeExit, 5)); x.Kind != frame.ExitDeadline && x.Kind != frame.ExitInitTimeout {
+		t.Fatalf("EXIT kind %v, want deadline", x.Kind)
+	}
+	c.Doit(6, "lbroken", "")
+	c.Expect(frame.TypeStreamInit, 6)
+	c.Control(frame.TypeStart, 6)
+	if x := parseExit(t, c.Expect(frame.TypeExit, 6)); x.Kind != frame.ExitPanic {
+		t.Fatalf("EXIT kind %v, want panic", x.Kind)
+	}
+	s := n.Stats()
+	if s.Killed != 2 || s.Tombstoned != 1 || s.InitTimeouts == 0 || s.AckTimeouts != 1 || s.Live != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestLoopStreamOutboundBoundAndConnectionLoss(t *testing.T) {
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = 256 << 10 })
+	c := connect(t, n, 0)
+	for ref := uint64(1); ref <= 8; ref++ {
+		c.Doit(ref, "lrows", "400:65536") // 25 MiB in all
+	}
+	started := 0
+	for started < 8 {
+		f := c.Next()
+		if f.Type == frame.TypeStreamInit {
+			c.Control(frame.TypeStart, f.Ref)
+			started++
+		}
+	}
+	eventually(t, "loop jobs parked for output room", func() bool { return n.Stats().OutputWaits > 0 })
+	rows, lasts := 0, 0
+	for rows < 8*400 || lasts < 8 { // read everything, acking as we go
+		f := c.Next()
+		switch f.Type {
+		case frame.TypeStream:
+			rows++
+			c.Ack(f.Ref, 1)
+		case frame.TypeLast:
+			lasts++
+		default:
+			t.Fatalf("unexpected %s", f.Type)
+		}
+	}
+	// A connection lost with loop jobs live kills them.
+	c.Doit(100, "lrows", "5")
+	c.Expect(frame.TypeStreamInit, 100)
+	eventually(t, "one live job", func() bool { return n.Stats().Live == 1 })
+	c.NC.Close()
+	eventually(t, "the loop job killed with its connection", func() bool { return n.Stats().Live == 0 })
+}
