@@ -14,5 +14,10 @@
 // stopped with an EXIT at its deadline or a stream timeout. Only handlers
 // registered with Handle can run; that is the node's security boundary.
 //
+// Handlers that never block can instead run on the event loop itself
+// (HandleReply, HandleStream): a job then costs no goroutine, context or
+// channel, and its rows are pulled into the connection's buffer as its
+// window opens.
+//
 // The package knows nothing of coordinators beyond the wire protocol.
 package node
