@@ -1,9 +1,7 @@
 package coord
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -189,6 +187,3 @@ func mustNew(t testing.TB, cl *Client, ctx context.Context, capacity int) *Coord
 	}
 	return co
 }
-
-var _ = bytes.Equal
-var _ = errors.Is

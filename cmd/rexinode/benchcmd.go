@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/rexi-go/rexi/bench"
@@ -36,7 +37,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
 		o.WatchReap = bench.WatchLive(metricsAddrs)
 	}
-	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, 8))
+	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4)) // quiet: the results are the output
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,5 +169,3 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
-
-var _ = http.Get
