@@ -61,8 +61,8 @@ func startInProcess(tb testing.TB, o Options) *inProcess {
 		tb.Fatal(err)
 	}
 	o.Nodes = addrs
-	o.WatchReap = func(ctx context.Context, timeout time.Duration) func() (int64, error) {
-		return func() (int64, error) {
+	o.WatchReap = func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
+		return func() (int64, time.Time, error) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			var left int64
@@ -71,7 +71,7 @@ func startInProcess(tb testing.TB, o Options) *inProcess {
 					left += n.Stats().Live
 				}
 			}
-			return left, nil
+			return left, time.Time{}, nil
 		}
 	}
 	if p.r, err = NewRunner(cl, o); err != nil {

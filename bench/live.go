@@ -22,9 +22,11 @@ type LiveCounter interface {
 // LiveHandler serves /live: the number of live workers. With
 // ?wait=DURATION&from=N it answers its headers at once (the watch is
 // armed), then waits until N more workers have started than when the
-// request arrived and none is live any more, and only then writes the
-// count — so W-reap is timed without polling. Started is monotonic, so a
-// fan-out that comes and goes between two looks is not missed.
+// request arrived and none is live any more, and writes the count and the
+// wall-clock time (unix ns) at which it saw none — so W-reap is timed on
+// the node, without polling and without the HTTP answer's latency (all
+// processes share the host's clock). Started is monotonic, so a fan-out
+// that comes and goes between two looks is not missed.
 func LiveHandler(c LiveCounter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -48,19 +50,24 @@ func LiveHandler(c LiveCounter) http.Handler {
 				}
 			}
 			t.Stop()
-			_ = c.WaitNoLive(ctx)
+			if c.WaitNoLive(ctx) == nil {
+				fmt.Fprintln(w, c.Live(), time.Now().UnixNano())
+				return
+			}
 		}
 		fmt.Fprintln(w, c.Live())
 	})
 }
 
 // WatchLive returns an Options.WatchReap that long-polls every node's
-// /live (served by LiveHandler) at the given admin addresses.
-func WatchLive(addrs []string) func(context.Context, time.Duration) func() (int64, error) {
+// /live (served by LiveHandler) at the given admin addresses; the reap
+// ends when the last node saw none live.
+func WatchLive(addrs []string) func(context.Context, time.Duration) func() (int64, time.Time, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	return func(ctx context.Context, timeout time.Duration) func() (int64, error) {
+	return func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
 		type answer struct {
 			live int64
+			zero time.Time
 			err  error
 		}
 		answers := make(chan answer, len(addrs))
@@ -75,31 +82,55 @@ func WatchLive(addrs []string) func(context.Context, time.Duration) func() (int6
 				}
 				armed <- struct{}{}
 				if err != nil {
-					answers <- answer{0, err}
+					answers <- answer{err: err}
 					return
 				}
 				defer resp.Body.Close()
 				b, err := io.ReadAll(resp.Body)
 				if err != nil {
-					answers <- answer{0, err}
+					answers <- answer{err: err}
 					return
 				}
-				v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-				answers <- answer{v, err}
+				answers <- parseLive(string(b))
 			}()
 		}
 		for range addrs {
 			<-armed
 		}
-		return func() (int64, error) {
+		return func() (int64, time.Time, error) {
 			var left int64
+			var last time.Time
 			var errs []error
 			for range addrs {
 				a := <-answers
 				left += a.live
+				if a.zero.After(last) {
+					last = a.zero
+				}
 				errs = append(errs, a.err)
 			}
-			return left, errors.Join(errs...)
+			return left, last, errors.Join(errs...)
 		}
 	}
+}
+
+// parseLive reads "LIVE [ZERO_UNIX_NS]".
+func parseLive(s string) (a struct {
+	live int64
+	zero time.Time
+	err  error
+}) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		a.err = fmt.Errorf("empty /live answer")
+		return
+	}
+	a.live, a.err = strconv.ParseInt(f[0], 10, 64)
+	if len(f) > 1 {
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err == nil {
+			a.zero = time.Unix(0, ns)
+		}
+	}
+	return
 }

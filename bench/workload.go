@@ -38,8 +38,10 @@ type Options struct {
 	// WatchReap observes the nodes for W-reap. It is called before a
 	// trial's jobs are submitted and returns a wait function, called right
 	// after the coordinator is killed, that returns once no node has a live
-	// worker (or ReapTimeout passed) with the number still live.
-	WatchReap func(ctx context.Context, timeout time.Duration) (wait func() (left int64, err error))
+	// worker (or ReapTimeout passed) with the number still live and, when
+	// known, the moment the last node saw none (else the trial is timed to
+	// the wait's return).
+	WatchReap func(ctx context.Context, timeout time.Duration) (wait func() (left int64, zeroAt time.Time, err error))
 	// ReapTimeout is how long W-reap waits before counting leaks: 5 s.
 	ReapTimeout time.Duration
 }
@@ -267,8 +269,12 @@ func (r *Runner) reapOnce(ctx context.Context) (time.Duration, int64, error) {
 	}
 	start := time.Now()
 	kill() // the coordinator dies: no Close, the reaper must act
-	left, err := wait()
-	return time.Since(start), left, err
+	left, zeroAt, err := wait()
+	end := time.Now()
+	if !zeroAt.IsZero() && zeroAt.Before(end) {
+		end = zeroAt
+	}
+	return max(0, end.Sub(start)), left, err
 }
 
 // conc runs W-conc: Concurrency coordinators doing W-stream back to back.

@@ -17,7 +17,7 @@ import (
 type options struct {
 	Fanouts, Warmup, Concurrency int
 	Duration                     time.Duration
-	WatchReap                    func(ctx context.Context, timeout time.Duration) func() (int64, error)
+	WatchReap                    func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error)
 }
 
 type result = bench.Result
@@ -242,11 +242,15 @@ func (r *runner) reap(ctx context.Context) (result, error) {
 		}
 		t := time.Now()
 		kill()
-		left, err := wait()
+		left, zeroAt, err := wait()
 		if err != nil {
 			return result{}, err
 		}
-		d := time.Since(t)
+		end := time.Now()
+		if !zeroAt.IsZero() && zeroAt.Before(end) {
+			end = zeroAt // timed on the node, as rexinode bench does
+		}
+		d := max(0, end.Sub(t))
 		<-done
 		if i >= r.o.Warmup/10 {
 			s = append(s, d)
