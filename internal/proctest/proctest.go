@@ -222,7 +222,12 @@ func (p *Proc) ArmZeroLive(timeout time.Duration) func() (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		// "LIVE [WHEN_ZERO_UNIX_NS]": the count is the first field.
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, fmt.Errorf("empty /live answer")
+		}
+		return strconv.ParseInt(f[0], 10, 64)
 	}
 }
 
