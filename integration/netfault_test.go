@@ -18,6 +18,7 @@ import (
 // faultProxy puts a toxiproxy TCP proxy in front of upstream.
 func faultProxy(t *testing.T, upstream string) *toxiproxy.Proxy {
 	t.Helper()
+	zerolog.SetGlobalLevel(zerolog.Disabled) // toxics log through the global logger
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	p := toxiproxy.NewProxy(srv, "node", "127.0.0.1:0", upstream)
 	if err := p.Start(); err != nil {
