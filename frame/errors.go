@@ -47,8 +47,6 @@ func (e *ProtocolError) Is(target error) bool {
 	return false
 }
 
-func malformed(detail string) error { return &ProtocolError{Code: CodeMalformed, Detail: detail} }
-
 // ErrorCode is the 16-bit code carried by an ERROR frame.
 type ErrorCode uint16
 

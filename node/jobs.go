@@ -202,7 +202,7 @@ func (n *Node) killed(w *Worker) {
 
 // run runs one job's handler on a worker goroutine and reports how it ended.
 func (n *Node) run(fn Handler, w *Worker) {
-	err, panicked, stack := call(fn, w)
+	panicked, stack, err := call(fn, w)
 	n.stats.running.Add(-1)
 	c := w.c
 	c.mu.Lock()
@@ -245,13 +245,13 @@ func (n *Node) run(fn Handler, w *Worker) {
 }
 
 // call runs the handler, turning a panic into an error and a stack.
-func call(fn Handler, w *Worker) (err error, panicked bool, stack []byte) {
+func call(fn Handler, w *Worker) (panicked bool, stack []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err, panicked, stack = fmt.Errorf("panic: %v", r), true, debug.Stack()
 		}
 	}()
-	return fn(w.ctx, w), false, nil
+	return false, nil, fn(w.ctx, w)
 }
 
 // expireWaits stops the workers whose wait for START or ACK has outlived

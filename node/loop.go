@@ -61,7 +61,7 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.n.stats.started.Add(1)
-	reply, err, stack := callReply(h.reply, d.Args, d.Nonce, c.rowBuf[:0])
+	reply, stack, err := callReply(h.reply, d.Args, d.Nonce, c.rowBuf[:0])
 	if err == nil && len(reply) > c.peerMax {
 		err = ErrPayloadTooLarge
 	}
@@ -84,7 +84,7 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.n.stats.started.Add(1)
-	src, err, stack := callOpen(h.stream, d.Args, d.Nonce)
+	src, stack, err := callOpen(h.stream, d.Args, d.Nonce)
 	if err != nil {
 		c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
 		return nil
@@ -113,13 +113,13 @@ func (c *conn) pumpLocked(w *Worker) {
 			c.waitRoomLoopLocked(w)
 			return
 		}
-		row, ok, err, stack := nextRow(w.src, c.rowBuf[:0])
+		row, ok, stack, err := nextRow(w.src, c.rowBuf[:0])
 		if err != nil {
 			c.failLoopLocked(w, frame.ExitPanic, err, stack)
 			return
 		}
 		if !ok {
-			last, err, stack := lastRow(w.src, c.rowBuf[:0])
+			last, stack, err := lastRow(w.src, c.rowBuf[:0])
 			if err != nil {
 				c.failLoopLocked(w, frame.ExitPanic, err, stack)
 				return
@@ -225,27 +225,27 @@ func (c *conn) exitLoopLocked(ref uint64, handler string, nonce []byte, err erro
 // The call wrappers turn a panic in a loop handler into an EXIT for its
 // job instead of an ERROR for the whole connection.
 
-func callReply(fn ReplyFunc, args, nonce, dst []byte) (reply []byte, err error, stack []byte) {
+func callReply(fn ReplyFunc, args, nonce, dst []byte) (reply, stack []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
 		}
 	}()
 	reply, err = fn(args, nonce, dst)
-	return reply, err, nil
+	return reply, nil, err
 }
 
-func callOpen(fn StreamFunc, args, nonce []byte) (src RowSource, err error, stack []byte) {
+func callOpen(fn StreamFunc, args, nonce []byte) (src RowSource, stack []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
 		}
 	}()
 	src, err = fn(args, nonce)
-	return src, err, nil
+	return src, nil, err
 }
 
-func nextRow(src RowSource, dst []byte) (row []byte, ok bool, err error, stack []byte) {
+func nextRow(src RowSource, dst []byte) (row []byte, ok bool, stack []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
@@ -255,7 +255,7 @@ func nextRow(src RowSource, dst []byte) (row []byte, ok bool, err error, stack [
 	return row, ok, nil, nil
 }
 
-func lastRow(src RowSource, dst []byte) (last []byte, err error, stack []byte) {
+func lastRow(src RowSource, dst []byte) (last, stack []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()

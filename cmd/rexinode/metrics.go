@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rexi-go/rexi/coord"
 	"github.com/rexi-go/rexi/node"
 )
@@ -21,7 +22,7 @@ func newMetrics(n *node.Node, cl *coord.Client) *metrics {
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 20), // 50µs .. 26s
 	}, []string{"handler", "outcome"})
 	m.reg.MustRegister(m.latency, &statsCollector{n: n, cl: cl},
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
