@@ -172,8 +172,9 @@ func TestAbandonedCoordinatorIsReaped(t *testing.T) {
 	func() {
 		co := mustNew(t, c.cl, context.Background(), 192)
 		co.Submit(c.jobs(64, 3, "block", "")...)
+		c.waitLive(t, 192)
+		runtime.KeepAlive(co) // reachable until all its workers run; dropped on return
 	}()
-	c.waitLive(t, 192)
 	eventually(t, "the abandoned coordinator reaped", func() bool {
 		runtime.GC()
 		return c.live() == 0
@@ -193,6 +194,7 @@ func TestCoordinatorLostInRecoveredPanicIsReaped(t *testing.T) {
 		co := mustNew(t, c.cl, context.Background(), 192)
 		co.Submit(c.jobs(64, 3, "block", "")...)
 		c.waitLive(t, 192)
+		runtime.KeepAlive(co)
 		panic("request handler bug")
 	}()
 	eventually(t, "the coordinator reaped", func() bool {
