@@ -204,6 +204,7 @@ func (s *state) ref(i int32) uint64 { return s.id<<refSlotBits | uint64(i) }
 // that does not fit the node's outbound limit with KindOverload. It returns
 // the slot of the first job; the others follow in order.
 func (co *Coordinator) Submit(jobs ...Job) (int, error) {
+	defer runtime.KeepAlive(co)
 	s := co.s
 	if s.closed {
 		return 0, ErrClosed

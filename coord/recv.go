@@ -2,6 +2,7 @@ package coord
 
 import (
 	"context"
+	"runtime"
 	"fmt"
 	"time"
 
@@ -35,6 +36,7 @@ type RecvOptions struct {
 // only resets the per-message timer; messages for refs this coordinator
 // does not own never reach it.
 func (co *Coordinator) Recv(opts RecvOptions, fn func(Message) (done bool, err error)) error {
+	defer runtime.KeepAlive(co) // no cleanup (reaping) while a receive loop runs
 	s := co.s
 	return s.loop(opts, s.pendingAll, func(m *Message) (bool, error) { return fn(*m) },
 		func() bool { return s.open == 0 })

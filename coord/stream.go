@@ -2,6 +2,7 @@ package coord
 
 import (
 	"errors"
+	"runtime"
 	"math"
 
 	"github.com/rexi-go/rexi/frame"
@@ -31,6 +32,7 @@ type StreamOptions struct {
 // range has no copy left calls opts.Replace. Stream returns nil when every
 // range's chosen worker has sent LAST.
 func (co *Coordinator) Stream(opts StreamOptions, fn func(Message) error) error {
+	defer runtime.KeepAlive(co) // no cleanup (reaping) while a receive loop runs
 	s := co.s
 	r := &streamRun{co: co, s: s, opts: opts, fn: fn, cands: make(map[Range]int32, len(s.slots))}
 	return s.loop(opts.RecvOptions, r.pending, r.handle, func() bool { return false })
