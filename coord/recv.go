@@ -2,8 +2,8 @@ package coord
 
 import (
 	"context"
-	"runtime"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/rexi-go/rexi/frame"

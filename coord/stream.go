@@ -2,8 +2,8 @@ package coord
 
 import (
 	"errors"
-	"runtime"
 	"math"
+	"runtime"
 
 	"github.com/rexi-go/rexi/frame"
 )
