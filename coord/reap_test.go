@@ -252,3 +252,26 @@ func TestStressRandomCancellation(t *testing.T) {
 		return runtime.NumGoroutine()-int(idle) <= base
 	})
 }
+
+// A coordinator used without a deferred Close stays alive while its receive
+// loop runs: garbage collection during Stream must not reap it.
+func TestNoReapingWhileReceiving(t *testing.T) {
+	c := newCluster(t, 3, nil, nil)
+	rows := 0
+	err := func() error {
+		co := mustNew(t, c.cl, context.Background(), 48)
+		co.Submit(c.jobs(16, 3, "rows", "200:10")...)
+		return co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(m Message) error {
+			if m.Kind == KindRow {
+				rows++
+				if rows%50 == 0 {
+					runtime.GC() // would run the cleanup if co were unreachable
+				}
+			}
+			return nil
+		})
+	}()
+	if err != nil || rows != 16*200 {
+		t.Fatalf("Stream: %v after %d rows, want %d", err, rows, 16*200)
+	}
+}
