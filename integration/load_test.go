@@ -25,7 +25,7 @@ func TestLoad(t *testing.T) {
 	if d, err := time.ParseDuration(os.Getenv("REXI_LOAD_DURATION")); err == nil {
 		dur = d
 	}
-	const rssBound = 128 << 20 // per node, built without -race (make soak); 52 MiB measured
+	const rssBound = 128 << 20 // per node, built without -race (make soak); 24 MiB measured
 	c := startCluster(t, 3)
 	cl := newClient(t, c.addrs, nil)
 	base := make([]float64, len(c.procs))
