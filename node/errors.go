@@ -22,8 +22,6 @@ var (
 	ErrAckTimeout = errors.New("node: timed out waiting for ACK")
 	// ErrPayloadTooLarge: the payload exceeds what the coordinator accepts.
 	ErrPayloadTooLarge = errors.New("node: payload exceeds the coordinator's maximum")
-	// ErrClosed: the node is closed.
-	ErrClosed = errors.New("node: closed")
 )
 
 // connError is a connection-fatal condition: the node sends ERROR{code,

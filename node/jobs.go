@@ -23,7 +23,7 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		return nil
 	}
 	if c.n.draining.Load() {
-		c.exitLocked(ref, frame.Exit{Kind: frame.ExitShuttingDown, Reason: []byte("node is shutting down")})
+		c.queueExit(ref, frame.Exit{Kind: frame.ExitShuttingDown, Reason: []byte("node is shutting down")})
 		return nil
 	}
 	h, ok := c.n.handler(d.Handler)
@@ -34,10 +34,9 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		return c.doitStream(ref, h, d, now)
 	}
 	if !ok {
-		c.n.stats.unknown.Add(1)
-		reason := fmt.Sprintf("unknown handler %q", d.Handler)
-		c.n.recordError(ErrorRecord{Time: now, Handler: string(d.Handler), Nonce: string(d.Nonce), Kind: frame.ExitUnknownHandler, Reason: reason})
-		c.exitLocked(ref, frame.Exit{Kind: frame.ExitUnknownHandler, Reason: []byte(reason)})
+		x := frame.Exit{Kind: frame.ExitUnknownHandler, Reason: fmt.Appendf(nil, "unknown handler %q", d.Handler)}
+		c.n.countExit(x, string(d.Handler), d.Nonce, now)
+		c.queueExit(ref, x)
 		return nil
 	}
 	// One allocation holds the worker's copies of nonce and args: the
@@ -184,8 +183,8 @@ func (c *conn) killAll(refs frame.RefList) {
 	c.kills = kills[:0]
 }
 
-// exitLocked appends an EXIT from the event loop (no worker involved).
-func (c *conn) exitLocked(ref uint64, x frame.Exit) {
+// queueExit appends an EXIT from the event loop (no worker involved).
+func (c *conn) queueExit(ref uint64, x frame.Exit) {
 	c.mu.Lock()
 	c.out = c.enc.AppendExit(c.out, ref, x)
 	c.mu.Unlock()
@@ -221,21 +220,14 @@ func (n *Node) run(fn Handler, w *Worker) {
 	x := frame.Exit{}
 	if kind, ok := exitKindFor(cause); ok {
 		x.Kind, x.Reason = kind, []byte(cause.Error())
-		if kind == frame.ExitDeadline {
-			n.stats.deadlines.Add(1)
-		}
 	} else if panicked {
-		n.stats.panics.Add(1)
 		x.Kind, x.Reason, x.Stack = frame.ExitPanic, []byte(err.Error()), stack
 	} else if err != nil {
 		x.Kind, x.Reason = frame.ExitError, []byte(err.Error())
 	} else {
 		return
 	}
-	if x.Kind == frame.ExitError || x.Kind == frame.ExitPanic {
-		n.stats.errors.Add(1)
-		n.recordError(ErrorRecord{Time: time.Now(), Handler: w.handler, Nonce: string(w.nonce), Kind: x.Kind, Reason: string(x.Reason), Stack: string(x.Stack)})
-	}
+	n.countExit(x, w.handler, w.nonce, time.Now())
 	c.mu.Lock()
 	if !c.closed {
 		c.out = c.enc.AppendExit(c.out, w.ref, x)
@@ -287,6 +279,27 @@ func (c *conn) expireWaits(now int64) {
 	for i, w := range expired {
 		w.cancel(causes[i])
 	}
+}
+
+// countExit is the one place an EXIT is accounted for: its counter and,
+// for failures an operator wants to see, the recent-error ring. (Stream
+// timeouts are counted where they are detected, by the janitor.)
+func (n *Node) countExit(x frame.Exit, handler string, nonce []byte, at time.Time) {
+	switch x.Kind {
+	case frame.ExitDeadline:
+		n.stats.deadlines.Add(1)
+		return
+	case frame.ExitUnknownHandler:
+		n.stats.unknown.Add(1)
+	case frame.ExitPanic:
+		n.stats.panics.Add(1)
+		n.stats.errors.Add(1)
+	case frame.ExitError:
+		n.stats.errors.Add(1)
+	default:
+		return
+	}
+	n.recordError(ErrorRecord{Time: at, Handler: handler, Nonce: string(nonce), Kind: x.Kind, Reason: string(x.Reason), Stack: string(x.Stack)})
 }
 
 // liveDown counts a job leaving the tables and wakes WaitNoLive callers

@@ -196,30 +196,19 @@ func (c *conn) removeLoopLocked(w *Worker) {
 func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack []byte) {
 	c.removeLoopLocked(w)
 	x := frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack}
-	switch kind {
-	case frame.ExitError, frame.ExitPanic:
-		c.n.stats.errors.Add(1)
-		if kind == frame.ExitPanic {
-			c.n.stats.panics.Add(1)
-		}
-		c.n.recordError(ErrorRecord{Time: time.Now(), Handler: w.handler, Nonce: string(w.nonce), Kind: kind, Reason: string(x.Reason), Stack: string(stack)})
-	case frame.ExitDeadline:
-		c.n.stats.deadlines.Add(1)
-	}
+	c.n.countExit(x, w.handler, w.nonce, time.Now())
 	c.out = c.enc.AppendExit(c.out, w.ref, x)
 	c.kickLocked() // the janitor may call this off the loop
 }
 
 // exitLoopLocked answers a loop job that failed before it started.
 func (c *conn) exitLoopLocked(ref uint64, handler string, nonce []byte, err error, stack []byte, now time.Time) {
-	kind := frame.ExitError
+	x := frame.Exit{Kind: frame.ExitError, Reason: []byte(err.Error()), Stack: stack}
 	if stack != nil {
-		kind = frame.ExitPanic
-		c.n.stats.panics.Add(1)
+		x.Kind = frame.ExitPanic
 	}
-	c.n.stats.errors.Add(1)
-	c.n.recordError(ErrorRecord{Time: now, Handler: handler, Nonce: string(nonce), Kind: kind, Reason: err.Error(), Stack: string(stack)})
-	c.out = c.enc.AppendExit(c.out, ref, frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack})
+	c.n.countExit(x, handler, nonce, now)
+	c.out = c.enc.AppendExit(c.out, ref, x)
 }
 
 // The call wrappers turn a panic in a loop handler into an EXIT for its
