@@ -90,29 +90,40 @@ func newCluster(t testing.TB, k int, mod func(*Config), nodeMod func(*node.Confi
 		c.nodes = append(c.nodes, n)
 		c.addrs = append(c.addrs, n.Addr())
 	}
-	cfg := Config{Nodes: c.addrs, Secret: secret, Logger: testLogger()}
+	t.Cleanup(func() { // runs after the client's cleanup: nodes outlive it
+		for _, n := range c.nodes {
+			n.Close()
+		}
+	})
+	cfg := Config{Nodes: c.addrs}
 	if mod != nil {
 		mod(&cfg)
+	}
+	c.cl = connectedClient(t, cfg)
+	return c
+}
+
+// connectedClient starts a client (test secret and logger unless set),
+// closed when the test ends, and waits until every node is connected.
+func connectedClient(t testing.TB, cfg Config) *Client {
+	t.Helper()
+	if cfg.Secret == nil {
+		cfg.Secret = secret
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger()
 	}
 	cl, err := NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cl = cl
-	t.Cleanup(c.close)
+	t.Cleanup(func() { cl.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if err := cl.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return c
-}
-
-func (c *cluster) close() {
-	c.cl.Close()
-	for _, n := range c.nodes {
-		n.Close()
-	}
+	return cl
 }
 
 // jobs builds a Q×N fan-out: job (r, copy) runs on node copy%len(nodes).
