@@ -24,18 +24,18 @@ func reportLatencies(b *testing.B, d []time.Duration) {
 	b.ReportMetric(float64(sum.Microseconds())/float64(len(d)), "mean-µs")
 }
 
-// BenchmarkReplyFanout: Q=64, N=3 echo jobs (64-byte payloads) on three
-// in-process nodes; one op is one fan-out until all 192 replies are in.
-func BenchmarkReplyFanout(b *testing.B) {
+// benchFanouts times one fan-out of Q=64 × N=3 jobs per op on three
+// in-process nodes; receive runs the fan-out's receive loop.
+func benchFanouts(b *testing.B, handler, args string, receive func(*Coordinator) error) {
 	c := newCluster(b, 3, nil, nil)
-	jobs := c.jobs(64, 3, "echo", string(make([]byte, 64)))
+	jobs := c.jobs(64, 3, handler, args)
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	for b.Loop() {
 		start := time.Now()
-		co, _ := c.cl.New(context.Background(), 192)
+		co, _ := c.cl.New(context.Background(), len(jobs))
 		co.Submit(jobs...)
-		if err := co.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return false, nil }); err != nil {
+		if err := receive(co); err != nil {
 			b.Fatal(err)
 		}
 		co.Close()
@@ -44,24 +44,20 @@ func BenchmarkReplyFanout(b *testing.B) {
 	reportLatencies(b, lat)
 }
 
+// BenchmarkReplyFanout: Q=64, N=3 echo jobs (64-byte payloads) on three
+// in-process nodes; one op is one fan-out until all 192 replies are in.
+func BenchmarkReplyFanout(b *testing.B) {
+	benchFanouts(b, "echo", string(make([]byte, 64)), func(co *Coordinator) error {
+		return co.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return false, nil })
+	})
+}
+
 // BenchmarkStreamFanout: Q=64, N=3 streaming jobs, 10 rows of 100 bytes
 // each, window 5; one op is one fan-out including the Close KILL_ALLs.
 func BenchmarkStreamFanout(b *testing.B) {
-	c := newCluster(b, 3, nil, nil)
-	jobs := c.jobs(64, 3, "rows", "10:100")
-	lat := make([]time.Duration, 0, b.N)
-	b.ReportAllocs()
-	for b.Loop() {
-		start := time.Now()
-		co, _ := c.cl.New(context.Background(), 192)
-		co.Submit(jobs...)
-		if err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(Message) error { return nil }); err != nil {
-			b.Fatal(err)
-		}
-		co.Close()
-		lat = append(lat, time.Since(start))
-	}
-	reportLatencies(b, lat)
+	benchFanouts(b, "rows", "10:100", func(co *Coordinator) error {
+		return co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(Message) error { return nil })
+	})
 }
 
 // BenchmarkDispatch: the reader's per-frame work for a 100-byte row, from
@@ -91,16 +87,7 @@ func BenchmarkDispatch(b *testing.B) {
 // allocations as submitting 3 (the coordinator's own, per fan-out).
 func TestSubmitAllocatesNothingPerJob(t *testing.T) {
 	addr := silentNode(t) // accepts the handshake, then discards everything
-	cl, err := NewClient(Config{Nodes: []string{addr}, Secret: secret, Logger: testLogger(), OutboundLimit: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := cl.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cl := connectedClient(t, Config{Nodes: []string{addr}, OutboundLimit: 1 << 30})
 	jobsOf := func(n int) []Job {
 		js := make([]Job, n)
 		for i := range js {

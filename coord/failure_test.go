@@ -204,23 +204,14 @@ func silentNode(t *testing.T) string {
 
 func TestMissedHeartbeatsMeanNodeDown(t *testing.T) {
 	addr := silentNode(t)
-	cl, err := NewClient(Config{Nodes: []string{addr}, Secret: secret, Logger: testLogger(),
+	cl := connectedClient(t, Config{Nodes: []string{addr},
 		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := cl.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
 	co := mustNew(t, cl, context.Background(), 1)
 	defer co.Close()
 	co.Submit(Job{Node: addr, Handler: "echo"})
 	start := time.Now()
 	var got error
-	err = co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+	err := co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
 		got = m.Err
 		return true, nil
 	})
