@@ -67,18 +67,17 @@ func BenchmarkDispatch(b *testing.B) {
 	co, _ := c.cl.New(context.Background(), 1)
 	defer co.Close()
 	co.s.slots = append(co.s.slots, slot{}) // a slot without a job: no DOIT is sent
-	nc := c.cl.nodes[0]
+	sess := c.cl.peers[0].current()
 	row := make([]byte, 100)
 	f := frame.Frame{Type: frame.TypeStream, Ref: co.s.ref(0)}
 	var touched []*state
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		nc.dispatch(f, row, &touched)
+		sess.dispatch(f, row, &touched)
 		touched = touched[:0]
 		if i++; i%64 == 0 {
-			e, d := co.s.inbox.take(co.s.spareEntries, co.s.spareData)
-			co.s.spareEntries, co.s.spareData = e[:0], d[:0]
+			co.s.spare = co.s.inbox.take(co.s.spare).reset()
 		}
 	}
 }

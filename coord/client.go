@@ -23,7 +23,7 @@ const (
 type Client struct {
 	cfg    Config
 	log    *slog.Logger
-	nodes  []*nodeConn
+	peers  []*peer
 	index  map[string]int
 	reaper *reaper.Reaper
 
@@ -69,15 +69,14 @@ func NewClient(cfg Config) (*Client, error) {
 		coords: make(map[uint64]*state),
 	}
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())
-	cl.reaper = reaper.New(cl)
+	cl.reaper = reaper.New()
 	for i, addr := range cfg.Nodes {
 		cl.index[addr] = i
-		nc := newNodeConn(cl, i, addr)
-		cl.nodes = append(cl.nodes, nc)
+		cl.peers = append(cl.peers, newPeer(cl, i, addr))
 	}
-	for _, nc := range cl.nodes {
+	for _, p := range cl.peers {
 		cl.wg.Add(1)
-		go nc.run()
+		go p.run()
 	}
 	return cl, nil
 }
@@ -85,9 +84,9 @@ func NewClient(cfg Config) (*Client, error) {
 // WaitConnected blocks until every node has completed a handshake once
 // since its last loss, or ctx ends.
 func (cl *Client) WaitConnected(ctx context.Context) error {
-	for _, nc := range cl.nodes {
-		if err := nc.waitUp(ctx); err != nil {
-			return fmt.Errorf("coord: waiting for node %s: %w", nc.addr, err)
+	for _, p := range cl.peers {
+		if err := p.waitUp(ctx); err != nil {
+			return fmt.Errorf("coord: waiting for node %s: %w", p.addr, err)
 		}
 	}
 	return nil
@@ -99,10 +98,7 @@ func (cl *Client) NodeUp(addr string) bool {
 	if !ok {
 		return false
 	}
-	nc := cl.nodes[i]
-	nc.mu.Lock()
-	defer nc.mu.Unlock()
-	return nc.up
+	return cl.peers[i].current() != nil
 }
 
 // Stats returns a snapshot of the client's counters.
@@ -112,25 +108,16 @@ func (cl *Client) Stats() Stats {
 	open := len(cl.coords)
 	cl.mu.RUnlock()
 	up := 0
-	for _, nc := range cl.nodes {
-		nc.mu.Lock()
-		if nc.up {
+	for _, p := range cl.peers {
+		if p.current() != nil {
 			up++
 		}
-		nc.mu.Unlock()
 	}
 	return Stats{
 		Fanouts: cl.stats.fanouts.Load(), Open: open, NodeDowns: cl.stats.nodeDowns.Load(),
 		Overloads: cl.stats.overloads.Load(), Dropped: cl.stats.dropped.Load(),
 		ReaperFirings: rs.Fired, KillAllSent: rs.KillAllSent, ReaperArmed: rs.Armed, NodesUp: up,
 	}
-}
-
-// KillAll queues a KILL_ALL for refs on node; it implements reaper.Sender
-// and never blocks. On a node that is down there is nothing to kill: the
-// node killed that connection's workers when it lost it.
-func (cl *Client) KillAll(node int, refs []uint64) {
-	cl.nodes[node].queueKillAll(refs)
 }
 
 func (cl *Client) register(s *state) error {
@@ -147,11 +134,6 @@ func (cl *Client) unregister(s *state) {
 	cl.mu.Lock()
 	delete(cl.coords, s.id)
 	cl.mu.Unlock()
-	for i, used := range s.nodesUsed {
-		if used {
-			cl.nodes[i].forget(s)
-		}
-	}
 }
 
 func (cl *Client) lookup(id uint64) *state {
@@ -161,9 +143,10 @@ func (cl *Client) lookup(id uint64) *state {
 	return s
 }
 
-// Close closes every node connection and stops the reaper after it has
-// fired what was queued. Coordinators still open fail with ErrClosed or
-// node-down. Safe to call more than once.
+// Close writes what is queued (the KILL_ALLs of coordinators closed last)
+// and closes every node connection; the nodes kill the workers of
+// coordinators still open, which fail with node-down. Safe to call more
+// than once.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	if cl.closed {
@@ -172,7 +155,6 @@ func (cl *Client) Close() error {
 	}
 	cl.closed = true
 	cl.mu.Unlock()
-	cl.reaper.Close() // queues what the reaper still had; writers flush it on stop
 	cl.cancel()
 	cl.wg.Wait()
 	return nil

@@ -204,7 +204,7 @@ func TestMessagesAfterAnEarlyStopAreKept(t *testing.T) {
 	eventually(t, "all 24 INITs queued", func() bool {
 		co.s.inbox.mu.Lock()
 		defer co.s.inbox.mu.Unlock()
-		return len(co.s.inbox.entries) == 24
+		return len(co.s.inbox.cur.entries) == 24
 	})
 	first := -1
 	if err := co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
@@ -35,7 +36,7 @@ const (
 // touches it.
 type slot struct {
 	node    int32
-	epoch   uint32
+	sess    *session // the connection its DOIT went to; nil if the node was down
 	rng     Range
 	st      slotState
 	rows    uint64 // rows delivered
@@ -67,21 +68,24 @@ type state struct {
 	ctx       context.Context // ends with New's ctx, a bound ctx, or Close
 	cancel    context.CancelCauseFunc
 	binds     []func() bool // AfterFunc stops of Bind
-	table     *reaper.Table
-	inbox     inbox
-	slots     []slot
-	open      int // slots not finished
-	nodesUsed []bool
-	stopCtx   func() bool
-	closed    bool
+	table    *reaper.Table
+	inbox    inbox
+	slots    []slot
+	open     int        // slots not finished
+	sessions []*session // sessions that list this coordinator for their loss sweep
+	stopCtx  func() bool
+	closed   bool
 
-	spareEntries []entry // swapped with the inbox's buffers
-	spareData    []byte
-	left         []entry // entries a receive loop stopped before, with their data
-	leftData     []byte
-	acks         []int32 // slots with rows to acknowledge after this batch
-	pushNodes    []bool  // nodes with control frames queued in this batch
-	handler      []byte  // reused for DOIT encoding
+	// The batch not in the inbox: spare (empty, swapped in by the next
+	// take) or left (entries a receive loop stopped before). A batch being
+	// dispatched is held only by the loop.
+	pair    *batchPair // the pool's wrapper, returned on release
+	spare   batch
+	left    batch
+	acks    []int32    // slots with rows to acknowledge after this batch
+	pushes  []*session // sessions with control frames queued in this batch
+	handler []byte     // reused for DOIT encoding
+	submitS []*session // per node: the session one Submit sends on
 
 	hookBetweenBatches func(node int) // tests only
 }
@@ -95,17 +99,16 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		return nil, fmt.Errorf("coord: capacity %d out of range [0, %d]", capacity, maxSlots)
 	}
 	s := &state{
-		cl:        cl,
-		id:        cl.nextID.Add(1),
-		table:     cl.reaper.Register(capacity),
-		slots:     make([]slot, 0, capacity),
-		nodesUsed: make([]bool, len(cl.nodes)),
-		pushNodes: make([]bool, len(cl.nodes)),
+		cl:      cl,
+		id:      cl.nextID.Add(1),
+		table:   cl.reaper.Register(capacity),
+		slots:   make([]slot, 0, capacity),
+		submitS: make([]*session, len(cl.peers)),
 	}
 	s.inbox.signal = make(chan struct{}, 1)
-	bufs := inboxPool.Get().(*inboxBuffers)
-	s.inbox.entries, s.inbox.data = bufs.entries[:0], bufs.data[:0]
-	s.spareEntries, s.spareData = bufs.spareEntries[:0], bufs.spareData[:0]
+	s.pair = batchPool.Get().(*batchPair)
+	s.inbox.cur, s.spare = s.pair.a, s.pair.b
+	s.pair.a, s.pair.b = batch{}, batch{}
 	if err := cl.register(s); err != nil {
 		s.table.Close()
 		return nil, err
@@ -133,23 +136,29 @@ func (s *state) release() {
 	}
 	s.cancel(ErrClosed)
 	s.cl.unregister(s)
-	s.recycleInbox()
+	for _, sess := range s.sessions {
+		sess.forget(s)
+	}
+	s.sessions = nil
+	s.recycleBatches()
 }
 
-// recycleInbox hands the inbox's buffers to the next coordinator. The
+// recycleBatches hands the coordinator's batches to the next one. The
 // inbox is closed first, so a reader that looked the coordinator up just
-// before unregister cannot write into buffers someone else now owns.
-// (abandon runs in a runtime cleanup, concurrently with nothing of s's:
-// its goroutine is gone.)
-func (s *state) recycleInbox() {
-	s.inbox.mu.Lock()
-	s.inbox.closed = true
-	bufs := &inboxBuffers{entries: s.inbox.entries, data: s.inbox.data}
-	s.inbox.entries, s.inbox.data = nil, nil
-	s.inbox.mu.Unlock()
-	bufs.spareEntries, bufs.spareData = s.spareEntries, s.spareData // leftovers, if any, use neither
-	s.spareEntries, s.spareData, s.left, s.leftData = nil, nil, nil, nil
-	inboxPool.Put(bufs)
+// before unregister cannot write into a batch someone else now owns. Only
+// batches the coordinator holds go back: one a receive loop is
+// dispatching (Close called from its callback) or lost to a panic in a
+// callback is left to the garbage collector. (abandon runs in a runtime
+// cleanup, when nothing else of s's runs: its goroutine is gone.)
+func (s *state) recycleBatches() {
+	cur := s.inbox.close()
+	other := s.spare
+	if other.entries == nil && other.data == nil {
+		other = s.left
+	}
+	s.spare, s.left = batch{}, batch{}
+	s.pair.put(cur, other)
+	s.pair = nil
 }
 
 // Bind ties the coordinator to another lifetime as well, such as an HTTP
@@ -193,7 +202,7 @@ func (co *Coordinator) Worker(i int) WorkerInfo { return co.s.info(int32(i)) }
 
 func (s *state) info(i int32) WorkerInfo {
 	sl := &s.slots[i]
-	return WorkerInfo{Slot: int(i), Node: s.cl.nodes[sl.node].addr, Ref: s.ref(i), Range: sl.rng, Rows: sl.rows}
+	return WorkerInfo{Slot: int(i), Node: s.cl.peers[sl.node].addr, Ref: s.ref(i), Range: sl.rng, Rows: sl.rows}
 }
 
 func (s *state) ref(i int32) uint64 { return s.id<<refSlotBits | uint64(i) }
@@ -221,20 +230,32 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 			return 0, err
 		}
 	}
-	// 1. Fill the table: from here on the reaper knows every job.
+	// 1. Fill the table: from here on the reaper knows every job, and
+	// which session its DOIT goes to.
+	for ni, p := range s.cl.peers {
+		s.submitS[ni] = nil
+		if s.hasJobsOn(jobs, p.addr) {
+			s.submitS[ni] = p.current()
+		}
+	}
 	for i := range jobs {
 		ni := s.cl.index[jobs[i].Node]
 		idx := int32(len(s.slots))
-		if s.table.Add(ni, s.ref(idx)) < 0 {
+		sess := s.submitS[ni]
+		var target reaper.Target
+		if sess != nil {
+			target = sess
+		}
+		if s.table.Add(target, s.ref(idx)) < 0 {
 			return 0, fmt.Errorf("coord: submit: coordinator already reaped: %w", context.Cause(s.ctx))
 		}
-		s.slots = append(s.slots, slot{node: int32(ni), rng: jobs[i].Range})
+		s.slots = append(s.slots, slot{node: int32(ni), sess: sess, rng: jobs[i].Range})
 		s.open++
-		s.nodesUsed[ni] = true
 	}
 	// 2. Only then send, batched per node.
-	for ni, nc := range s.cl.nodes {
-		if !s.hasJobsOn(jobs, nc.addr) {
+	failed := false
+	for ni, p := range s.cl.peers {
+		if !s.hasJobsOn(jobs, p.addr) {
 			continue
 		}
 		if s.hookBetweenBatches != nil {
@@ -243,9 +264,35 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 		if s.ctx.Err() != nil {
 			break // reaped meanwhile; the KILL_ALL covers what was sent
 		}
-		nc.submit(s, jobs, first)
+		sess := s.submitS[ni]
+		if sess == nil {
+			s.nodeDown(p, jobs, first)
+			failed = true
+			continue
+		}
+		if !slices.Contains(s.sessions, sess) {
+			s.sessions = append(s.sessions, sess)
+		}
+		if sess.submit(s, jobs, first) {
+			failed = true
+		}
+	}
+	if failed {
+		s.inbox.notify()
 	}
 	return first, nil
+}
+
+// nodeDown fails at once the jobs for a node that has no session.
+func (s *state) nodeDown(p *peer, jobs []Job, first int) {
+	p.mu.Lock()
+	cause := p.lastErr
+	p.mu.Unlock()
+	for i := range jobs {
+		if jobs[i].Node == p.addr {
+			s.inbox.push(entry{kind: KindNodeDown, slot: int32(first + i), err: &NodeDownError{Node: p.addr, Cause: cause}}, nil)
+		}
+	}
 }
 
 func (s *state) hasJobsOn(jobs []Job, addr string) bool {
@@ -276,47 +323,6 @@ func (s *state) check(j *Job) error {
 	return nil
 }
 
-// submit queues the DOITs of s's jobs for this node in one locked batch.
-func (nc *nodeConn) submit(s *state, jobs []Job, first int) {
-	nc.mu.Lock()
-	up := nc.up
-	if up {
-		nc.coords[s] = struct{}{}
-	}
-	var overloaded bool
-	for i := range jobs {
-		j := &jobs[i]
-		if j.Node != nc.addr {
-			continue
-		}
-		idx := int32(first + i)
-		if !up {
-			s.inbox.push(entry{kind: KindNodeDown, slot: idx, err: &NodeDownError{Node: nc.addr, Cause: nc.lastErr}}, nil)
-			continue
-		}
-		size := frame.HeaderSize + 16 + len(j.Handler) + len(j.Nonce) + len(j.Args)
-		if len(nc.out)+size > nc.cl.cfg.OutboundLimit || size > nc.peerMax {
-			overloaded = true
-			nc.cl.stats.overloads.Add(1)
-			s.inbox.push(entry{kind: KindOverload, slot: idx, err: &OverloadError{Node: nc.addr, Limit: nc.cl.cfg.OutboundLimit}}, nil)
-			continue
-		}
-		s.handler = append(s.handler[:0], j.Handler...)
-		nc.out = nc.enc.AppendDoit(nc.out, s.ref(idx), frame.Doit{
-			TimeoutMillis: uint32(j.Timeout / time.Millisecond),
-			Handler:       s.handler,
-			Nonce:         j.Nonce,
-			Args:          j.Args,
-		})
-		s.slots[idx].epoch = nc.epoch
-	}
-	nc.mu.Unlock()
-	if !up || overloaded {
-		s.inbox.notify()
-	}
-	nc.push()
-}
-
 // Start sends START to job slot i (for callers driving streams by hand
 // with Recv; Stream does this itself).
 func (co *Coordinator) Start(i int) {
@@ -330,24 +336,30 @@ func (co *Coordinator) Cancel(i int) {
 	co.s.pushControl()
 }
 
-// pushControl writes the control frames queued for each node, one write
-// per node.
+// pushControl writes the control frames queued for each session, one
+// write per session.
 func (s *state) pushControl() {
-	for i, p := range s.pushNodes {
-		if p {
-			s.pushNodes[i] = false
-			s.cl.nodes[i].push()
-		}
+	for i, sess := range s.pushes {
+		sess.push()
+		s.pushes[i] = nil
+	}
+	s.pushes = s.pushes[:0]
+}
+
+// queued notes that control frames wait in sess for the next pushControl.
+func (s *state) queued(sess *session) {
+	if !slices.Contains(s.pushes, sess) {
+		s.pushes = append(s.pushes, sess)
 	}
 }
 
 func (s *state) control(i int32, t frame.Type) {
 	sl := &s.slots[i]
-	if sl.finished() {
+	if sl.finished() || sl.sess == nil {
 		return
 	}
-	s.cl.nodes[sl.node].queueControl(t, s.ref(i), 0)
-	s.pushNodes[sl.node] = true
+	sl.sess.queueControl(t, s.ref(i), 0)
+	s.queued(sl.sess)
 	if t == frame.TypeStart {
 		sl.st = slotStarted
 	} else {

@@ -253,7 +253,7 @@ func TestStalledCoordinatorDoesNotStallOthers(t *testing.T) {
 	}
 	// The stalled coordinator's inbox holds at most a window per worker.
 	stalled.s.inbox.mu.Lock()
-	queued := len(stalled.s.inbox.entries)
+	queued := len(stalled.s.inbox.cur.entries)
 	stalled.s.inbox.mu.Unlock()
 	if queued > 192*node.DefaultWindow+192 {
 		t.Fatalf("stalled inbox holds %d entries, more than the windows allow", queued)
@@ -268,7 +268,7 @@ func TestFramesForClosedCoordinatorsAreDropped(t *testing.T) {
 	co.Close()
 	// A REPLY that crossed the KILL_ALL on the wire: nobody owns it now.
 	var touched []*state
-	if err := c.cl.nodes[0].dispatch(frame.Frame{Type: frame.TypeReply, Ref: ref}, []byte("late"), &touched); err != nil {
+	if err := c.cl.peers[0].current().dispatch(frame.Frame{Type: frame.TypeReply, Ref: ref}, []byte("late"), &touched); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.cl.Stats().Dropped; got != 1 || len(touched) != 0 {

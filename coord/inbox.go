@@ -1,6 +1,9 @@
 package coord
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // Kind says what a Message carries. Inbox entries use two more, internal
 // kinds.
@@ -17,7 +20,7 @@ const (
 	KindOverload                   // the job was not sent; Err is an *OverloadError
 
 	kindPing     // PING: resets the per-message timer, never delivered
-	kindConnDown // a connection epoch ended: expands to KindNodeDown per job
+	kindConnDown // a session ended: expands to KindNodeDown per job sent on it
 )
 
 var kindNames = [...]string{KindReply: "reply", KindStreamInit: "stream_init", KindRow: "row", KindLast: "last",
@@ -32,35 +35,37 @@ func (k Kind) String() string {
 }
 
 // entry is one inbound event for a coordinator. Payload bytes live in the
-// inbox's data buffer at [off, off+n).
+// batch's data buffer at [off, off+n).
 type entry struct {
-	kind  Kind
-	slot  int32  // job slot; for kindConnDown the node index
-	epoch uint32 // for kindConnDown
-	off   int32
-	n     int32
-	err   error // for kindConnDown and KindOverload
+	kind Kind
+	slot int32 // job slot
+	off  int32
+	n    int32
+	sess *session // for kindConnDown: the session that ended
+	err  error    // for kindConnDown, KindNodeDown and KindOverload
 }
 
-// inbox is where a connection's reader leaves events for one coordinator.
+// batch is a buffer pair of entries and their payload bytes. A batch has
+// exactly one owner at a time — the inbox (being filled), a receive loop
+// (being dispatched), or the coordinator (spare, or kept for the next
+// loop) — and every hand-over clears the giver's reference, so no two
+// places can ever write to one array.
+type batch struct {
+	entries []entry
+	data    []byte
+}
+
+func (b batch) reset() batch { return batch{b.entries[:0], b.data[:0]} }
+
+// inbox is where a session's reader leaves events for one coordinator.
 // push never blocks, so a slow coordinator cannot stall a reader; the
 // per-job window bounds how much can pile up.
 type inbox struct {
-	mu      sync.Mutex
-	entries []entry
-	data    []byte
-	closed  bool          // released: pushes are dropped
-	signal  chan struct{} // capacity 1: something was pushed
+	mu     sync.Mutex
+	cur    batch
+	closed bool          // released: pushes are dropped
+	signal chan struct{} // capacity 1: something was pushed
 }
-
-// inboxBuffers are an inbox's two pairs of buffers, recycled across
-// coordinators so that a fan-out does not grow them from nothing.
-type inboxBuffers struct {
-	entries, spareEntries []entry
-	data, spareData       []byte
-}
-
-var inboxPool = sync.Pool{New: func() any { return new(inboxBuffers) }}
 
 func (b *inbox) push(e entry, payload []byte) {
 	b.mu.Lock()
@@ -68,9 +73,9 @@ func (b *inbox) push(e entry, payload []byte) {
 		b.mu.Unlock()
 		return
 	}
-	e.off, e.n = int32(len(b.data)), int32(len(payload))
-	b.data = append(b.data, payload...) // the one copy of a row out of the reader's buffer
-	b.entries = append(b.entries, e)
+	e.off, e.n = int32(len(b.cur.data)), int32(len(payload))
+	b.cur.data = append(b.cur.data, payload...) // the one copy of a row out of the reader's buffer
+	b.cur.entries = append(b.cur.entries, e)
 	b.mu.Unlock()
 }
 
@@ -82,12 +87,44 @@ func (b *inbox) notify() {
 	}
 }
 
-// take swaps out everything pushed so far for the given empty buffers,
-// which become the inbox's; no allocation in steady state.
-func (b *inbox) take(entries []entry, data []byte) ([]entry, []byte) {
+// take hands over everything pushed so far and adopts empty as the batch
+// to fill next.
+func (b *inbox) take(empty batch) batch {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e, d := b.entries, b.data
-	b.entries, b.data = entries[:0], data[:0]
-	return e, d
+	full := b.cur
+	b.cur = empty.reset()
+	return full
+}
+
+// close stops pushes and hands over the batch being filled.
+func (b *inbox) close() batch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	cur := b.cur
+	b.cur = batch{}
+	return cur
+}
+
+// batchPair is what the pool holds: the two batches a coordinator
+// alternates between, recycled so that a fan-out does not grow them from
+// nothing. Only batches whose owner is known go back (see state.release).
+type batchPair struct{ a, b batch }
+
+var batchPool = sync.Pool{New: func() any { return new(batchPair) }}
+
+// maxPooledData: a data buffer grown past this by one large fan-out is
+// left to the garbage collector instead of being kept for the next.
+const maxPooledData = 1 << 20
+
+func (p *batchPair) put(a, b batch) {
+	trim := func(x batch) batch {
+		if cap(x.data) > maxPooledData || cap(x.entries) > maxPooledData/int(unsafe.Sizeof(entry{})) {
+			return batch{}
+		}
+		return x.reset()
+	}
+	p.a, p.b = trim(a), trim(b)
+	batchPool.Put(p)
 }

@@ -12,13 +12,13 @@ import (
 
 const readBufferSize = 256 << 10
 
-// read is a connection's reader goroutine. It decodes frames in place and
+// read is a session's reader goroutine. It decodes frames in place and
 // hands each to the coordinator owning its ref, never blocking on one: the
 // only brake on a worker is its window. It returns when the connection
 // fails, the node sends ERROR or breaks the protocol, or nothing (not even
 // a heartbeat) arrives within HeartbeatTimeout.
-func (nc *nodeConn) read(conn net.Conn, dec frame.Decoder) error {
-	cl := nc.cl
+func (s *session) read() error {
+	cl, conn, dec := s.p.cl, s.conn, s.dec
 	buf := make([]byte, readBufferSize)
 	var scratch []byte   // decompression
 	var touched []*state // coordinators to notify after this read
@@ -46,22 +46,22 @@ func (nc *nodeConn) read(conn net.Conn, dec frame.Decoder) error {
 				break
 			}
 			if err != nil {
-				nc.sendError(conn, err)
+				s.sendError(err)
 				return fmt.Errorf("node sent a bad frame: %w", err)
 			}
 			start += used
 			var p []byte
 			p, scratch, err = frame.Payload(f, scratch, cl.cfg.MaxPayload)
 			if err != nil {
-				nc.sendError(conn, err)
+				s.sendError(err)
 				return fmt.Errorf("node sent a bad payload: %w", err)
 			}
-			if err := nc.dispatch(f, p, &touched); err != nil {
+			if err := s.dispatch(f, p, &touched); err != nil {
 				return err
 			}
 		}
-		for i, s := range touched {
-			s.inbox.notify()
+		for i, co := range touched {
+			co.inbox.notify()
 			touched[i] = nil
 		}
 		touched = touched[:0]
@@ -81,21 +81,8 @@ func (nc *nodeConn) read(conn net.Conn, dec frame.Decoder) error {
 	}
 }
 
-func (nc *nodeConn) sendError(conn net.Conn, err error) {
-	code := frame.CodeInternal
-	var pe *frame.ProtocolError
-	if errors.As(err, &pe) {
-		code = pe.Code
-	}
-	nc.mu.Lock()
-	b := nc.enc.AppendError(nil, 0, code, err.Error())
-	nc.mu.Unlock()
-	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = conn.Write(b)
-}
-
 // dispatch routes one frame. p is valid only during this call.
-func (nc *nodeConn) dispatch(f frame.Frame, p []byte, touched *[]*state) error {
+func (s *session) dispatch(f frame.Frame, p []byte, touched *[]*state) error {
 	var k Kind
 	switch f.Type {
 	case frame.TypeHeartbeat:
@@ -117,20 +104,18 @@ func (nc *nodeConn) dispatch(f frame.Frame, p []byte, touched *[]*state) error {
 		k = KindExit
 	default:
 		err := fmt.Errorf("node sent %s, which only coordinators send", f.Type)
-		nc.mu.Lock()
-		nc.out = nc.enc.AppendError(nc.out, f.Ref, frame.CodeUnexpected, err.Error())
-		nc.mu.Unlock()
+		s.sendError(&frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
 		return err
 	}
-	s := nc.cl.lookup(f.Ref >> refSlotBits)
-	if s == nil {
-		nc.cl.stats.dropped.Add(1) // its coordinator closed: nobody wants it
+	co := s.p.cl.lookup(f.Ref >> refSlotBits)
+	if co == nil {
+		s.p.cl.stats.dropped.Add(1) // its coordinator closed: nobody wants it
 		return nil
 	}
-	s.inbox.push(entry{kind: k, slot: int32(f.Ref & slotMask)}, p)
-	if n := len(*touched); n == 0 || (*touched)[n-1] != s {
-		if !slices.Contains(*touched, s) {
-			*touched = append(*touched, s)
+	co.inbox.push(entry{kind: k, slot: int32(f.Ref & slotMask)}, p)
+	if n := len(*touched); n == 0 || (*touched)[n-1] != co {
+		if !slices.Contains(*touched, co) {
+			*touched = append(*touched, co)
 		}
 	}
 	return nil

@@ -80,24 +80,28 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		idle = idleTimer.C
 	}
 	for {
-		var entries []entry
-		var data []byte
-		if len(s.left) > 0 { // what an earlier loop stopped before
-			entries, data, s.left, s.leftData = s.left, s.leftData, nil, nil
+		// b is this loop's alone while it is dispatched: neither the inbox
+		// nor s refers to it until it is handed back below.
+		var b batch
+		if s.left.entries != nil { // what an earlier loop stopped before
+			b, s.left = s.left, batch{}
 		} else {
-			entries, data = s.inbox.take(s.spareEntries, s.spareData)
+			b, s.spare = s.inbox.take(s.spare), batch{}
 		}
-		if len(entries) > 0 && idleTimer != nil {
+		if len(b.entries) > 0 && idleTimer != nil {
 			idleTimer.Reset(opts.MessageTimeout)
 		}
-		n, done, err := s.dispatch(entries, data, handle)
-		if n < len(entries) {
-			// Stopped mid-batch: keep the rest for the next receive loop
-			// (its buffers are not recycled meanwhile).
-			s.left, s.leftData = entries[n:], data
-			s.spareEntries, s.spareData = nil, nil
+		n, done, err := s.dispatch(b, handle)
+		if s.closed {
+			// Close ran inside the callback and released the coordinator:
+			// b stays this loop's and goes to the garbage collector.
+			return ErrClosed
+		}
+		if n < len(b.entries) {
+			// Stopped mid-batch: keep the rest for the next receive loop.
+			s.left = batch{b.entries[n:], b.data}
 		} else {
-			s.spareEntries, s.spareData = entries[:0], data[:0]
+			s.spare = b.reset()
 		}
 		if done || err != nil || exhausted() {
 			s.flushAcks()
@@ -128,12 +132,13 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 
 // dispatch applies a batch of entries; it returns how many it consumed
 // (all, unless handle stopped early).
-func (s *state) dispatch(entries []entry, data []byte, handle func(*Message) (bool, error)) (int, bool, error) {
+func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, bool, error) {
 	var m Message
+	entries, data := b.entries, b.data
 	for i := range entries {
 		e := &entries[i]
 		if e.kind == kindConnDown {
-			if done, err := s.connDown(e, handle); done || err != nil {
+			if done, err := s.connDown(e, handle); done || err != nil || s.closed {
 				return i + 1, done, err
 			}
 			continue
@@ -165,23 +170,23 @@ func (s *state) dispatch(entries []entry, data []byte, handle func(*Message) (bo
 			s.finish(e.slot, slotFailed)
 		}
 		m.Worker = s.info(e.slot)
-		if done, err := handle(&m); done || err != nil {
+		if done, err := handle(&m); done || err != nil || s.closed {
 			return i + 1, done, err
 		}
 	}
 	return len(entries), false, nil
 }
 
-// connDown fails every unfinished job sent in the connection epoch that ended.
+// connDown fails every unfinished job sent on the session that ended.
 func (s *state) connDown(e *entry, handle func(*Message) (bool, error)) (bool, error) {
 	for i := range s.slots {
 		sl := &s.slots[i]
-		if sl.node != e.slot || sl.epoch != e.epoch || sl.finished() {
+		if sl.sess != e.sess || sl.finished() {
 			continue
 		}
 		s.finish(int32(i), slotFailed)
 		m := Message{Kind: KindNodeDown, Err: e.err, Worker: s.info(int32(i))}
-		if done, err := handle(&m); done || err != nil {
+		if done, err := handle(&m); done || err != nil || s.closed {
 			return done, err
 		}
 	}
@@ -212,9 +217,9 @@ const maxDeferredAcks = 64
 func (s *state) flushAcks() {
 	for _, i := range s.acks {
 		sl := &s.slots[i]
-		if sl.unacked > 0 && !sl.finished() {
-			s.cl.nodes[sl.node].queueControl(frame.TypeAck, s.ref(i), sl.unacked)
-			s.pushNodes[sl.node] = true
+		if sl.unacked > 0 && !sl.finished() && sl.sess != nil {
+			sl.sess.queueControl(frame.TypeAck, s.ref(i), sl.unacked)
+			s.queued(sl.sess)
 		}
 		sl.unacked = 0
 	}

@@ -10,10 +10,10 @@ type tableState uint8
 const (
 	armed  tableState = iota
 	closed            // Close sent the KILL_ALLs itself
-	fired             // the reaper sent them
+	fired             // Fire sent them
 )
 
-// Table is one coordinator's list of (node, ref) pairs. It holds nothing
+// Table is one coordinator's list of (target, ref) pairs. It holds nothing
 // else of the coordinator: no payloads, no pointers back. Its methods are
 // safe for concurrent use.
 type Table struct {
@@ -21,29 +21,30 @@ type Table struct {
 
 	mu       sync.Mutex
 	state    tableState
-	nodes    []int32
+	targets  []Target
 	refs     []uint64
 	finished []bool
-	scratch  []uint64 // refs of one node while sending
+	scratch  []uint64 // refs of one target while sending
 }
 
 // Add records a pair and returns its index. Pairs are added before their
-// DOIT is sent. Adding to a table that was already fired or closed returns
-// -1: the caller must not send that DOIT.
-func (t *Table) Add(node int, ref uint64) int {
+// DOIT is sent. A nil target (the job's node is down, so it will never be
+// sent) is recorded as finished. Adding to a table that was already fired
+// or closed returns -1: the caller must not send that DOIT.
+func (t *Table) Add(target Target, ref uint64) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != armed {
 		return -1
 	}
-	t.nodes = append(t.nodes, int32(node))
+	t.targets = append(t.targets, target)
 	t.refs = append(t.refs, ref)
-	t.finished = append(t.finished, false)
+	t.finished = append(t.finished, target == nil)
 	return len(t.refs) - 1
 }
 
 // Finish marks pair i as known finished (its final message or EXIT
-// arrived, or its node went down): it is left out of KILL_ALL.
+// arrived, or its connection was lost): it is left out of KILL_ALL.
 func (t *Table) Finish(i int) {
 	t.mu.Lock()
 	t.finished[i] = true
@@ -65,28 +66,10 @@ func (t *Table) Armed() bool {
 	return t.state == armed
 }
 
-// Fire asks the reaper to kill every unfinished pair, unless the table was
-// closed or fired already. It never blocks.
-func (t *Table) Fire() { t.r.enqueue(t) }
-
-// Close sends KILL_ALL for every unfinished pair, one per node, and only
-// then disarms the table, so that an owner dying inside Close is still
-// covered. After Close the reaper never fires the table. It reports
-// whether it sent anything (false if the reaper fired first). Safe to call
-// more than once.
-func (t *Table) Close() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.state != armed {
-		return false
-	}
-	t.killLocked()
-	t.state = closed
-	t.r.disarmed()
-	return true
-}
-
-func (t *Table) fire() {
+// Fire kills every unfinished pair, unless the table was closed or fired
+// already. It runs on the caller's goroutine and never blocks (targets
+// only queue).
+func (t *Table) Fire() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != armed {
@@ -95,29 +78,46 @@ func (t *Table) fire() {
 	t.killLocked()
 	t.state = fired
 	t.r.fired.Add(1)
-	t.r.disarmed()
+	t.r.armed.Add(-1)
 }
 
-// killLocked sends one KILL_ALL per node with unfinished pairs. A node's
-// batch starts at its first unfinished pair; earlier pairs of that node are
-// all finished, so the scan from there collects every one.
+// Close sends KILL_ALL for every unfinished pair, one per target, and only
+// then disarms the table, so that an owner dying inside Close is still
+// covered. After Close the table never fires. It reports whether it sent
+// anything (false if the table had fired first). Safe to call more than
+// once.
+func (t *Table) Close() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != armed {
+		return false
+	}
+	t.killLocked()
+	t.state = closed
+	t.r.armed.Add(-1)
+	return true
+}
+
+// killLocked sends one KILL_ALL per target with unfinished pairs. A
+// target's batch starts at its first unfinished pair; earlier pairs of that
+// target are all finished, so the scan from there collects every one.
 func (t *Table) killLocked() {
 	if cap(t.scratch) < len(t.refs) {
 		t.scratch = make([]uint64, 0, len(t.refs))
 	}
-	var done []int32 // nodes already sent; a cluster has few
-	for i, n := range t.nodes {
-		if t.finished[i] || slices.Contains(done, n) {
+	var done []Target // targets already sent; a cluster has few
+	for i, tg := range t.targets {
+		if t.finished[i] || slices.Contains(done, tg) {
 			continue
 		}
-		done = append(done, n)
+		done = append(done, tg)
 		refs := t.scratch[:0]
-		for j := i; j < len(t.nodes); j++ {
-			if t.nodes[j] == n && !t.finished[j] {
+		for j := i; j < len(t.targets); j++ {
+			if t.targets[j] == tg && !t.finished[j] {
 				refs = append(refs, t.refs[j])
 			}
 		}
-		t.r.send.KillAll(int(n), refs)
+		tg.KillAll(refs)
 		t.r.killAllSent.Add(1)
 	}
 }

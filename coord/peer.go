@@ -1,0 +1,133 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// peer is the client's long-lived view of one node: its address, the
+// reconnect backoff and the current session. Everything that belongs to a
+// TCP connection lives in the session and dies with it; a reconnect makes
+// a new session, so nothing queued for the old connection can reach the
+// next one.
+type peer struct {
+	cl   *Client
+	idx  int
+	addr string
+
+	mu      sync.Mutex
+	sess    *session      // nil while down
+	upCh    chan struct{} // closed while a session is up
+	lastErr error
+}
+
+func newPeer(cl *Client, idx int, addr string) *peer {
+	return &peer{cl: cl, idx: idx, addr: addr, upCh: make(chan struct{})}
+}
+
+// current returns the live session, or nil while the node is down.
+func (p *peer) current() *session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sess
+}
+
+func (p *peer) waitUp(ctx context.Context) error {
+	p.mu.Lock()
+	ch := p.upCh
+	p.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.lastErr != nil {
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), p.lastErr)
+		}
+		return ctx.Err()
+	}
+}
+
+// run is the peer's manager goroutine: it dials, runs one session at a
+// time until the client closes, and waits a jittered, growing backoff
+// between failed attempts.
+func (p *peer) run() {
+	defer p.cl.wg.Done()
+	cfg := &p.cl.cfg
+	backoff := cfg.ReconnectMin
+	for {
+		s, err := p.connect()
+		if err != nil {
+			p.mu.Lock()
+			p.lastErr = err
+			p.mu.Unlock()
+			wait := jitter(backoff)
+			p.cl.log.Warn("rexi coord: cannot connect to node", "node", p.addr, "err", err, "retry_in", wait)
+			select {
+			case <-p.cl.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			backoff = min(2*backoff, cfg.ReconnectMax)
+			continue
+		}
+		backoff = cfg.ReconnectMin
+		p.mu.Lock()
+		p.sess, p.lastErr = s, nil
+		close(p.upCh)
+		p.mu.Unlock()
+		p.cl.log.Info("rexi coord: connected to node", "node", p.addr)
+
+		cause := s.run() // until the connection ends; every job on it has failed
+
+		p.mu.Lock()
+		p.sess, p.lastErr = nil, cause
+		p.upCh = make(chan struct{})
+		p.mu.Unlock()
+		p.cl.stats.nodeDowns.Add(1)
+		if errors.Is(cause, errStopped) || p.cl.ctx.Err() != nil {
+			return
+		}
+		p.cl.log.Warn("rexi coord: node down", "node", p.addr, "err", cause)
+	}
+}
+
+// jitter spreads a backoff over [d/2, d), so that coordinator processes
+// that lost a node at the same moment do not redial it in lockstep.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// connect dials and performs the handshake within DialTimeout.
+func (p *peer) connect() (*session, error) {
+	ctx, cancel := context.WithTimeout(p.cl.ctx, p.cl.cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	hs, err := handshake(conn, &p.cl.cfg, p.addr)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	s, err := newSession(p, conn, hs)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,355 @@
+package coord
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// session is one authenticated TCP connection to a node and everything
+// that belongs to it: the socket, the output queue, the writer state and
+// the coordinators with jobs sent on it. It ends once (terminate), keeping
+// its first cause; a reconnect makes a new session. So bytes queued for a
+// dead connection can never reach the next one, and the jobs sent on it
+// fail exactly once, in the sweep terminate sends every coordinator on its
+// list. Control frames and KILL_ALLs for a job go to the session its DOIT
+// went to, never to a later one.
+type session struct {
+	p        *peer
+	conn     net.Conn
+	raw      syscall.RawConn
+	dec      frame.Decoder
+	peerMax  int
+	nodeName string
+	kick     chan struct{} // capacity 1: output waits for the writer goroutine
+	dead     chan struct{} // closed by terminate
+
+	// Used only by the goroutine holding writing.
+	rawWriteFn func(fd uintptr) bool
+	wbuf       []byte
+	wn         int
+	werr       error
+
+	mu       sync.Mutex
+	writerOK sync.Cond // signalled when writing turns false
+	closed   bool      // terminated: nothing is queued or written any more
+	cause    error
+	enc      frame.Encoder
+	out      []byte // queued frames, in order
+	spare    []byte // the other output buffer
+	writing  bool   // one goroutine writes at a time, which keeps order
+	coords   map[*state]struct{}
+}
+
+// errStopped ends sessions when their client closes.
+var errStopped = errors.New("client closed")
+
+// errWouldBlock: the socket is full; the writer goroutine takes over.
+var errWouldBlock = errors.New("socket send buffer full")
+
+// testWriteHook, when set (by tests, before the client starts), runs
+// before every socket write with the bytes about to be written; if handled
+// it stands for the write itself.
+var testWriteHook func(s *session, buf []byte, blocking bool) (n int, err error, handled bool)
+
+func newSession(p *peer, conn net.Conn, hs handshakeResult) (*session, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("connection has no file descriptor")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &session{
+		p: p, conn: conn, raw: raw, dec: hs.dec, peerMax: hs.peerMax, nodeName: hs.nodeName,
+		kick: make(chan struct{}, 1), dead: make(chan struct{}),
+		enc: hs.enc, coords: make(map[*state]struct{}),
+	}
+	s.writerOK.L = &s.mu
+	s.rawWriteFn = s.rawWrite
+	return s, nil
+}
+
+// KillAll queues KILL_ALL frames for refs (split to fit the node's maximum)
+// and writes them. It implements reaper.Target and never blocks; on a dead
+// session it does nothing, because the node killed the connection's
+// workers when it lost it.
+func (s *session) KillAll(refs []uint64) {
+	s.mu.Lock()
+	if !s.closed {
+		per := max(1, s.peerMax/8)
+		for len(refs) > 0 {
+			n := min(len(refs), per)
+			s.out = s.enc.AppendKillAll(s.out, refs[:n])
+			refs = refs[n:]
+		}
+	}
+	s.mu.Unlock()
+	s.push()
+}
+
+// queueControl appends a START, CANCEL or ACK; control frames are never
+// refused for space (they are tiny and keep workers moving). The caller
+// pushes once after queueing a batch.
+func (s *session) queueControl(t frame.Type, ref uint64, ack uint32) {
+	s.mu.Lock()
+	if !s.closed {
+		if t == frame.TypeAck {
+			s.out = s.enc.AppendAck(s.out, ref, ack)
+		} else {
+			s.out = s.enc.AppendEmpty(s.out, t, ref)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// submit queues the DOITs of co's jobs for this node in one locked batch
+// and puts co on the list of coordinators this session's loss must reach.
+// It reports whether co's inbox got entries (jobs that failed at once).
+func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
+	s.mu.Lock()
+	if !s.closed {
+		s.coords[co] = struct{}{}
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		if j.Node != s.p.addr {
+			continue
+		}
+		idx := int32(first + i)
+		if s.closed { // lost since Submit looked: the sweep did not include co
+			co.inbox.push(entry{kind: KindNodeDown, slot: idx, err: &NodeDownError{Node: s.p.addr, Cause: s.cause}}, nil)
+			failed = true
+			continue
+		}
+		size := frame.HeaderSize + 16 + len(j.Handler) + len(j.Nonce) + len(j.Args)
+		if len(s.out)+size > s.p.cl.cfg.OutboundLimit || size > s.peerMax {
+			failed = true
+			s.p.cl.stats.overloads.Add(1)
+			co.inbox.push(entry{kind: KindOverload, slot: idx, err: &OverloadError{Node: s.p.addr, Limit: s.p.cl.cfg.OutboundLimit}}, nil)
+			continue
+		}
+		co.handler = append(co.handler[:0], j.Handler...)
+		s.out = s.enc.AppendDoit(s.out, co.ref(idx), frame.Doit{
+			TimeoutMillis: uint32(j.Timeout / time.Millisecond),
+			Handler:       co.handler,
+			Nonce:         j.Nonce,
+			Args:          j.Args,
+		})
+	}
+	s.mu.Unlock()
+	s.push()
+	return failed
+}
+
+// forget drops a released coordinator from the loss sweep.
+func (s *session) forget(co *state) {
+	s.mu.Lock()
+	delete(s.coords, co)
+	s.mu.Unlock()
+}
+
+// terminate ends the session once: the socket is closed, the queue
+// dropped, and every coordinator with jobs on it gets one connection-down
+// entry that fails those jobs. Safe from any goroutine.
+func (s *session) terminate(cause error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed, s.cause = true, cause
+	s.out, s.spare = nil, nil
+	coords := make([]*state, 0, len(s.coords))
+	for co := range s.coords {
+		coords = append(coords, co)
+	}
+	s.coords = nil
+	s.mu.Unlock()
+	close(s.dead)
+	s.conn.Close() // ends the reader and any write in progress
+	for _, co := range coords {
+		co.inbox.push(entry{kind: kindConnDown, sess: s, err: &NodeDownError{Node: s.p.addr, Cause: cause}}, nil)
+		co.inbox.notify()
+	}
+}
+
+// run serves the session until it ends and returns why: a reader
+// goroutine dispatches what the node sends, and this goroutine sends
+// heartbeats and writes what the direct path (push) could not.
+func (s *session) run() error {
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		s.terminate(s.read())
+	}()
+	s.writeLoop()
+	<-readerDone
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
+}
+
+func (s *session) writeLoop() {
+	cl := s.p.cl
+	tick := time.NewTicker(cl.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	var beat uint64
+	for {
+		select {
+		case <-s.kick:
+		case <-tick.C:
+			beat++
+			s.mu.Lock()
+			if !s.closed {
+				s.out = s.enc.AppendEmpty(s.out, frame.TypeHeartbeat, beat)
+			}
+			s.mu.Unlock()
+		case <-s.dead:
+			return
+		case <-cl.ctx.Done():
+			_ = s.drain() // the KILL_ALLs of coordinators closed last
+			s.terminate(errStopped)
+			return
+		}
+		if err := s.drain(); err != nil {
+			s.terminate(err)
+			return
+		}
+	}
+}
+
+func (s *session) kickWriter() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// push writes queued output from the calling goroutine when no write is in
+// progress: a lone frame goes out with no goroutine hand-off, and frames
+// queued while a write is in progress go out together in the next one. It
+// never blocks: what the socket does not take is handed to the writer
+// goroutine.
+func (s *session) push() {
+	s.mu.Lock()
+	if s.writing || s.closed || len(s.out) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	err := s.drainLocked(false)
+	s.mu.Unlock()
+	if err != nil {
+		s.kickWriter() // would block; or a failed write, which the writer reports
+	}
+}
+
+// drain writes everything queued, blocking (each write bounded by
+// HeartbeatTimeout), after waiting for a writer in progress to finish.
+// Writer goroutine only.
+func (s *session) drain() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.writing {
+		s.writerOK.Wait()
+	}
+	return s.drainLocked(true)
+}
+
+// drainLocked is called with s.mu held and returns with it held; it
+// writes queued output, with s.mu released during each write, until none
+// is left. Non-blocking, it stops at the first short write and puts the
+// rest back at the front of the queue — of this session only: once the
+// session has ended, unsent bytes are dropped with it.
+func (s *session) drainLocked(blocking bool) error {
+	s.writing = true
+	defer func() {
+		s.writing = false
+		s.writerOK.Broadcast()
+	}()
+	for len(s.out) > 0 && !s.closed {
+		buf := s.out
+		s.out, s.spare = s.spare[:0], nil
+		s.mu.Unlock()
+		n, err := s.write(buf, blocking)
+		s.mu.Lock()
+		if s.closed {
+			return net.ErrClosed
+		}
+		if err == nil && n < len(buf) {
+			err = errWouldBlock
+		}
+		if err != nil {
+			rest := append(buf[:0], buf[n:]...)
+			s.out, s.spare = append(rest, s.out...), s.out[:0]
+			return err
+		}
+		s.spare = buf[:0]
+	}
+	return nil
+}
+
+// write writes buf, either blocking or as much as the socket takes now.
+func (s *session) write(buf []byte, blocking bool) (int, error) {
+	if testWriteHook != nil {
+		if n, err, ok := testWriteHook(s, buf, blocking); ok {
+			return n, err
+		}
+	}
+	if blocking {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.p.cl.cfg.HeartbeatTimeout))
+		return s.conn.Write(buf)
+	}
+	s.wbuf, s.wn, s.werr = buf, 0, nil
+	if err := s.raw.Write(s.rawWriteFn); err != nil {
+		return 0, err
+	}
+	n, err := s.wn, s.werr
+	s.wbuf = nil
+	return n, err
+}
+
+// rawWrite runs inside RawConn.Write: the fd is non-blocking, so EAGAIN
+// ends the attempt instead of waiting.
+func (s *session) rawWrite(fd uintptr) bool {
+	for s.wn < len(s.wbuf) {
+		n, err := syscall.Write(int(fd), s.wbuf[s.wn:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err != nil {
+			s.werr = err
+			break
+		}
+		s.wn += n
+	}
+	return true
+}
+
+// sendError queues ERROR{err} as the session's last frame and writes it,
+// before the caller ends the session.
+func (s *session) sendError(err error) {
+	code, msg := frame.CodeInternal, err.Error()
+	var pe *frame.ProtocolError
+	if errors.As(err, &pe) {
+		code, msg = pe.Code, pe.Detail
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.out = s.enc.AppendError(s.out, 0, code, msg)
+	for s.writing {
+		s.writerOK.Wait()
+	}
+	_ = s.drainLocked(true)
+}
