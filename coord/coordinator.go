@@ -63,11 +63,11 @@ type Coordinator struct {
 // the reaper's callbacks point here, never at the Coordinator handle, so
 // that an abandoned handle becomes unreachable and its cleanup runs.
 type state struct {
-	cl        *Client
-	id        uint64
-	ctx       context.Context // ends with New's ctx, a bound ctx, or Close
-	cancel    context.CancelCauseFunc
-	binds     []func() bool // AfterFunc stops of Bind
+	cl       *Client
+	id       uint64
+	ctx      context.Context // ends with New's ctx, a bound ctx, or Close
+	cancel   context.CancelCauseFunc
+	binds    []func() bool // AfterFunc stops of Bind
 	table    *reaper.Table
 	inbox    inbox
 	slots    []slot
