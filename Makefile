@@ -33,6 +33,9 @@ compare:
 	cd bench/grpcbase && $(GO) build -o ../../bin/grpcbase .
 	$(GO) run ./bench/compare -rexinode bin/rexinode -grpcbase bin/grpcbase $(COMPARE_FLAGS)
 
-## soak: the long hostile-input (60 s) and load (50 coordinators, 60 s) runs
+## soak: the long runs (about 16 minutes): hostile input (60 s), load (50
+## coordinators, 60 s), every way a coordinator ends with node kills (2 min),
+## and memory over 10 minutes of random endings (heap after GC, start and end,
+## for the coordinator and every node)
 soak:
-	REXI_SOAK=1 REXI_NORACE=1 $(GO) test -count=1 -timeout 20m -run 'TestHostileInput|TestLoad' -v ./integration/
+	REXI_SOAK=1 REXI_NORACE=1 $(GO) test -count=1 -timeout 30m -run 'TestHostileInput|TestLoad|TestEveryWayACoordinatorEnds|TestMemoryFlatOverRandomEndings' -v ./integration/

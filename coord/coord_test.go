@@ -227,3 +227,21 @@ func TestMessagesAfterAnEarlyStopAreKept(t *testing.T) {
 		t.Fatalf("Stream: %v after %d rows, want 40", err, rows)
 	}
 }
+
+// Close names in KILL_ALL only jobs that may still run: replies that
+// arrived but were never received count as finished (a node would keep a
+// tombstone for each ref it does not know).
+func TestCloseSkipsJobsWhoseFinalMessageArrived(t *testing.T) {
+	c := newCluster(t, 3, nil, nil)
+	co := mustNew(t, c.cl, context.Background(), 30)
+	co.Submit(c.jobs(10, 3, "echo", "x")...)
+	eventually(t, "30 replies in the inbox", func() bool {
+		co.s.inbox.mu.Lock()
+		defer co.s.inbox.mu.Unlock()
+		return len(co.s.inbox.cur.entries) == 30
+	})
+	co.Close()
+	if s := c.cl.Stats(); s.KillAllSent != 0 {
+		t.Fatalf("%d KILL_ALLs sent for jobs that had all replied", s.KillAllSent)
+	}
+}

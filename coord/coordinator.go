@@ -124,6 +124,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 // abandon runs when a Coordinator handle became unreachable without Close
 // (its goroutine returned early or died in a recovered panic).
 func (s *state) abandon() {
+	s.absorbFinals()
 	s.table.Fire()
 	s.release()
 }
@@ -188,10 +189,32 @@ func (co *Coordinator) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.absorbFinals()
 	s.table.Close() // KILL_ALLs queued, then disarmed
 	s.release()
 	co.cleanup.Stop()
 	return nil
+}
+
+// absorbFinals marks finished the jobs whose REPLY, LAST or EXIT already
+// arrived, or that were never sent (overload), but were not consumed by a receive loop, so that Close does not
+// name them in KILL_ALL: a node keeps a tombstone for every ref it does
+// not know. Nothing is delivered.
+func (s *state) absorbFinals() {
+	mark := func(b batch) {
+		for _, e := range b.entries {
+			switch e.kind {
+			case KindReply, KindLast, KindExit, KindOverload:
+				if int(e.slot) < len(s.slots) && !s.slots[e.slot].finished() {
+					s.finish(e.slot, slotDone)
+				}
+			}
+		}
+	}
+	mark(s.left)
+	s.inbox.mu.Lock()
+	mark(s.inbox.cur)
+	s.inbox.mu.Unlock()
 }
 
 // Len is the number of jobs submitted so far.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,10 +52,12 @@ var errStopped = errors.New("client closed")
 // errWouldBlock: the socket is full; the writer goroutine takes over.
 var errWouldBlock = errors.New("socket send buffer full")
 
-// testWriteHook, when set (by tests, before the client starts), runs
-// before every socket write with the bytes about to be written; if handled
-// it stands for the write itself.
-var testWriteHook func(s *session, buf []byte, blocking bool) (n int, err error, handled bool)
+// writeHook, when a test sets testWriteHook, runs before every socket
+// write with the bytes about to be written; if handled, it stands for the
+// write itself.
+type writeHook func(s *session, buf []byte, blocking bool) (n int, err error, handled bool)
+
+var testWriteHook atomic.Pointer[writeHook]
 
 func newSession(p *peer, conn net.Conn, hs handshakeResult) (*session, error) {
 	sc, ok := conn.(syscall.Conn)
@@ -296,8 +299,8 @@ func (s *session) drainLocked(blocking bool) error {
 
 // write writes buf, either blocking or as much as the socket takes now.
 func (s *session) write(buf []byte, blocking bool) (int, error) {
-	if testWriteHook != nil {
-		if n, err, ok := testWriteHook(s, buf, blocking); ok {
+	if hook := testWriteHook.Load(); hook != nil {
+		if n, err, ok := (*hook)(s, buf, blocking); ok {
 			return n, err
 		}
 	}

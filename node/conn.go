@@ -64,7 +64,7 @@ func newConn(n *Node, gc gnet.Conn) *conn {
 		gc:      gc,
 		opened:  time.Now(),
 		dec:     frame.Decoder{MaxPayload: handshakeMaxPayload},
-		tombs:   tombstones{max: n.cfg.MaxTombstones, ttl: n.cfg.TombstoneTTL},
+		tombs:   tombstones{count: &n.tombCount, max: int64(n.cfg.MaxTombstones), ttl: int64(n.cfg.TombstoneTTL)},
 		jobs:    make(map[uint64]*Worker),
 		peerMax: handshakeMaxPayload,
 	}
@@ -295,6 +295,7 @@ func (c *conn) closeAll() {
 		c.poll.Stop()
 	}
 	c.mu.Unlock()
+	c.tombs.clear() // the loop is done with this connection (OnClose, or after the engine stopped)
 	for _, w := range jobs {
 		c.n.killed(w)
 	}

@@ -23,11 +23,12 @@ type Node struct {
 	handlers atomic.Pointer[map[string]handlerEntry] // copy-on-write
 	hmu      sync.Mutex                              // serialises Handle
 
-	stats    counters
-	zeroMu   sync.Mutex
-	zero     chan struct{} // closed when live workers reach 0; nil without waiters
-	errs     *errorRing
-	draining atomic.Bool
+	stats     counters
+	tombCount atomic.Int64 // tombstones held by all connections
+	zeroMu    sync.Mutex
+	zero      chan struct{} // closed when live workers reach 0; nil without waiters
+	errs      *errorRing
+	draining  atomic.Bool
 
 	wg    sync.WaitGroup // worker goroutines
 	tasks chan task      // unbuffered: a job handed to an idle worker goroutine

@@ -1,36 +1,44 @@
 package node
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
-// tombstones remembers refs that a KILL_ALL named before their DOIT
-// arrived, so that the late DOIT starts nothing. Bounded by count (oldest
-// dropped first) and by age. Used only on the event loop.
+// tombstones remembers, for one connection, refs that a KILL_ALL named
+// before their DOIT arrived, so that the late DOIT starts nothing. They
+// are bounded by age and by a node-wide count shared by every connection
+// (a connection over the bound drops its own oldest first; one with none
+// records nothing). Used only on the event loop.
 type tombstones struct {
-	max   int
-	ttl   time.Duration
-	set   map[uint64]time.Time
-	order []tombEntry // insertion order; entries may be stale (taken already)
+	count *atomic.Int64 // the node's tombstones, all connections
+	max   int64
+	ttl   int64 // nanoseconds
+	set   map[uint64]int64
+	order []tombEntry // insertion order from head; entries may be stale (taken)
 	head  int
 }
 
 type tombEntry struct {
 	ref uint64
-	at  time.Time
+	at  int64 // unix nanoseconds
 }
 
 func (t *tombstones) add(ref uint64, now time.Time) {
+	at := now.UnixNano()
+	t.expire(at)
+	if t.count.Load() >= t.max && !t.popOldest() {
+		return // the node is full and this connection holds none of it
+	}
 	if t.set == nil {
-		t.set = make(map[uint64]time.Time)
+		t.set = make(map[uint64]int64)
 	}
-	t.expire(now)
-	for len(t.set) >= t.max {
-		t.popOldest()
+	if _, dup := t.set[ref]; !dup {
+		t.count.Add(1)
 	}
-	t.set[ref] = now
-	t.order = append(t.order, tombEntry{ref, now})
-	if len(t.order)-t.head > 2*t.max { // too many stale entries
-		t.compact()
-	}
+	t.set[ref] = at
+	t.order = append(t.order, tombEntry{ref, at})
+	t.compact()
 }
 
 // take reports whether ref has a live tombstone and removes it.
@@ -39,24 +47,32 @@ func (t *tombstones) take(ref uint64, now time.Time) bool {
 	if !ok {
 		return false
 	}
-	delete(t.set, ref)
-	return now.Sub(at) <= t.ttl
+	t.remove(ref)
+	return now.UnixNano()-at <= t.ttl
 }
 
 func (t *tombstones) len() int { return len(t.set) }
 
-func (t *tombstones) expire(now time.Time) {
-	for t.head < len(t.order) && now.Sub(t.order[t.head].at) > t.ttl {
-		t.dropHead()
-	}
+func (t *tombstones) remove(ref uint64) {
+	delete(t.set, ref)
+	t.count.Add(-1)
 }
 
-func (t *tombstones) popOldest() {
+func (t *tombstones) expire(now int64) {
+	for t.head < len(t.order) && now-t.order[t.head].at > t.ttl {
+		t.dropHead()
+	}
+	t.compact()
+}
+
+// popOldest drops this connection's oldest tombstone, if it has one.
+func (t *tombstones) popOldest() bool {
 	for t.head < len(t.order) {
 		if t.dropHead() {
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // dropHead removes the oldest queue entry and its tombstone if it is still
@@ -64,22 +80,37 @@ func (t *tombstones) popOldest() {
 func (t *tombstones) dropHead() bool {
 	e := t.order[t.head]
 	t.head++
-	if t.head == len(t.order) {
-		t.order, t.head = t.order[:0], 0
-	}
-	if at, ok := t.set[e.ref]; ok && at.Equal(e.at) {
-		delete(t.set, e.ref)
+	if at, ok := t.set[e.ref]; ok && at == e.at {
+		t.remove(e.ref)
 		return true
 	}
 	return false
 }
 
+// compact keeps the queue proportional to the live tombstones: the
+// consumed prefix is reclaimed once it is half the queue, stale entries
+// once they outnumber live ones, and everything is let go when none is
+// left (a burst's map and queue are not kept for the connection's life).
 func (t *tombstones) compact() {
-	live := t.order[:0]
-	for _, e := range t.order[t.head:] {
-		if at, ok := t.set[e.ref]; ok && at.Equal(e.at) {
-			live = append(live, e)
+	switch live := len(t.order) - t.head; {
+	case len(t.set) == 0:
+		t.set, t.order, t.head = nil, nil, 0
+	case live > 2*len(t.set)+64:
+		kept := t.order[:0]
+		for _, e := range t.order[t.head:] {
+			if at, ok := t.set[e.ref]; ok && at == e.at {
+				kept = append(kept, e)
+			}
 		}
+		t.order, t.head = kept, 0
+	case t.head > 64 && t.head >= live:
+		t.order = t.order[:copy(t.order, t.order[t.head:])]
+		t.head = 0
 	}
-	t.order, t.head = live, 0
+}
+
+// clear drops every tombstone of a closed connection.
+func (t *tombstones) clear() {
+	t.count.Add(-int64(len(t.set)))
+	t.set, t.order, t.head = nil, nil, 0
 }

@@ -1,18 +1,24 @@
 package node
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
+func newTombs(count *atomic.Int64, max int64) *tombstones {
+	return &tombstones{count: count, max: max, ttl: int64(time.Minute)}
+}
+
 func TestTombstonesBoundedByCountAndAge(t *testing.T) {
 	now := time.Unix(1000, 0)
-	ts := tombstones{max: 3, ttl: time.Minute}
+	var count atomic.Int64
+	ts := newTombs(&count, 3)
 	for r := uint64(1); r <= 4; r++ {
 		ts.add(r, now)
 	}
-	if ts.len() != 3 {
-		t.Fatalf("%d tombstones, want the bound 3", ts.len())
+	if ts.len() != 3 || count.Load() != 3 {
+		t.Fatalf("%d tombstones (node count %d), want the bound 3", ts.len(), count.Load())
 	}
 	if ts.take(1, now) {
 		t.Fatal("the oldest tombstone survived overflow")
@@ -25,15 +31,53 @@ func TestTombstonesBoundedByCountAndAge(t *testing.T) {
 		t.Fatal("a tombstone older than the TTL matched")
 	}
 	ts.add(9, later) // adding expires the old ones
-	if ts.len() != 1 {
-		t.Fatalf("%d tombstones after expiry, want 1", ts.len())
+	if ts.len() != 1 || count.Load() != 1 {
+		t.Fatalf("%d tombstones after expiry (node count %d), want 1", ts.len(), count.Load())
 	}
-	// Churn: many adds and takes keep the queue bounded.
-	for r := uint64(100); r < 10000; r++ {
-		ts.add(r, later)
-		ts.take(r, later)
+}
+
+// The queue stays proportional to the live tombstones however many pass
+// through it: a steady trickle of tombstones, some taken and some
+// expiring, must not grow it (it did: the consumed prefix was never
+// reclaimed while new ones kept arriving).
+func TestTombstoneQueueDoesNotGrowUnderChurn(t *testing.T) {
+	var count atomic.Int64
+	ts := newTombs(&count, 1<<16)
+	now := time.Unix(1000, 0)
+	for r := uint64(1); r < 200_000; r++ {
+		now = now.Add(time.Millisecond) // 60 000 live at most: the TTL is a minute
+		ts.add(r, now)
+		if r%3 == 0 {
+			ts.take(r, now)
+		}
 	}
-	if len(ts.order)-ts.head > 2*ts.max+1 {
-		t.Fatalf("queue holds %d entries for bound %d", len(ts.order)-ts.head, ts.max)
+	if live := ts.len(); cap(ts.order) > 4*live+1024 {
+		t.Fatalf("queue capacity %d for %d live tombstones", cap(ts.order), live)
+	}
+	if int64(ts.len()) != count.Load() {
+		t.Fatalf("node count %d, connection holds %d", count.Load(), ts.len())
+	}
+	ts.clear()
+	if count.Load() != 0 || ts.order != nil || ts.set != nil {
+		t.Fatalf("after clear: count %d, queue %d", count.Load(), len(ts.order))
+	}
+}
+
+// The bound is per node: a second connection over it drops its own
+// oldest, and one that holds none records nothing.
+func TestTombstonesBoundedPerNode(t *testing.T) {
+	var count atomic.Int64
+	a, b := newTombs(&count, 4), newTombs(&count, 4)
+	now := time.Unix(1000, 0)
+	for r := uint64(1); r <= 4; r++ {
+		a.add(r, now)
+	}
+	b.add(100, now) // the node is full and b holds none
+	if b.len() != 0 || count.Load() != 4 {
+		t.Fatalf("b holds %d, node count %d; want 0 and 4", b.len(), count.Load())
+	}
+	a.add(5, now) // a replaces its own oldest
+	if a.len() != 4 || a.take(1, now) || !a.take(5, now) {
+		t.Fatalf("a did not replace its oldest tombstone")
 	}
 }
