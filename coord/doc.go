@@ -3,9 +3,13 @@
 // Go counterpart of CouchDB's fabric_streams, rexi_utils:recv and the
 // worker cleaner.
 //
-// A Client keeps one connection per node (net.Conn, a reader goroutine and
-// a writer goroutine each), authenticates it, sends heartbeats, detects a
-// dead node and reconnects with backoff. Many coordinators share it.
+// A Client keeps one session per node: one authenticated TCP connection
+// with its own output queue, writer state, reader goroutine and list of
+// the coordinators with jobs on it, all of which end together. Losing the
+// connection fails every job sent on it in one sweep; the client then
+// reconnects with a jittered backoff, and the new connection is a new
+// session, so nothing queued for the old one can reach it. Many
+// coordinators share the client.
 //
 // A Coordinator is one request's fan-out:
 //
