@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // setWriteHook installs a socket-write hook for one test.
@@ -137,4 +138,21 @@ func exactReplies(cl *Client, addr string, n int) error {
 		err = errors.New("missing replies")
 	}
 	return err
+}
+
+// Reconnect delays are spread over [d/2, d): processes that lost a node
+// together do not redial it in lockstep.
+func TestBackoffIsJittered(t *testing.T) {
+	const d = 100 * time.Millisecond
+	seen := map[time.Duration]bool{}
+	for i := 0; i < 1000; i++ {
+		j := jitter(d)
+		if j < d/2 || j >= d {
+			t.Fatalf("jitter(%v) = %v, want within [%v, %v)", d, j, d/2, d)
+		}
+		seen[j] = true
+	}
+	if len(seen) < 100 {
+		t.Fatalf("only %d distinct delays in 1000: not jittered", len(seen))
+	}
 }
