@@ -39,7 +39,7 @@ type Client struct {
 }
 
 type clientCounters struct {
-	fanouts, nodeDowns, overloads, dropped atomic.Uint64
+	fanouts, nodeDowns, overloads, nodeOverloads, dropped atomic.Uint64
 }
 
 // Stats counts a client's work.
@@ -47,7 +47,8 @@ type Stats struct {
 	Fanouts       uint64 // coordinators created
 	Open          int    // coordinators not yet closed or abandoned
 	NodeDowns     uint64 // connection losses (one per node per loss)
-	Overloads     uint64 // jobs failed because a node's outbound buffer was full
+	Overloads     uint64 // jobs not sent because a node's outbound buffer was full
+	NodeOverloads uint64 // jobs a node refused at its live-job limit (EXIT OVERLOADED)
 	Dropped       uint64 // frames for refs no open coordinator owns
 	ReaperFirings uint64 // coordinators reaped without Close
 	KillAllSent   uint64 // KILL_ALL frames queued (Close and reaper)
@@ -115,7 +116,7 @@ func (cl *Client) Stats() Stats {
 	}
 	return Stats{
 		Fanouts: cl.stats.fanouts.Load(), Open: open, NodeDowns: cl.stats.nodeDowns.Load(),
-		Overloads: cl.stats.overloads.Load(), Dropped: cl.stats.dropped.Load(),
+		Overloads: cl.stats.overloads.Load(), NodeOverloads: cl.stats.nodeOverloads.Load(), Dropped: cl.stats.dropped.Load(),
 		ReaperFirings: rs.Fired, KillAllSent: rs.KillAllSent, ReaperArmed: rs.Armed, NodesUp: up,
 	}
 }

@@ -21,6 +21,10 @@ var (
 	ErrProgressImpossible = errors.New("coord: progress not possible")
 	// ErrOverloaded: the node's outbound buffer was full; the job was not sent.
 	ErrOverloaded = errors.New("coord: node outbound buffer full")
+	// ErrNodeOverloaded: the node refused the job because it is at its
+	// live-job limit (EXIT OVERLOADED); another copy may serve the range.
+	// The error is a *WorkerError, and matches ErrWorkerExit too.
+	ErrNodeOverloaded = errors.New("coord: node at its live-job limit")
 	// ErrClosed: the coordinator or its client is closed.
 	ErrClosed = errors.New("coord: closed")
 	// ErrNoJobs: a receive loop was started before any job was submitted.
@@ -76,8 +80,10 @@ func (e *WorkerError) Error() string {
 	return fmt.Sprintf("coord: worker %v exited (%s): %s", e.Worker, e.Kind, e.Reason)
 }
 
-// Is matches ErrWorkerExit.
-func (e *WorkerError) Is(target error) bool { return target == ErrWorkerExit }
+// Is matches ErrWorkerExit, and ErrNodeOverloaded for EXIT OVERLOADED.
+func (e *WorkerError) Is(target error) bool {
+	return target == ErrWorkerExit || (target == ErrNodeOverloaded && e.Kind == frame.ExitOverloaded)
+}
 
 // TimeoutError names the workers that had not finished when a receive
 // loop timed out.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/rexi-go/rexi/frame"
 )
@@ -28,11 +29,14 @@ type handshakeResult struct {
 	dec      frame.Decoder // for what the node sends
 	peerMax  int           // the node's max_payload
 	nodeName string        // from WELCOME
+	window   int           // un-acked rows per job, from WELCOME
+	liveness time.Duration // silence after which the node closes us, from WELCOME
 }
 
 // handshake runs HELLO, WELCOME, AUTH on conn (PROTOCOL.md section 3).
 func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error) {
-	h := frame.Hello{Version: frame.Version, Features: cfg.features(), MaxPayload: uint32(cfg.MaxPayload), Name: []byte(cfg.Name)}
+	h := frame.Hello{Version: frame.Version, Features: cfg.features(), MaxPayload: uint32(cfg.MaxPayload),
+		HeartbeatMs: uint32(cfg.HeartbeatInterval / time.Millisecond), Name: []byte(cfg.Name)}
 	_, _ = rand.Read(h.Nonce[:])
 	hb := frame.AppendHello(nil, h)
 	if _, err := conn.Write(hb); err != nil {
@@ -71,6 +75,8 @@ func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error)
 		dec:      frame.Decoder{MaxPayload: cfg.MaxPayload, Checksum: enc.Checksum, Compression: enc.Compress},
 		peerMax:  int(w.MaxPayload),
 		nodeName: string(w.Name),
+		window:   int(w.Window),
+		liveness: time.Duration(w.LivenessMs) * time.Millisecond,
 	}, nil
 }
 

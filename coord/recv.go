@@ -204,6 +204,9 @@ func (s *state) exitError(i int32, p []byte) error {
 	we := &WorkerError{Worker: s.info(i), Kind: frame.ExitError}
 	if x, err := frame.ParseExit(p); err == nil {
 		we.Kind, we.Reason, we.Stack = x.Kind, string(x.Reason), string(x.Stack)
+		if x.Kind == frame.ExitOverloaded {
+			s.cl.stats.nodeOverloads.Add(1)
+		}
 	} else {
 		we.Reason = "unparsable EXIT: " + err.Error()
 	}

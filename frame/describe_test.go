@@ -22,13 +22,13 @@ func describe(f Frame) string {
 		if err != nil {
 			return b.String() + fmt.Sprintf(" error=%q", err)
 		}
-		fmt.Fprintf(&b, " version=%d features=%#x max=%d nonce=%x name=%q", h.Version, h.Features, h.MaxPayload, h.Nonce, h.Name)
+		fmt.Fprintf(&b, " version=%d features=%#x max=%d heartbeat_ms=%d nonce=%x name=%q", h.Version, h.Features, h.MaxPayload, h.HeartbeatMs, h.Nonce, h.Name)
 	case TypeWelcome:
 		w, err := ParseWelcome(p)
 		if err != nil {
 			return b.String() + fmt.Sprintf(" error=%q", err)
 		}
-		fmt.Fprintf(&b, " version=%d features=%#x max=%d nonce=%x name=%q mac=%x", w.Version, w.Features, w.MaxPayload, w.Nonce, w.Name, w.MAC)
+		fmt.Fprintf(&b, " version=%d features=%#x max=%d window=%d liveness_ms=%d nonce=%x name=%q mac=%x", w.Version, w.Features, w.MaxPayload, w.Window, w.LivenessMs, w.Nonce, w.Name, w.MAC)
 	case TypeAuth:
 		m, err := ParseAuth(p)
 		if err != nil {

@@ -64,6 +64,7 @@ const (
 	CodeInternal       ErrorCode = 10 // receiver failed for its own reasons
 	CodeOutputOverflow ErrorCode = 11 // peer does not read; outbound bound exceeded
 	CodeIdleTimeout    ErrorCode = 12 // nothing received for the idle timeout
+	CodeOverloaded     ErrorCode = 13 // the node is at a connection limit
 )
 
 var codeNames = [...]string{
@@ -79,6 +80,7 @@ var codeNames = [...]string{
 	CodeInternal:       "internal error",
 	CodeOutputOverflow: "output overflow",
 	CodeIdleTimeout:    "idle timeout",
+	CodeOverloaded:     "overloaded",
 }
 
 // String names the code as PROTOCOL.md does.

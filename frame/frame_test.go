@@ -3,7 +3,9 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -232,5 +234,52 @@ func TestDoitValidate(t *testing.T) {
 	}
 	if err := (Doit{Handler: []byte("x")}).Validate(); err != nil {
 		t.Errorf("valid DOIT refused: %v", err)
+	}
+}
+
+func TestExitFitKeepsTheReasonWholeRunes(t *testing.T) {
+	x := Exit{Kind: ExitPanic, Reason: []byte(strings.Repeat("é", 40)), Stack: []byte(strings.Repeat("s", 500))}
+	for _, max := range []int{MinMaxPayload, 100, 1024} {
+		f := x.Fit(max)
+		if n := 3 + len(f.Reason) + len(f.Stack); n > max {
+			t.Fatalf("Fit(%d): %d bytes", max, n)
+		}
+		if !utf8.Valid(f.Reason) {
+			t.Fatalf("Fit(%d) cut a rune: %q", max, f.Reason)
+		}
+	}
+	if f := x.Fit(1024); len(f.Reason) != 80 || len(f.Stack) != 500 {
+		t.Fatalf("Fit(1024) cut a payload that fits: %d+%d", len(f.Reason), len(f.Stack))
+	}
+	if f := x.Fit(MinMaxPayload); len(f.Reason) != 60 || len(f.Stack) > 1 {
+		t.Fatalf("Fit(64): reason %d bytes, stack %d; the stack goes first", len(f.Reason), len(f.Stack))
+	}
+	if m := FitMessage("αβγδ", 2+5); m != "αβ" {
+		t.Fatalf("FitMessage = %q", m)
+	}
+}
+
+func TestNeedSaysWhenAFrameIsWhole(t *testing.T) {
+	var d Decoder
+	f := (&Encoder{Checksum: true}).AppendStream(nil, 1, make([]byte, 1000))
+	if n := d.Need(f[:3]); n != HeaderSize {
+		t.Fatalf("Need(partial header) = %d", n)
+	}
+	if n := d.Need(f[:HeaderSize]); n != len(f) {
+		t.Fatalf("Need(header) = %d, want %d", n, len(f))
+	}
+	huge := []byte{0xff, 0xff, 0xff, 0xff, byte(TypeStream), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
+	if n := d.Need(huge); n != len(huge) {
+		t.Fatalf("Need(oversize header) = %d: Decode must see it at once", n)
+	}
+}
+
+func TestParseVersions(t *testing.T) {
+	v, ok := ParseVersions([]byte(VersionsMessage() + ": protocol version 9 not supported"))
+	if !ok || len(v) != 1 || v[0] != Version {
+		t.Fatalf("ParseVersions = %v, %v", v, ok)
+	}
+	if _, ok := ParseVersions([]byte("no versions here")); ok {
+		t.Fatal("parsed a message without versions")
 	}
 }

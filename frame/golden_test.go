@@ -38,9 +38,9 @@ func vectors() []vector {
 	comp := Encoder{Compress: true}
 	big := bytes.Repeat([]byte("0123456789abcdef"), 512) // 8 KiB, compressible
 	secret := []byte("test-secret")
-	hello := Hello{Version: 1, Features: FeatureChecksum | FeatureCompression, MaxPayload: DefaultMaxPayload, Nonce: fixedNonce(0x10), Name: []byte("coord-a")}
+	hello := Hello{Version: 1, Features: FeatureChecksum | FeatureCompression, MaxPayload: DefaultMaxPayload, HeartbeatMs: 1000, Nonce: fixedNonce(0x10), Name: []byte("coord-a")}
 	helloFrame := AppendHello(nil, hello)
-	welcome := Welcome{Version: 1, Features: FeatureChecksum, MaxPayload: DefaultMaxPayload, Nonce: fixedNonce(0x80), Name: []byte("node1")}
+	welcome := Welcome{Version: 1, Features: FeatureChecksum, MaxPayload: DefaultMaxPayload, Window: 5, LivenessMs: 4000, Nonce: fixedNonce(0x80), Name: []byte("node1")}
 	welcome.MAC = NodeMAC(secret, helloFrame[HeaderSize:], WelcomeBody(welcome))
 	welcomeFrame := AppendWelcome(nil, welcome)
 	auth := CoordMAC(secret, helloFrame[HeaderSize:], welcomeFrame[HeaderSize:])
@@ -68,9 +68,25 @@ func vectors() []vector {
 		{name: "exit panic", build: func() []byte {
 			return plain.AppendExit(nil, 4, Exit{Kind: ExitPanic, Reason: []byte("boom"), Stack: []byte("goroutine 7 [running]:")})
 		}},
+		{name: "exit overloaded", build: func() []byte {
+			return plain.AppendExit(nil, 5, Exit{Kind: ExitOverloaded, Reason: []byte("node has 10000 live jobs, its limit")})
+		}},
+		{name: "exit panic cut to a max_payload of 64", build: func() []byte {
+			x := Exit{Kind: ExitPanic, Reason: []byte("panic: index out of range [7] with length 3 in handler rows"), Stack: []byte("goroutine 7 [running]:\nmain.rows(...)")}
+			return plain.AppendExit(nil, 6, x.Fit(MinMaxPayload))
+		}},
 		{name: "kill_all", build: func() []byte { return plain.AppendKillAll(nil, []uint64{1, 2, 0x1122334455667788}) }},
 		{name: "heartbeat", build: func() []byte { return plain.AppendEmpty(nil, TypeHeartbeat, 42) }},
 		{name: "error", build: func() []byte { return plain.AppendError(nil, 0, CodeAuthFailed, "authentication failed") }},
+		{name: "error bad_version, listing the versions spoken", build: func() []byte {
+			return plain.AppendError(nil, 0, CodeBadVersion, VersionsMessage()+": protocol version 2 not supported")
+		}},
+		{name: "error overloaded (handshake limit)", build: func() []byte {
+			return plain.AppendError(nil, 0, CodeOverloaded, "256 connections are already in the handshake; retry later")
+		}},
+		{name: "error output_overflow", build: func() []byte {
+			return plain.AppendError(nil, 0, CodeOutputOverflow, "more than 16777216 bytes of output queued")
+		}},
 		{name: "stream with checksum", dec: Decoder{Checksum: true}, build: func() []byte { return sum.AppendStream(nil, 2, []byte("row-0")) }},
 		{name: "ack with checksum", dec: Decoder{Checksum: true}, build: func() []byte { return sum.AppendAck(nil, 2, 5) }},
 		{name: "stream compressed (8 KiB row)", dec: Decoder{Compression: true}, build: func() []byte { return comp.AppendStream(nil, 9, big) }},

@@ -1,14 +1,55 @@
 package frame
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 )
 
 // Version is the protocol version this package speaks.
 const Version = 1
+
+// Versions lists every protocol version this package speaks, newest first.
+var Versions = []uint16{Version}
+
+// VersionsMessage is how an ERROR BAD_VERSION message begins: "versions "
+// and the versions the sender speaks, comma-separated, newest first
+// (PROTOCOL.md section 7). A coordinator parses it with ParseVersions and
+// may retry with one of them.
+func VersionsMessage() string {
+	var b []byte
+	b = append(b, "versions "...)
+	for i, v := range Versions {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(v), 10)
+	}
+	return string(b)
+}
+
+// ParseVersions reads the versions from a BAD_VERSION message; ok is false
+// when the message does not start with VersionsMessage's form.
+func ParseVersions(msg []byte) (versions []uint16, ok bool) {
+	rest, found := bytes.CutPrefix(msg, []byte("versions "))
+	if !found {
+		return nil, false
+	}
+	if i := bytes.IndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	for _, f := range bytes.Split(rest, []byte(",")) {
+		v, err := strconv.ParseUint(string(f), 10, 16)
+		if err != nil {
+			return nil, false
+		}
+		versions = append(versions, uint16(v))
+	}
+	return versions, true
+}
 
 // Magic opens every HELLO payload, so that a peer speaking something else
 // is recognised at once.
@@ -33,13 +74,19 @@ const (
 	knownFeatures              = FeatureChecksum | FeatureCompression
 )
 
+// MinMaxPayload is the smallest max_payload a peer may announce: a node
+// refuses a HELLO announcing less (BAD_HANDSHAKE), and fits every EXIT and
+// ERROR it sends into the coordinator's maximum.
+const MinMaxPayload = 64
+
 // Hello is the coordinator's first frame.
 type Hello struct {
-	Version    uint16
-	Features   Feature // features the coordinator wants
-	MaxPayload uint32  // largest payload the coordinator accepts
-	Nonce      [NonceSize]byte
-	Name       []byte // coordinator's name, 0..255 bytes
+	Version     uint16
+	Features    Feature // features the coordinator wants
+	MaxPayload  uint32  // largest payload the coordinator accepts
+	HeartbeatMs uint32  // interval of the coordinator's HEARTBEATs; 0: it sends none
+	Nonce       [NonceSize]byte
+	Name        []byte // coordinator's name, 0..255 bytes
 }
 
 // Welcome is the node's answer to a valid HELLO.
@@ -47,6 +94,8 @@ type Welcome struct {
 	Version    uint16
 	Features   Feature // features in force: requested ∩ enabled on the node
 	MaxPayload uint32  // largest payload the node accepts
+	Window     uint32  // un-acked STREAM rows per job
+	LivenessMs uint32  // the node closes the connection after this long without a frame from it
 	Nonce      [NonceSize]byte
 	Name       []byte // node's name, 0..255 bytes
 	MAC        [MACSize]byte
@@ -57,7 +106,7 @@ func AppendHello(dst []byte, h Hello) []byte {
 	var e Encoder
 	dst, s := e.begin(dst, TypeHello, 0)
 	dst = append(dst, Magic...)
-	dst = appendHelloFields(dst, h.Version, h.Features, h.MaxPayload, h.Nonce, h.Name)
+	dst = appendHelloFields(dst, h.Version, h.Features, []uint32{h.MaxPayload, h.HeartbeatMs}, h.Nonce, h.Name)
 	return e.finish(dst, s, false)
 }
 
@@ -66,7 +115,7 @@ func AppendHello(dst []byte, h Hello) []byte {
 func AppendWelcome(dst []byte, w Welcome) []byte {
 	var e Encoder
 	dst, s := e.begin(dst, TypeWelcome, 0)
-	dst = appendHelloFields(dst, w.Version, w.Features, w.MaxPayload, w.Nonce, w.Name)
+	dst = appendHelloFields(dst, w.Version, w.Features, w.numbers(), w.Nonce, w.Name)
 	dst = append(dst, w.MAC[:]...)
 	return e.finish(dst, s, false)
 }
@@ -82,43 +131,52 @@ func AppendAuth(dst []byte, mac [MACSize]byte) []byte {
 // WelcomeBody returns the WELCOME payload without its MAC: the bytes the
 // node's MAC covers together with the HELLO payload.
 func WelcomeBody(w Welcome) []byte {
-	return appendHelloFields(nil, w.Version, w.Features, w.MaxPayload, w.Nonce, w.Name)
+	return appendHelloFields(nil, w.Version, w.Features, w.numbers(), w.Nonce, w.Name)
 }
 
-func appendHelloFields(dst []byte, v uint16, f Feature, max uint32, nonce [NonceSize]byte, name []byte) []byte {
+func (w Welcome) numbers() []uint32 { return []uint32{w.MaxPayload, w.Window, w.LivenessMs} }
+
+// HELLO and WELCOME share a layout: version u16, features u32, then their
+// u32 numbers (HELLO: max_payload, heartbeat_ms; WELCOME: max_payload,
+// window, liveness_ms), nonce, name_len u8, name.
+func appendHelloFields(dst []byte, v uint16, f Feature, nums []uint32, nonce [NonceSize]byte, name []byte) []byte {
 	if len(name) > MaxNodeName {
 		name = name[:MaxNodeName]
 	}
 	dst = binary.BigEndian.AppendUint16(dst, v)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(f))
-	dst = binary.BigEndian.AppendUint32(dst, max)
+	for _, n := range nums {
+		dst = binary.BigEndian.AppendUint32(dst, n)
+	}
 	dst = append(dst, nonce[:]...)
 	dst = append(dst, byte(len(name)))
 	return append(dst, name...)
 }
 
-const helloFixed = 2 + 4 + 4 + NonceSize + 1
-
 func badHandshake(format string, args ...any) error {
 	return &ProtocolError{Code: CodeBadHandshake, Detail: fmt.Sprintf(format, args...)}
 }
 
-func parseHelloFields(p []byte, what string) (v uint16, f Feature, max uint32, nonce [NonceSize]byte, name, rest []byte, err error) {
-	if len(p) < helloFixed {
+// parseHelloFields parses the shared layout with len(nums) numbers.
+func parseHelloFields(p []byte, what string, nums []*uint32) (v uint16, f Feature, nonce [NonceSize]byte, name, rest []byte, err error) {
+	fixed := 2 + 4 + 4*len(nums) + NonceSize + 1
+	if len(p) < fixed {
 		err = badHandshake("%s payload too short (%d bytes)", what, len(p))
 		return
 	}
 	v = binary.BigEndian.Uint16(p)
 	f = Feature(binary.BigEndian.Uint32(p[2:]))
-	max = binary.BigEndian.Uint32(p[6:])
-	copy(nonce[:], p[10:10+NonceSize])
-	nl := int(p[helloFixed-1])
-	p = p[helloFixed:]
+	for i, n := range nums {
+		*n = binary.BigEndian.Uint32(p[6+4*i:])
+	}
+	copy(nonce[:], p[6+4*len(nums):])
+	nl := int(p[fixed-1])
+	p = p[fixed:]
 	if len(p) < nl {
 		err = badHandshake("%s name longer than payload", what)
 		return
 	}
-	return v, f, max, nonce, p[:nl:nl], p[nl:], nil
+	return v, f, nonce, p[:nl:nl], p[nl:], nil
 }
 
 // ParseHello parses a HELLO payload. It checks the magic and the layout; the
@@ -130,7 +188,7 @@ func ParseHello(p []byte) (Hello, error) {
 	}
 	var rest []byte
 	var err error
-	h.Version, h.Features, h.MaxPayload, h.Nonce, h.Name, rest, err = parseHelloFields(p[len(Magic):], "HELLO")
+	h.Version, h.Features, h.Nonce, h.Name, rest, err = parseHelloFields(p[len(Magic):], "HELLO", []*uint32{&h.MaxPayload, &h.HeartbeatMs})
 	if err == nil && len(rest) != 0 {
 		err = badHandshake("HELLO has %d trailing bytes", len(rest))
 	}
@@ -142,7 +200,7 @@ func ParseWelcome(p []byte) (Welcome, error) {
 	var w Welcome
 	var rest []byte
 	var err error
-	w.Version, w.Features, w.MaxPayload, w.Nonce, w.Name, rest, err = parseHelloFields(p, "WELCOME")
+	w.Version, w.Features, w.Nonce, w.Name, rest, err = parseHelloFields(p, "WELCOME", []*uint32{&w.MaxPayload, &w.Window, &w.LivenessMs})
 	if err != nil {
 		return w, err
 	}

@@ -138,6 +138,25 @@ func (d *Decoder) Decode(buf []byte) (Frame, int, error) {
 	return f, total, nil
 }
 
+// Need returns how many bytes buf must hold before Decode can return a
+// whole frame from its start (or a protocol error): the header size while
+// the header is incomplete, then the whole frame's size. A buffer that
+// already holds a frame, or a bad header, needs no more than it has.
+func (d *Decoder) Need(buf []byte) int {
+	if len(buf) < HeaderSize {
+		return HeaderSize
+	}
+	n := int64(binary.BigEndian.Uint32(buf))
+	if n > int64(d.maxPayload()) { // Decode reports it at once
+		return len(buf)
+	}
+	total := HeaderSize + int(n)
+	if Flags(buf[5])&FlagChecksum != 0 {
+		total += ChecksumSize
+	}
+	return total
+}
+
 func (d *Decoder) checksumFlag() Flags {
 	if d.Checksum {
 		return FlagChecksum

@@ -3,6 +3,7 @@ package frame
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Limits on DOIT fields.
@@ -122,14 +123,15 @@ const (
 	ExitInitTimeout    ExitKind = 5 // no START or CANCEL in time after STREAM_INIT
 	ExitAckTimeout     ExitKind = 6 // no ACK in time while the window was full
 	ExitShuttingDown   ExitKind = 7 // the node is draining and refused the job
-	ExitBadRequest     ExitKind = 8 // the DOIT was refused (ref in use, bad payload)
+	ExitBadRequest     ExitKind = 8 // reserved: a bad DOIT is a connection error (ERROR MALFORMED)
+	ExitOverloaded     ExitKind = 9 // the node is at its live-job limit and did not start the job
 )
 
 var exitNames = [...]string{
 	ExitError: "error", ExitPanic: "panic", ExitUnknownHandler: "unknown handler",
 	ExitDeadline: "deadline exceeded", ExitInitTimeout: "stream init timeout",
 	ExitAckTimeout: "stream ack timeout", ExitShuttingDown: "shutting down",
-	ExitBadRequest: "bad request",
+	ExitBadRequest: "bad request", ExitOverloaded: "overloaded",
 }
 
 // String names the kind as PROTOCOL.md does.
@@ -146,6 +148,42 @@ type Exit struct {
 	Kind   ExitKind
 	Reason []byte // human-readable, UTF-8, up to 65535 bytes
 	Stack  []byte // goroutine stack for ExitPanic, else usually empty
+}
+
+// Fit returns x cut to fit a payload of at most max bytes: the stack goes
+// first, then the end of the reason (never inside a UTF-8 sequence). A
+// payload of MinMaxPayload bytes keeps 61 bytes of reason.
+func (x Exit) Fit(max int) Exit {
+	room := max - 3
+	if room < 0 {
+		room = 0
+	}
+	x.Reason = cutUTF8(x.Reason, min(room, MaxReason))
+	x.Stack = cutUTF8(x.Stack, room-len(x.Reason))
+	return x
+}
+
+// FitMessage cuts an ERROR message so that the payload (code u16 and
+// message) is at most max bytes, never inside a UTF-8 sequence.
+func FitMessage(msg string, max int) string {
+	return string(cutUTF8([]byte(msg), max-2))
+}
+
+// cutUTF8 returns the longest prefix of b of at most n bytes that does not
+// end inside a UTF-8 sequence.
+func cutUTF8(b []byte, n int) []byte {
+	if n <= 0 {
+		return b[:0]
+	}
+	if len(b) <= n {
+		return b
+	}
+	for i := n; i > 0 && i > n-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			return b[:i]
+		}
+	}
+	return b[:n]
 }
 
 func appendExitPayload(dst []byte, x Exit) []byte {

@@ -153,7 +153,7 @@ func attack(t *testing.T, addr string, rng *rand.Rand) {
 		}
 	case 5: // handshake replay
 		if authed() {
-			nc.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
+			nc.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1024}))
 		}
 	}
 	// Read whatever the node answers until it closes or goes quiet.

@@ -1,6 +1,9 @@
 package node
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"runtime"
 	"testing"
 
@@ -41,4 +44,27 @@ func BenchmarkReplyJobs(b *testing.B) {
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*jobs), "ns/job")
 	b.ReportMetric(float64(ms.Mallocs-allocs0)/float64(b.N*jobs), "allocs/job")
+}
+
+// BenchmarkLargeEcho: one echo round trip of a large payload, DOIT written
+// in one piece and REPLY read whole. The node looks at a frame only once
+// it is all buffered, so the time grows linearly with the size (it was
+// quadratic: every wake-up copied everything buffered so far).
+func BenchmarkLargeEcho(b *testing.B) {
+	for _, size := range []int{256 << 10, 1 << 20, 4 << 20, 16<<20 - 64} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			n := startLoopNode(b, nil)
+			c := connect(b, n, 0)
+			args := bytes.Repeat([]byte("e"), size)
+			doit := c.Enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("lecho"), Args: args})
+			b.SetBytes(int64(size))
+			for ref := uint64(1); b.Loop(); ref++ {
+				binary.BigEndian.PutUint64(doit[8:], ref)
+				c.Write(doit)
+				if f, err := c.ReadFrame(waitFor); err != nil || f.Type != frame.TypeReply || len(f.Payload) != size {
+					b.Fatalf("reply: %s of %d bytes, %v", f.Type, len(f.Payload), err)
+				}
+			}
+		})
+	}
 }

@@ -29,10 +29,19 @@ type Config struct {
 	// the wait for room under OutboundLimit (a coordinator that stopped
 	// reading). Default 5 minutes.
 	AckTimeout time.Duration
-	// HandshakeTimeout bounds HELLO + AUTH after the TCP accept. Default 10 s.
+	// HandshakeTimeout bounds HELLO + AUTH after the TCP accept, whatever
+	// IdleTimeout is. Default 10 s.
 	HandshakeTimeout time.Duration
-	// IdleTimeout closes a connection that has sent nothing for this long.
-	// Default 30 s; negative disables.
+	// MaxHandshakes caps the connections accepted and not yet
+	// authenticated; further ones are refused at once with ERROR
+	// OVERLOADED. Default 256.
+	MaxHandshakes int
+	// IdleTimeout closes an authenticated connection that has sent nothing
+	// for this long, when its coordinator announced no heartbeat interval
+	// in HELLO. A coordinator that announced one is closed after four
+	// intervals of silence (at least 1 s, at most IdleTimeout when set),
+	// so a partitioned coordinator's workers die within seconds. Default
+	// 30 s; negative disables.
 	IdleTimeout time.Duration
 
 	// MaxPayload is the largest payload accepted, in bytes, also after
@@ -41,6 +50,19 @@ type Config struct {
 	// OutboundLimit bounds the bytes waiting to be written per connection.
 	// A worker whose frame would exceed it waits. Default 8 MiB.
 	OutboundLimit int
+	// OutboundHardLimit bounds them for frames that cannot wait (replies
+	// computed on the event loop, HEARTBEAT echoes, EXITs): a connection
+	// past it ends with ERROR OUTPUT_OVERFLOW and its workers are killed.
+	// Default 2 × OutboundLimit; at least OutboundLimit.
+	OutboundHardLimit int
+
+	// MaxJobs caps the live jobs of the node, all connections together,
+	// and MaxConnJobs those of one connection. A DOIT over either cap is
+	// answered at once with EXIT OVERLOADED and never started. Jobs that
+	// answer on the event loop (HandleReply) are never live and do not
+	// count. Defaults 10 000 and 4 096.
+	MaxJobs     int
+	MaxConnJobs int
 	// DisableChecksum and DisableCompression refuse those features when a
 	// coordinator asks for them. Both are offered by default.
 	DisableChecksum    bool
@@ -76,6 +98,9 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultOutboundLimit    = 8 << 20
+	DefaultMaxHandshakes    = 256
+	DefaultMaxJobs          = 10_000
+	DefaultMaxConnJobs      = 4_096
 	DefaultErrorRing        = 20
 	DefaultMaxTombstones    = 1 << 16
 	DefaultTombstoneTTL     = 60 * time.Second
@@ -104,10 +129,38 @@ func (c Config) Validate() error {
 		return configError("sizes must not be negative")
 	case c.MaxPayload > 1<<31-1:
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
-	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0:
+	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0 ||
+		c.MaxHandshakes < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0:
 		return configError("counts must not be negative")
+	case c.OutboundHardLimit < 0:
+		return configError("OutboundHardLimit %d is negative", c.OutboundHardLimit)
+	}
+	if d := c.withDefaults(); d.OutboundHardLimit < d.OutboundLimit {
+		return configError("OutboundHardLimit %d is below OutboundLimit %d", d.OutboundHardLimit, d.OutboundLimit)
 	}
 	return nil
+}
+
+// minLiveness is the least silence the node allows a heartbeating
+// coordinator: below it a busy machine's scheduling delays would end
+// healthy connections.
+const minLiveness = time.Second
+
+// liveness is how long a connection may stay silent before the node ends
+// it, given the heartbeat interval its coordinator announced (0: none).
+func (c Config) liveness(heartbeatMs uint32) time.Duration {
+	idle := c.IdleTimeout
+	if idle < 0 {
+		idle = 0
+	}
+	if heartbeatMs == 0 {
+		return idle
+	}
+	l := max(4*time.Duration(heartbeatMs)*time.Millisecond, minLiveness)
+	if idle > 0 {
+		l = min(l, max(idle, minLiveness))
+	}
+	return l
 }
 
 // withDefaults returns c with every zero field replaced by its default.
@@ -133,6 +186,10 @@ func (c Config) withDefaults() Config {
 	def(&c.TombstoneTTL, DefaultTombstoneTTL)
 	defInt(&c.MaxPayload, frame.DefaultMaxPayload)
 	defInt(&c.OutboundLimit, DefaultOutboundLimit)
+	defInt(&c.OutboundHardLimit, 2*c.OutboundLimit)
+	defInt(&c.MaxHandshakes, DefaultMaxHandshakes)
+	defInt(&c.MaxJobs, DefaultMaxJobs)
+	defInt(&c.MaxConnJobs, DefaultMaxConnJobs)
 	defInt(&c.CompressThreshold, frame.DefaultCompressThreshold)
 	defInt(&c.ErrorRing, DefaultErrorRing)
 	defInt(&c.MaxTombstones, DefaultMaxTombstones)

@@ -38,9 +38,14 @@ type conn struct {
 	spare   []byte // the output buffer not in use by workers
 	tombs   tombstones
 	kills   []*Worker // reused by KILL_ALL
+	need    int       // inbound bytes needed before the next frame is whole
+
+	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
+	lingerUntil time.Time
 
 	ready    atomic.Bool  // handshake done (read by the janitor)
 	lastRecv atomic.Int64 // unix nanos of the last inbound bytes
+	liveness atomic.Int64 // silence after which the janitor closes the connection; 0: never
 	peerName atomic.Pointer[string]
 	closing  atomic.Pointer[connError] // set by the janitor: send it and close
 
@@ -51,6 +56,7 @@ type conn struct {
 	gnetBuffered int
 	peerMax      int
 	closed       bool
+	overflowed   bool // the output gate refused a frame: the connection is ending
 	jobs         map[uint64]*Worker
 	room         chan struct{} // closed when output room appears; nil without waiters
 	poll         *time.Timer
@@ -64,6 +70,7 @@ func newConn(n *Node, gc gnet.Conn) *conn {
 		gc:      gc,
 		opened:  time.Now(),
 		dec:     frame.Decoder{MaxPayload: handshakeMaxPayload},
+		need:    frame.HeaderSize,
 		tombs:   tombstones{count: &n.tombCount, max: int64(n.cfg.MaxTombstones), ttl: int64(n.cfg.TombstoneTTL)},
 		jobs:    make(map[uint64]*Worker),
 		peerMax: handshakeMaxPayload,
@@ -78,6 +85,10 @@ func newConn(n *Node, gc gnet.Conn) *conn {
 // traffic decodes and handles every complete frame buffered on the
 // connection, then flushes. It returns gnet.Close when the connection must
 // end. Event loop only.
+//
+// Bytes are looked at only once a whole frame is buffered: a frame that
+// is still arriving costs one header peek per wake-up, not a copy of
+// everything buffered (which made a 16 MiB frame quadratic).
 func (c *conn) traffic() (action gnet.Action) {
 	defer func() {
 		if r := recover(); r != nil { // a bug of ours must not take the loop down
@@ -85,8 +96,19 @@ func (c *conn) traffic() (action gnet.Action) {
 			action = c.fail(newConnError(frame.CodeInternal, "internal error"))
 		}
 	}()
+	if c.lingering {
+		return c.linger()
+	}
 	if ce := c.closing.Load(); ce != nil {
 		return c.fail(ce)
+	}
+	inbound := c.gc.InboundBuffered()
+	if inbound > 0 {
+		c.lastRecv.Store(time.Now().UnixNano())
+	}
+	if inbound < c.need {
+		c.flush()
+		return gnet.None
 	}
 	buf, _ := c.gc.Peek(-1)
 	used := 0
@@ -103,14 +125,20 @@ func (c *conn) traffic() (action gnet.Action) {
 			break
 		}
 		used += n
-		if err = c.handle(f); err != nil {
+		err = c.handle(f)
+		if cap(c.scratch) > keepBuffer { // a large decompressed payload is not kept
+			c.scratch = nil
+		}
+		if err != nil {
+			break
+		}
+		if ce := c.closing.Load(); ce != nil { // the output gate overflowed
+			err = ce
 			break
 		}
 	}
-	if len(buf) > 0 {
-		c.lastRecv.Store(time.Now().UnixNano())
-		c.n.stats.bytesIn.Add(uint64(used))
-	}
+	c.need = c.dec.Need(buf[used:])
+	c.n.stats.bytesIn.Add(uint64(used))
 	if used > 0 { // gnet's Discard(0) drops everything buffered, a partial frame included
 		_, _ = c.gc.Discard(used)
 	}
@@ -122,7 +150,10 @@ func (c *conn) traffic() (action gnet.Action) {
 }
 
 // fail sends ERROR for err (unless the peer sent one), flushes and asks
-// gnet to close. Other connections are untouched.
+// gnet to close. Other connections are untouched. A peer that overflowed
+// its output is not reading: its workers are killed at once, and the
+// connection lingers until the ERROR behind the queued output is written
+// (or lingerTimeout passes), so a peer that reads late still learns why.
 func (c *conn) fail(err error) gnet.Action {
 	code, msg := frame.CodeInternal, err.Error()
 	switch e := err.(type) {
@@ -141,14 +172,38 @@ func (c *conn) fail(err error) gnet.Action {
 	}
 	if pe, ok := err.(*peerError); ok {
 		c.n.log.Warn("rexi node: coordinator sent ERROR, closing", "remote", c.remote, "code", pe.code.String(), "message", pe.msg)
-	} else {
-		c.n.log.Warn("rexi node: closing connection", "remote", c.remote, "code", code.String(), "detail", msg)
-		c.mu.Lock()
-		c.out = c.enc.AppendError(c.out, 0, code, msg)
-		c.mu.Unlock()
+		c.flush()
+		return gnet.Close
 	}
+	c.n.log.Warn("rexi node: closing connection", "remote", c.remote, "code", code.String(), "detail", msg)
+	c.mu.Lock()
+	c.out = c.enc.AppendError(c.out, 0, code, frame.FitMessage(msg, c.peerMax))
+	c.mu.Unlock()
+	if code != frame.CodeOutputOverflow {
+		c.flush()
+		return gnet.Close
+	}
+	c.killJobs()
+	c.lingering, c.lingerUntil = true, time.Now().Add(lingerTimeout)
+	return c.linger()
+}
+
+// lingerTimeout bounds how long an overflowed connection waits for its
+// peer to read the ERROR.
+const lingerTimeout = 10 * time.Second
+
+// linger drops whatever the peer sends and closes once the output is
+// written or the linger time is over. Event loop only.
+func (c *conn) linger() gnet.Action {
+	_, _ = c.gc.Discard(0) // everything buffered
 	c.flush()
-	return gnet.Close
+	if c.gc.OutboundBuffered() == 0 || time.Now().After(c.lingerUntil) {
+		return gnet.Close
+	}
+	c.mu.Lock()
+	c.schedulePollLocked() // wakes us to look again
+	c.mu.Unlock()
+	return gnet.None
 }
 
 // handle acts on one frame. A non-nil error closes the connection.
@@ -199,7 +254,7 @@ func (c *conn) handle(f frame.Frame) error {
 			return err
 		}
 		c.mu.Lock()
-		c.out = c.enc.AppendEmpty(c.out, frame.TypeHeartbeat, f.Ref)
+		c.queueLocked(frame.TypeHeartbeat, f.Ref, nil)
 		c.mu.Unlock()
 	case frame.TypeError:
 		return newPeerError(p)
@@ -210,6 +265,9 @@ func (c *conn) handle(f frame.Frame) error {
 }
 
 func (c *conn) onHello(f frame.Frame) error {
+	if f.Type == frame.TypeError { // refused before it began: nothing to answer
+		return newPeerError(f.Payload)
+	}
 	if f.Type != frame.TypeHello {
 		return newConnError(frame.CodeBadHandshake, "first frame must be HELLO, got %s", f.Type)
 	}
@@ -218,19 +276,26 @@ func (c *conn) onHello(f frame.Frame) error {
 		return err
 	}
 	if c.n.draining.Load() {
-		return newConnError(frame.CodeShuttingDown, "node %s is shutting down", c.n.cfg.Name)
+		return newConnError(frame.CodeShuttingDown, "node %s is shutting down", c.n.name)
 	}
 	if h.Version != frame.Version {
-		return newConnError(frame.CodeBadVersion, "protocol version %d not supported; this node speaks version %d", h.Version, frame.Version)
+		return newConnError(frame.CodeBadVersion, "%s: protocol version %d not supported", frame.VersionsMessage(), h.Version)
+	}
+	if h.MaxPayload < frame.MinMaxPayload {
+		return newConnError(frame.CodeBadHandshake, "HELLO max_payload %d is below the minimum %d", h.MaxPayload, frame.MinMaxPayload)
 	}
 	c.hello = append([]byte(nil), f.Payload...)
 	name := string(h.Name)
 	c.peerName.Store(&name)
+	liveness := c.n.cfg.liveness(h.HeartbeatMs)
+	c.liveness.Store(int64(liveness))
 	w := frame.Welcome{
 		Version:    frame.Version,
 		Features:   frame.Negotiate(h.Features, c.n.cfg.features()),
 		MaxPayload: uint32(c.n.cfg.MaxPayload),
-		Name:       []byte(c.n.cfg.Name),
+		Window:     uint32(c.n.cfg.Window),
+		LivenessMs: uint32(liveness / time.Millisecond),
+		Name:       []byte(c.n.name),
 	}
 	_, _ = rand.Read(w.Nonce[:])
 	w.MAC = frame.NodeMAC(c.n.cfg.Secret, c.hello, frame.WelcomeBody(w))
@@ -272,6 +337,7 @@ func (c *conn) onAuth(f frame.Frame) error {
 		Compression: c.enc.Compress,
 	}
 	c.ready.Store(true)
+	c.n.handshaking.Add(-1)
 	c.n.stats.connections.Add(1)
 	c.n.log.Debug("rexi node: coordinator connected", "remote", c.remote, "name", *c.peerName.Load())
 	return nil
@@ -282,8 +348,23 @@ func (c *conn) onAuth(f frame.Frame) error {
 func (c *conn) closeAll() {
 	c.mu.Lock()
 	c.closed = true
+	if c.poll != nil {
+		c.poll.Stop()
+	}
+	c.mu.Unlock()
+	c.killJobs()
+	c.tombs.clear()          // the loop is done with this connection (OnClose, or after the engine stopped)
+	if !c.ready.Swap(true) { // it never finished the handshake
+		c.n.handshaking.Add(-1)
+	}
+}
+
+// killJobs kills every worker of the connection and wakes the ones
+// waiting for output room (they find themselves removed).
+func (c *conn) killJobs() {
+	c.mu.Lock()
 	jobs := c.jobs
-	c.jobs = nil
+	c.jobs = map[uint64]*Worker{}
 	for _, w := range jobs {
 		w.removed = true
 	}
@@ -291,11 +372,8 @@ func (c *conn) closeAll() {
 		close(c.room)
 		c.room = nil
 	}
-	if c.poll != nil {
-		c.poll.Stop()
-	}
+	c.parked = nil
 	c.mu.Unlock()
-	c.tombs.clear() // the loop is done with this connection (OnClose, or after the engine stopped)
 	for _, w := range jobs {
 		c.n.killed(w)
 	}

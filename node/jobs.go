@@ -27,17 +27,22 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		return nil
 	}
 	h, ok := c.n.handler(d.Handler)
-	switch {
-	case ok && h.reply != nil:
-		return c.doitReply(ref, h, d, now)
-	case ok && h.stream != nil:
-		return c.doitStream(ref, h, d, now)
-	}
 	if !ok {
 		x := frame.Exit{Kind: frame.ExitUnknownHandler, Reason: fmt.Appendf(nil, "unknown handler %q", d.Handler)}
 		c.n.countExit(x, string(d.Handler), d.Nonce, now)
 		c.queueExit(ref, x)
 		return nil
+	}
+	if h.reply != nil { // answered at once, never live
+		return c.doitReply(ref, h, d, now)
+	}
+	if reason := c.overloaded(); reason != "" {
+		c.n.stats.overloaded.Add(1)
+		c.queueExit(ref, frame.Exit{Kind: frame.ExitOverloaded, Reason: []byte(reason)})
+		return nil
+	}
+	if h.stream != nil {
+		return c.doitStream(ref, h, d, now)
 	}
 	// One allocation holds the worker's copies of nonce and args: the
 	// frame's bytes belong to the event loop.
@@ -183,10 +188,25 @@ func (c *conn) killAll(refs frame.RefList) {
 	c.kills = kills[:0]
 }
 
+// overloaded says why a new live job may not start on this connection, or
+// "" when it may: admission control (MaxJobs, MaxConnJobs).
+func (c *conn) overloaded() string {
+	if live, limit := c.n.stats.live.Load(), int64(c.n.cfg.MaxJobs); live >= limit {
+		return fmt.Sprintf("node has %d live jobs, its limit", limit)
+	}
+	c.mu.Lock()
+	live := len(c.jobs)
+	c.mu.Unlock()
+	if live >= c.n.cfg.MaxConnJobs {
+		return fmt.Sprintf("connection has %d live jobs, its limit", c.n.cfg.MaxConnJobs)
+	}
+	return ""
+}
+
 // queueExit appends an EXIT from the event loop (no worker involved).
 func (c *conn) queueExit(ref uint64, x frame.Exit) {
 	c.mu.Lock()
-	c.out = c.enc.AppendExit(c.out, ref, x)
+	c.queueExitLocked(ref, x)
 	c.mu.Unlock()
 }
 
@@ -230,7 +250,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 	n.countExit(x, w.handler, w.nonce, time.Now())
 	c.mu.Lock()
 	if !c.closed {
-		c.out = c.enc.AppendExit(c.out, w.ref, x)
+		c.queueExitLocked(w.ref, x)
 		c.kickLocked()
 	}
 	c.mu.Unlock()

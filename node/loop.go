@@ -70,9 +70,9 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 		return nil
 	}
 	c.growRowBuf(len(reply))
-	c.out = c.enc.Append(c.out, frame.TypeReply, ref, reply)
-	c.n.stats.framesOut.Add(1)
-	c.n.stats.replied.Add(1)
+	if c.queueLocked(frame.TypeReply, ref, reply) {
+		c.n.stats.replied.Add(1)
+	}
 	return nil
 }
 
@@ -99,8 +99,7 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 	}
 	c.jobs[ref] = w
 	c.n.stats.live.Add(1)
-	c.out = c.enc.Append(c.out, frame.TypeStreamInit, ref, nil)
-	c.n.stats.framesOut.Add(1)
+	c.queueLocked(frame.TypeStreamInit, ref, nil) // on overflow the connection ends, and the job with it
 	return nil
 }
 
@@ -124,8 +123,7 @@ func (c *conn) pumpLocked(w *Worker) {
 				c.failLoopLocked(w, frame.ExitPanic, err, stack)
 				return
 			}
-			c.out = c.enc.Append(c.out, frame.TypeLast, w.ref, last)
-			c.n.stats.framesOut.Add(1)
+			c.appendLocked(frame.TypeLast, w.ref, last)
 			c.removeLoopLocked(w)
 			return
 		}
@@ -134,8 +132,7 @@ func (c *conn) pumpLocked(w *Worker) {
 			return
 		}
 		c.growRowBuf(len(row))
-		c.out = c.enc.Append(c.out, frame.TypeStream, w.ref, row)
-		c.n.stats.framesOut.Add(1)
+		c.appendLocked(frame.TypeStream, w.ref, row)
 		c.n.stats.streamed.Add(1)
 		w.unacked++
 		w.rows++
@@ -144,10 +141,14 @@ func (c *conn) pumpLocked(w *Worker) {
 }
 
 // growRowBuf makes the scratch row as large as the last row needed, so
-// that handlers appending to dst stop allocating. (A returned slice is
-// never adopted: it may alias the handler's own memory or the DOIT.)
+// that handlers appending to dst stop allocating, up to keepBuffer: a
+// larger row's buffer is not kept. (A returned slice is never adopted: it
+// may alias the handler's own memory or the DOIT.)
 func (c *conn) growRowBuf(n int) {
-	if n > cap(c.rowBuf) {
+	switch {
+	case n > keepBuffer:
+		c.rowBuf = nil
+	case n > cap(c.rowBuf):
 		c.rowBuf = make([]byte, 0, n)
 	}
 }
@@ -197,7 +198,7 @@ func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack [
 	c.removeLoopLocked(w)
 	x := frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack}
 	c.n.countExit(x, w.handler, w.nonce, time.Now())
-	c.out = c.enc.AppendExit(c.out, w.ref, x)
+	c.queueExitLocked(w.ref, x)
 	c.kickLocked() // the janitor may call this off the loop
 }
 
@@ -208,7 +209,7 @@ func (c *conn) exitLoopLocked(ref uint64, handler string, nonce []byte, err erro
 		x.Kind = frame.ExitPanic
 	}
 	c.n.countExit(x, handler, nonce, now)
-	c.out = c.enc.AppendExit(c.out, ref, x)
+	c.queueExitLocked(ref, x)
 }
 
 // The call wrappers turn a panic in a loop handler into an EXIT for its

@@ -131,7 +131,7 @@ func TestHandshakeRefusals(t *testing.T) {
 
 	t.Run("wrong secret", func(t *testing.T) {
 		c := dialRaw(t, n.Addr())
-		h := frame.Hello{Version: frame.Version, Name: []byte("intruder")}
+		h := frame.Hello{Version: frame.Version, MaxPayload: 1024, Name: []byte("intruder")}
 		hb := frame.AppendHello(nil, h)
 		c.Write(hb)
 		f := c.Expect(frame.TypeWelcome, 0)
@@ -152,7 +152,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	})
 	t.Run("DOIT instead of AUTH", func(t *testing.T) {
 		c := dialRaw(t, n.Addr())
-		c.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
+		c.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1024}))
 		c.Expect(frame.TypeWelcome, 0)
 		c.Write((&frame.Encoder{}).AppendDoit(nil, 1, frame.Doit{Handler: []byte("echo")}))
 		c.ExpectClosedWith(frame.CodeBadHandshake)

@@ -23,12 +23,14 @@ type Node struct {
 	handlers atomic.Pointer[map[string]handlerEntry] // copy-on-write
 	hmu      sync.Mutex                              // serialises Handle
 
-	stats     counters
-	tombCount atomic.Int64 // tombstones held by all connections
-	zeroMu    sync.Mutex
-	zero      chan struct{} // closed when live workers reach 0; nil without waiters
-	errs      *errorRing
-	draining  atomic.Bool
+	name        string // sent in WELCOME: cfg.Name, or the bound address (set before any connection)
+	stats       counters
+	tombCount   atomic.Int64 // tombstones held by all connections
+	handshaking atomic.Int64 // connections accepted and not yet authenticated
+	zeroMu      sync.Mutex
+	zero        chan struct{} // closed when live workers reach 0; nil without waiters
+	errs        *errorRing
+	draining    atomic.Bool
 
 	wg    sync.WaitGroup // worker goroutines
 	tasks chan task      // unbuffered: a job handed to an idle worker goroutine
@@ -65,6 +67,7 @@ func New(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
 	n := &Node{
 		cfg:     cfg,
+		name:    cfg.Name,
 		log:     cfg.Logger,
 		errs:    newErrorRing(cfg.ErrorRing),
 		conns:   make(map[*conn]struct{}),
@@ -129,16 +132,13 @@ func (n *Node) Start() error {
 	case <-n.runDone:
 		return fmt.Errorf("node: listen on %s: %w", n.cfg.Addr, n.runErr)
 	}
-	if n.cfg.Name == "" {
-		n.cfg.Name = n.addr
-	}
 	n.janitorStop = make(chan struct{})
 	n.janitorDone = make(chan struct{})
 	go n.janitor()
 	n.mu.Lock()
 	n.started = true
 	n.mu.Unlock()
-	n.log.Info("rexi node listening", "addr", n.addr, "name", n.cfg.Name)
+	n.log.Info("rexi node listening", "addr", n.addr, "name", n.name)
 	return nil
 }
 
@@ -146,13 +146,16 @@ func (n *Node) Start() error {
 // cfg.Addr asked for port 0). Valid after Start.
 func (n *Node) Addr() string { return n.addr }
 
-// Name is the node's name as sent in WELCOME.
-func (n *Node) Name() string { return n.cfg.Name }
+// Name is the node's name as sent in WELCOME: Config.Name, or the listen
+// address once Start has run.
+func (n *Node) Name() string { return n.name }
 
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
 	s := n.stats.snapshot()
 	s.Idle = int64(n.idle.Load())
+	s.Handshaking = n.handshaking.Load()
+	s.Tombstones = n.tombCount.Load()
 	return s
 }
 
@@ -257,13 +260,13 @@ func (n *Node) stopEngine() {
 	<-stopped
 }
 
-// janitor closes connections that stall the handshake or go idle, and
+// janitor closes connections that stall the handshake or go silent, and
 // stops workers whose wait for START or ACK outlived its timeout. It ticks
-// every quarter of the shortest of those timeouts (at most 1 s), which is
-// how late a timeout may fire.
+// every quarter of the shortest of those timeouts (at most every 250 ms),
+// which is how late a timeout may fire.
 func (n *Node) janitor() {
 	defer close(n.janitorDone)
-	tick := min(n.cfg.HandshakeTimeout, n.cfg.InitTimeout, n.cfg.AckTimeout, time.Second)
+	tick := min(n.cfg.HandshakeTimeout, n.cfg.InitTimeout, n.cfg.AckTimeout, minLiveness)
 	if n.cfg.IdleTimeout > 0 {
 		tick = min(tick, n.cfg.IdleTimeout)
 	}
@@ -275,11 +278,14 @@ func (n *Node) janitor() {
 			return
 		case now := <-t.C:
 			for _, c := range n.connList() {
+				// The handshake timeout alone applies until the handshake is
+				// done; the liveness bound only after it.
+				ready, live := c.ready.Load(), time.Duration(c.liveness.Load())
 				switch {
-				case !c.ready.Load() && now.Sub(c.opened) > n.cfg.HandshakeTimeout:
+				case !ready && now.Sub(c.opened) > n.cfg.HandshakeTimeout:
 					c.closeWith(newConnError(frame.CodeBadHandshake, "handshake not completed within %v", n.cfg.HandshakeTimeout))
-				case n.cfg.IdleTimeout > 0 && now.UnixNano()-c.lastRecv.Load() > int64(n.cfg.IdleTimeout):
-					c.closeWith(newConnError(frame.CodeIdleTimeout, "nothing received for %v", n.cfg.IdleTimeout))
+				case ready && live > 0 && now.UnixNano()-c.lastRecv.Load() > int64(live):
+					c.closeWith(newConnError(frame.CodeIdleTimeout, "nothing received for %v", live))
 				}
 				c.expireWaits(now.UnixNano())
 			}
@@ -308,11 +314,22 @@ func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
 		}
 		_ = unix.Close(fd)
 	}
+	if n.name == "" { // before any connection can read it
+		n.name = n.addr
+	}
 	close(n.booted)
 	return gnet.None
 }
 
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if e.n.handshaking.Load() >= int64(e.n.cfg.MaxHandshakes) {
+		// Refused before any state is kept: the descriptor goes at once.
+		e.n.stats.refused.Add(1)
+		e.n.stats.handshakeRefusals.Add(1)
+		msg := fmt.Sprintf("%d connections are already in the handshake; retry later", e.n.cfg.MaxHandshakes)
+		return (&frame.Encoder{}).AppendError(nil, 0, frame.CodeOverloaded, msg), gnet.Close
+	}
+	e.n.handshaking.Add(1)
 	c := newConn(e.n, gc)
 	gc.SetContext(c)
 	e.n.mu.Lock()

@@ -463,7 +463,7 @@ func TestDrainRefusesWorkAndWaitsForWorkers(t *testing.T) {
 		t.Fatalf("EXIT kind %v, want shutting down", x.Kind)
 	}
 	late := dialRaw(t, n.Addr())
-	late.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version}))
+	late.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1024}))
 	late.ExpectClosedWith(frame.CodeShuttingDown)
 	c.KillAll(1) // the running worker ends: the drain completes
 	select {

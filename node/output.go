@@ -7,14 +7,75 @@ import (
 	"github.com/rexi-go/rexi/frame"
 )
 
-// Output path. Workers append encoded frames to c.out under c.mu; the
-// first append after a flush wakes the event loop, which swaps c.out with
-// its spare buffer and writes everything in one call. So a lone frame goes
-// out at once, and frames produced while a flush is pending share a write.
+// The output gate. Every frame a connection sends is appended to c.out
+// under c.mu, and every producer is accounted against the bytes pending on
+// the connection: c.out plus what gnet still holds (c.gnetBuffered).
+//
+//   - Frames that can wait do so while pending exceeds OutboundLimit: a
+//     goroutine worker's REPLY, STREAM_INIT, STREAM, LAST and PING block in
+//     waitRoom; a loop job's rows park until flush finds room.
+//   - Frames that cannot wait — answers the event loop produces (loop
+//     replies, a loop job's STREAM_INIT, HEARTBEAT echoes) and every EXIT —
+//     go through queueLocked, which admits them up to OutboundHardLimit.
+//     Past it the peer is not reading what it asks for: the connection
+//     ends with ERROR OUTPUT_OVERFLOW and its workers are killed.
+//
+// The first append after a flush wakes the event loop, which swaps c.out
+// with its spare buffer and writes everything in one call: a lone frame
+// goes out at once, and frames produced while a flush is pending share a
+// write.
 
 // pollInterval is how often a connection with blocked writers re-reads
 // gnet's outbound buffer, which drains without telling us.
 const pollInterval = 2 * time.Millisecond
+
+// keepBuffer: an output, decompression or row buffer grown past this by a
+// burst is let go once it is mostly empty again, so a connection does not
+// keep its peak for life.
+const keepBuffer = 1 << 20
+
+// pendingLocked is what the connection has queued and not yet written.
+// Caller holds c.mu.
+func (c *conn) pendingLocked() int { return len(c.out) + c.gnetBuffered }
+
+// queueLocked appends a frame that cannot wait. It reports false, dropping
+// the frame, when the connection is over its hard limit; the connection
+// then ends with OUTPUT_OVERFLOW. Like appendLocked it does not wake the
+// loop: callers off the loop kick. Caller holds c.mu.
+func (c *conn) queueLocked(t frame.Type, ref uint64, payload []byte) bool {
+	if !c.admitLocked(frame.HeaderSize + len(payload) + frame.ChecksumSize) {
+		return false
+	}
+	c.appendLocked(t, ref, payload)
+	return true
+}
+
+// queueExitLocked appends an EXIT for ref, cut to fit the coordinator's
+// maximum payload. Caller holds c.mu.
+func (c *conn) queueExitLocked(ref uint64, x frame.Exit) bool {
+	x = x.Fit(c.peerMax)
+	if !c.admitLocked(frame.HeaderSize + 3 + len(x.Reason) + len(x.Stack) + frame.ChecksumSize) {
+		return false
+	}
+	c.out = c.enc.AppendExit(c.out, ref, x)
+	c.n.stats.framesOut.Add(1)
+	return true
+}
+
+// admitLocked is the hard limit's check. Caller holds c.mu.
+func (c *conn) admitLocked(size int) bool {
+	if c.overflowed {
+		return false
+	}
+	if c.pendingLocked()+size <= c.n.cfg.OutboundHardLimit {
+		return true
+	}
+	c.overflowed = true
+	c.n.stats.overflows.Add(1)
+	c.closeWith(newConnError(frame.CodeOutputOverflow,
+		"more than %d bytes of output queued: the coordinator does not read what it asks for", c.n.cfg.OutboundHardLimit))
+	return false
+}
 
 // check reports why w may not send a payload of size bytes. Caller holds c.mu.
 func (c *conn) check(w *Worker, size int) error {
@@ -43,7 +104,7 @@ func (c *conn) waitRoom(w *Worker, size int) error {
 		if err := c.check(w, size); err != nil {
 			return err
 		}
-		pending := len(c.out) + c.gnetBuffered
+		pending := c.pendingLocked()
 		if pending == 0 || pending+size+frame.HeaderSize <= c.n.cfg.OutboundLimit {
 			return nil
 		}
@@ -84,6 +145,7 @@ func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 		return err
 	}
 	c.appendLocked(t, w.ref, payload)
+	c.kickLocked()
 	c.mu.Unlock()
 	if t == frame.TypeReply {
 		c.n.stats.replied.Add(1)
@@ -91,13 +153,12 @@ func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 	return nil
 }
 
-// appendLocked encodes a frame into c.out for a worker and makes sure a
-// flush is coming. Caller holds c.mu. (The event loop appends to c.out
-// directly: it flushes at the end of every OnTraffic anyway.)
+// appendLocked encodes a frame into c.out. It does not wake the loop: the
+// loop flushes at the end of every OnTraffic anyway, and other goroutines
+// call kickLocked after appending. Caller holds c.mu.
 func (c *conn) appendLocked(t frame.Type, ref uint64, payload []byte) {
 	c.out = c.enc.Append(c.out, t, ref, payload)
 	c.n.stats.framesOut.Add(1)
-	c.kickLocked()
 }
 
 // kickLocked wakes the event loop to flush unless a flush is already
@@ -110,7 +171,7 @@ func (c *conn) kickLocked() {
 	_ = c.gc.Wake(nil) // fails only when the connection is closing
 }
 
-// flush writes everything workers appended. Event loop only.
+// flush writes everything queued. Event loop only.
 func (c *conn) flush() {
 	c.mu.Lock()
 	buf := c.out
@@ -123,6 +184,9 @@ func (c *conn) flush() {
 		_, _ = c.gc.Write(buf) // on failure gnet closes the connection and runs OnClose
 	}
 	c.spare = buf[:0]
+	if cap(c.spare) > keepBuffer { // gnet copied what the socket did not take
+		c.spare = nil
+	}
 	buffered := c.gc.OutboundBuffered()
 	c.mu.Lock()
 	c.gnetBuffered = buffered
@@ -136,7 +200,7 @@ func (c *conn) flush() {
 		}
 	}
 	if c.room != nil && !c.closed {
-		if len(c.out)+buffered < c.n.cfg.OutboundLimit {
+		if c.pendingLocked() < c.n.cfg.OutboundLimit {
 			close(c.room)
 			c.room = nil
 		} else {

@@ -21,10 +21,15 @@ type Stats struct {
 	AckTimeouts  uint64 // workers stopped waiting for an ACK
 	Deadlines    uint64 // workers stopped at their DOIT deadline
 
-	Connections    uint64 // connections that completed the handshake
-	Refused        uint64 // connections refused during the handshake (bad auth, version, garbage)
-	ProtocolErrors uint64 // connections closed for a protocol error after the handshake
-	OutputWaits    uint64 // times a worker waited for room under OutboundLimit
+	Connections       uint64 // connections that completed the handshake
+	Refused           uint64 // connections refused during the handshake (bad auth, version, garbage, limit)
+	HandshakeRefusals uint64 // of those, refused at accept: MaxHandshakes connections were already in the handshake
+	Overloaded        uint64 // DOITs refused with EXIT OVERLOADED (MaxJobs or MaxConnJobs live)
+	Overflows         uint64 // connections ended with OUTPUT_OVERFLOW (output past OutboundHardLimit)
+	Handshaking       int64  // connections accepted and not yet authenticated
+	Tombstones        int64  // tombstones held, all connections
+	ProtocolErrors    uint64 // connections closed for a protocol error after the handshake
+	OutputWaits       uint64 // times a worker waited for room under OutboundLimit
 
 	BytesIn   uint64
 	BytesOut  uint64
@@ -38,6 +43,7 @@ type counters struct {
 	started, replied, streamed, killed, errors, panics, unknown, tombstoned atomic.Uint64
 	initTimeouts, ackTimeouts, deadlines                                    atomic.Uint64
 	connections, refused, protocolErrors, outputWaits                       atomic.Uint64
+	handshakeRefusals, overloaded, overflows                                atomic.Uint64
 	bytesIn, bytesOut, framesOut, writes                                    atomic.Uint64
 }
 
@@ -49,6 +55,7 @@ func (c *counters) snapshot() Stats {
 		Unknown: c.unknown.Load(), Tombstoned: c.tombstoned.Load(),
 		InitTimeouts: c.initTimeouts.Load(), AckTimeouts: c.ackTimeouts.Load(), Deadlines: c.deadlines.Load(),
 		Connections: c.connections.Load(), Refused: c.refused.Load(),
+		HandshakeRefusals: c.handshakeRefusals.Load(), Overloaded: c.overloaded.Load(), Overflows: c.overflows.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), OutputWaits: c.outputWaits.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		FramesOut: c.framesOut.Load(), Writes: c.writes.Load(),

@@ -104,9 +104,14 @@ func (w *Worker) Stream(row []byte) error {
 			c.mu.Unlock()
 			return err
 		}
+		if err := c.waitRoom(w, 0); err != nil { // STREAM_INIT passes the gate too
+			c.mu.Unlock()
+			return err
+		}
 		w.state = stateInitWait
 		w.signal = make(chan struct{}, 1) // reply-only jobs never need one
 		c.appendLocked(frame.TypeStreamInit, w.ref, nil)
+		c.kickLocked()
 		for w.state == stateInitWait {
 			if err := w.awaitLocked(waitStart); err != nil {
 				c.mu.Unlock()
@@ -127,6 +132,7 @@ func (w *Worker) Stream(row []byte) error {
 	w.unacked++
 	w.rows++
 	c.appendLocked(frame.TypeStream, w.ref, row)
+	c.kickLocked()
 	c.mu.Unlock()
 	c.n.stats.streamed.Add(1)
 	return nil

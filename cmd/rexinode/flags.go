@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -81,7 +82,9 @@ func (fs flagSet) applyFile(path string) error {
 		return err
 	}
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // 16777216 stays an integer, not 1.6777216e+07
+	if err := dec.Decode(&m); err != nil {
 		return fmt.Errorf("not a JSON object of flag names: %w", err)
 	}
 	for k, v := range m {

@@ -54,6 +54,11 @@ var (
 	mRefused     = newDesc("rexi_node_connections_refused_total", "Connections refused during the handshake.", prometheus.CounterValue)
 	mProtoErrs   = newDesc("rexi_node_protocol_errors_total", "Connections closed for a protocol error.", prometheus.CounterValue)
 	mOutputWaits = newDesc("rexi_node_output_waits_total", "Times a worker waited for room under the outbound limit.", prometheus.CounterValue)
+	mOverloaded  = newDesc("rexi_node_jobs_overloaded_total", "DOITs refused with EXIT OVERLOADED at the live-job limits.", prometheus.CounterValue)
+	mOverflows   = newDesc("rexi_node_output_overflows_total", "Connections ended with OUTPUT_OVERFLOW.", prometheus.CounterValue)
+	mHSRefused   = newDesc("rexi_node_handshake_limit_refusals_total", "Connections refused at accept because too many were in the handshake.", prometheus.CounterValue)
+	mHandshaking = newDesc("rexi_node_handshaking_connections", "Connections accepted and not yet authenticated.", prometheus.GaugeValue)
+	mTombstones  = newDesc("rexi_node_tombstones", "Tombstones held (KILL_ALL refs not live).", prometheus.GaugeValue)
 	mBytes       = newDesc("rexi_node_bytes_total", "Bytes read and written on coordinator connections.", prometheus.CounterValue, "direction")
 
 	mFanouts   = newDesc("rexi_coord_fanouts_total", "Coordinators created.", prometheus.CounterValue)
@@ -61,7 +66,8 @@ var (
 	mFirings   = newDesc("rexi_coord_reaper_firings_total", "Coordinators reaped without Close.", prometheus.CounterValue)
 	mKillAll   = newDesc("rexi_coord_kill_all_sent_total", "KILL_ALL frames sent.", prometheus.CounterValue)
 	mNodeDowns = newDesc("rexi_coord_node_down_total", "Peer connection losses.", prometheus.CounterValue)
-	mOverloads = newDesc("rexi_coord_overloads_total", "Jobs failed because a peer's outbound buffer was full.", prometheus.CounterValue)
+	mOverloads = newDesc("rexi_coord_overloads_total", "Jobs not sent because a peer's outbound buffer was full.", prometheus.CounterValue)
+	mNodeOverl = newDesc("rexi_coord_node_overloads_total", "Jobs a peer refused at its live-job limit (EXIT OVERLOADED).", prometheus.CounterValue)
 	mDropped   = newDesc("rexi_coord_dropped_frames_total", "Frames for refs no open coordinator owns.", prometheus.CounterValue)
 	mNodesUp   = newDesc("rexi_coord_peers_up", "Peers connected.", prometheus.GaugeValue)
 )
@@ -72,8 +78,8 @@ type statsCollector struct {
 }
 
 var allDescs = []metricDesc{mLive, mRunning, mIdle, mFramesOut, mWrites, mStarted, mReplied, mStreamed, mKilled, mErrors, mPanics, mUnknown,
-	mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mBytes,
-	mFanouts, mOpen, mFirings, mKillAll, mNodeDowns, mOverloads, mDropped, mNodesUp}
+	mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mOverloaded, mOverflows, mHSRefused, mHandshaking, mTombstones, mBytes,
+	mFanouts, mOpen, mFirings, mKillAll, mNodeDowns, mOverloads, mNodeOverl, mDropped, mNodesUp}
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
@@ -106,6 +112,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(mRefused, float64(s.Refused))
 	emit(mProtoErrs, float64(s.ProtocolErrors))
 	emit(mOutputWaits, float64(s.OutputWaits))
+	emit(mOverloaded, float64(s.Overloaded))
+	emit(mOverflows, float64(s.Overflows))
+	emit(mHSRefused, float64(s.HandshakeRefusals))
+	emit(mHandshaking, float64(s.Handshaking))
+	emit(mTombstones, float64(s.Tombstones))
 	emit(mBytes, float64(s.BytesIn), "in")
 	emit(mBytes, float64(s.BytesOut), "out")
 	cs := c.cl.Stats()
@@ -115,6 +126,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(mKillAll, float64(cs.KillAllSent))
 	emit(mNodeDowns, float64(cs.NodeDowns))
 	emit(mOverloads, float64(cs.Overloads))
+	emit(mNodeOverl, float64(cs.NodeOverloads))
 	emit(mDropped, float64(cs.Dropped))
 	emit(mNodesUp, float64(cs.NodesUp))
 }

@@ -29,8 +29,10 @@ type serveFlags struct {
 	listen, admin, name, peers, logLevel *string
 	window                               *int
 	initTimeout, ackTimeout, drainGrace  *time.Duration
-	idleTimeout                          *time.Duration
+	idleTimeout, handshakeTimeout        *time.Duration
 	maxFrame, outbound, threshold        *int
+	hardLimit, maxJobs, maxConnJobs      *int
+	maxHandshakes                        *int
 	checksum, compression                *bool
 	secret                               secretFlags
 	client                               clientFlags
@@ -38,22 +40,27 @@ type serveFlags struct {
 
 func addServeFlags(fs flagSet) serveFlags {
 	return serveFlags{
-		listen:      fs.String("listen", "127.0.0.1:7070", "rexi protocol listen address (port 0: any free port)"),
-		admin:       fs.String("admin", "127.0.0.1:7071", "admin HTTP address: /metrics /healthz /errors /jobs /fanout /debug/pprof (\"off\" disables)"),
-		name:        fs.String("name", "", "node name (default: the listen address)"),
-		peers:       fs.String("peers", "", "comma-separated peer node addresses for /fanout; \"self\" is this node (default: self)"),
-		logLevel:    fs.String("log-level", "info", "debug, info, warn or error"),
-		window:      fs.Int("window", node.DefaultWindow, "un-acked STREAM rows per worker"),
-		initTimeout: fs.Duration("init-timeout", node.DefaultStreamTimeout, "wait for START after STREAM_INIT"),
-		ackTimeout:  fs.Duration("ack-timeout", node.DefaultStreamTimeout, "wait for ACK with a full window"),
-		idleTimeout: fs.Duration("idle-timeout", node.DefaultIdleTimeout, "close connections silent this long (negative: never)"),
-		drainGrace:  fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
-		maxFrame:    fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
-		outbound:    fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
-		threshold:   fs.Int("compress-threshold", frame.DefaultCompressThreshold, "payloads above this many bytes are S2-compressed when negotiated"),
-		checksum:    fs.Bool("checksum", true, "offer xxhash64 checksums to coordinators"),
-		compression: fs.Bool("compression", true, "offer S2 compression to coordinators"),
-		secret:      addSecretFlags(fs),
+		listen:           fs.String("listen", "127.0.0.1:7070", "rexi protocol listen address (port 0: any free port)"),
+		admin:            fs.String("admin", "127.0.0.1:7071", "admin HTTP address: /metrics /healthz /errors /jobs /fanout /debug/pprof (\"off\" disables)"),
+		name:             fs.String("name", "", "node name (default: the listen address)"),
+		peers:            fs.String("peers", "", "comma-separated peer node addresses for /fanout; \"self\" is this node (default: self)"),
+		logLevel:         fs.String("log-level", "info", "debug, info, warn or error"),
+		window:           fs.Int("window", node.DefaultWindow, "un-acked STREAM rows per worker"),
+		initTimeout:      fs.Duration("init-timeout", node.DefaultStreamTimeout, "wait for START after STREAM_INIT"),
+		ackTimeout:       fs.Duration("ack-timeout", node.DefaultStreamTimeout, "wait for ACK with a full window"),
+		idleTimeout:      fs.Duration("idle-timeout", node.DefaultIdleTimeout, "close connections silent this long whose coordinator announced no heartbeat interval (0 or negative: never); heartbeating coordinators are closed after 4 missed heartbeats"),
+		handshakeTimeout: fs.Duration("handshake-timeout", node.DefaultHandshakeTimeout, "close connections that have not completed the handshake in this time"),
+		maxHandshakes:    fs.Int("max-handshakes", node.DefaultMaxHandshakes, "connections allowed in the handshake at once; more are refused with ERROR OVERLOADED"),
+		maxJobs:          fs.Int("max-jobs", node.DefaultMaxJobs, "live jobs on the node; a DOIT over it gets EXIT OVERLOADED"),
+		maxConnJobs:      fs.Int("max-conn-jobs", node.DefaultMaxConnJobs, "live jobs per connection; a DOIT over it gets EXIT OVERLOADED"),
+		drainGrace:       fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
+		maxFrame:         fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
+		outbound:         fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
+		hardLimit:        fs.Int("outbound-hard-limit", 0, "bytes queued per connection, counting frames that cannot wait, before the connection ends with OUTPUT_OVERFLOW (default 2 × -outbound-limit)"),
+		threshold:        fs.Int("compress-threshold", frame.DefaultCompressThreshold, "payloads above this many bytes are S2-compressed when negotiated"),
+		checksum:         fs.Bool("checksum", true, "offer xxhash64 checksums to coordinators"),
+		compression:      fs.Bool("compression", true, "offer S2 compression to coordinators"),
+		secret:           addSecretFlags(fs),
 	}
 }
 
@@ -113,10 +120,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 }
 
 func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error) {
+	idle := *f.idleTimeout
+	if idle == 0 { // the flag's 0 means never, as its help says; the library's 0 means the default
+		idle = -1
+	}
 	n, err := node.New(node.Config{
 		Name: *f.name, Addr: *f.listen, Secret: secret,
-		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: *f.idleTimeout,
-		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, CompressThreshold: *f.threshold,
+		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: idle,
+		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
+		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
 		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
 		Logger: log,
 	})

@@ -42,10 +42,17 @@ func Dial(t testing.TB, addr string) *Client {
 	return c
 }
 
-// Handshake performs HELLO / WELCOME / AUTH asking for features.
+// Handshake performs HELLO / WELCOME / AUTH asking for features; the
+// HELLO announces no heartbeat interval.
 func (c *Client) Handshake(secret []byte, features frame.Feature) frame.Welcome {
 	c.t.Helper()
-	h := frame.Hello{Version: frame.Version, Features: features, MaxPayload: frame.DefaultMaxPayload, Name: []byte("test-coord")}
+	return c.HandshakeHello(secret, frame.Hello{Version: frame.Version, Features: features, MaxPayload: frame.DefaultMaxPayload, Name: []byte("test-coord")})
+}
+
+// HandshakeHello performs the handshake with the given HELLO (its nonce is
+// filled in).
+func (c *Client) HandshakeHello(secret []byte, h frame.Hello) frame.Welcome {
+	c.t.Helper()
 	_, _ = rand.Read(h.Nonce[:])
 	hb := frame.AppendHello(nil, h)
 	c.Write(hb)

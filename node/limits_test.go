@@ -1,0 +1,259 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+func heapInUse() int64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
+}
+
+// A peer that writes 100 MiB of echo DOITs and HEARTBEATs and reads
+// nothing: every answer passes the output gate, so the node's heap stays
+// within the hard limit plus a small constant; the peer gets ERROR
+// OUTPUT_OVERFLOW (once it reads), and another connection is served all
+// along.
+func TestNeverReadingPeerOverflows(t *testing.T) {
+	const limit = 1 << 20 // hard limit 2 MiB
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit })
+	good := connect(t, n, 0)
+	peer := connect(t, n, 0)
+	runtime.GC()
+	base := heapInUse()
+
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	var sampler, writer sync.WaitGroup
+	sampler.Add(1)
+	writer.Add(1)
+	go func() { // heap sampler
+		defer sampler.Done()
+		for {
+			peak.Store(max(peak.Load(), heapInUse()))
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	var sent atomic.Int64
+	go func() { // the greedy peer: writes until the node closes on it
+		defer writer.Done()
+		args := bytes.Repeat([]byte("x"), 64<<10)
+		var buf []byte
+		for ref := uint64(1); sent.Load() < 100<<20; ref++ {
+			buf = peer.Enc.AppendDoit(buf[:0], ref, frame.Doit{Handler: []byte("lecho"), Args: args})
+			buf = peer.Enc.AppendEmpty(buf, frame.TypeHeartbeat, ref)
+			_ = peer.NC.SetWriteDeadline(time.Now().Add(waitFor))
+			if _, err := peer.NC.Write(buf); err != nil {
+				return
+			}
+			sent.Add(int64(len(buf)))
+		}
+	}()
+	for i := uint64(1); n.Stats().Overflows == 0; i++ { // served meanwhile
+		good.Doit(i, "lecho", "still served")
+		good.Expect(frame.TypeReply, i)
+		if i > 100_000 {
+			t.Fatal("the greedy peer never overflowed")
+		}
+	}
+	writer.Wait() // 100 MiB went (the overflowed node drops them), or the node closed
+	close(stop)
+	sampler.Wait()
+	good.Doit(1<<40, "lecho", "after")
+	good.Expect(frame.TypeReply, 1<<40)
+
+	// The peer reads at last: the answers up to the bound, then the ERROR.
+	code := readUntilError(t, peer)
+	if code != frame.CodeOutputOverflow {
+		t.Fatalf("peer got ERROR %v, want OUTPUT_OVERFLOW", code)
+	}
+	grew := peak.Load() - base
+	const constant = 8 << 20
+	t.Logf("peer wrote %d MiB; node heap peaked %.1f MiB above its start (hard limit %d MiB)", sent.Load()>>20, float64(grew)/(1<<20), 2*limit>>20)
+	if grew > 2*limit+constant {
+		t.Fatalf("heap grew by %d MiB, bound %d MiB + %d MiB", grew>>20, 2*limit>>20, constant>>20)
+	}
+}
+
+// readUntilError skips answers until the ERROR, and returns its code.
+func readUntilError(t *testing.T, c *rawClient) frame.ErrorCode {
+	t.Helper()
+	for {
+		f, err := c.ReadFrame(waitFor)
+		if err != nil {
+			t.Fatalf("no ERROR before %v", err)
+		}
+		if f.Type == frame.TypeError {
+			code, _, _ := frame.ParseError(f.Payload)
+			if _, err := c.ReadFrame(waitFor); err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+				var ne interface{ Timeout() bool }
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatal("the connection stayed open after the ERROR")
+				}
+			}
+			return code
+		}
+	}
+}
+
+// Live jobs are capped per connection and per node: a DOIT over a cap is
+// answered at once with EXIT OVERLOADED and never started; replies
+// computed on the loop are never live and always served.
+func TestLiveJobCaps(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, func(c *Config) { c.MaxConnJobs = 3; c.MaxJobs = 5 })
+	n.HandleReply("lecho", func(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil })
+	a := connect(t, n, 0)
+	for ref := uint64(1); ref <= 3; ref++ {
+		a.Doit(ref, "block", "a")
+		p.waitEvent(t, "block:a")
+	}
+	a.Doit(4, "block", "a")
+	if x := parseExit(t, a.Expect(frame.TypeExit, 4)); x.Kind != frame.ExitOverloaded {
+		t.Fatalf("EXIT %v %q, want overloaded (connection cap)", x.Kind, x.Reason)
+	}
+	a.Doit(5, "lecho", "loop replies are never live")
+	a.Expect(frame.TypeReply, 5)
+
+	b := connect(t, n, 0)
+	b.Doit(1, "block", "b")
+	b.Doit(2, "block", "b")
+	p.waitEvent(t, "block:b")
+	p.waitEvent(t, "block:b")
+	b.Doit(3, "block", "b")
+	if x := parseExit(t, b.Expect(frame.TypeExit, 3)); x.Kind != frame.ExitOverloaded {
+		t.Fatalf("EXIT %v %q, want overloaded (node cap)", x.Kind, x.Reason)
+	}
+	a.KillAll(1)
+	p.waitCause(t)
+	b.Doit(4, "block", "b") // room again
+	p.waitEvent(t, "block:b")
+	if s := n.Stats(); s.Overloaded != 2 || s.Started != 7 || s.Live != 5 { // started: 6 blocks and the loop reply
+		t.Fatalf("overloaded %d, started %d, live %d; want 2, 7, 5", s.Overloaded, s.Started, s.Live)
+	}
+}
+
+// Connections in the handshake are capped: one more is refused at once
+// with ERROR OVERLOADED, and a slot frees when a handshake completes.
+func TestHandshakeCap(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.MaxHandshakes = 2 })
+	first := dialRaw(t, n.Addr())
+	_ = dialRaw(t, n.Addr())
+	eventually(t, "2 connections in the handshake", func() bool { return n.Stats().Handshaking == 2 })
+	extra := dialRaw(t, n.Addr())
+	extra.ExpectClosedWith(frame.CodeOverloaded)
+	first.Handshake(testSecret, 0)
+	eventually(t, "a slot freed", func() bool { return n.Stats().Handshaking == 1 })
+	late := connect(t, n, 0)
+	late.Doit(1, "echo", "in")
+	late.Expect(frame.TypeReply, 1)
+	if s := n.Stats(); s.HandshakeRefusals != 1 {
+		t.Fatalf("handshake refusals %d, want 1", s.HandshakeRefusals)
+	}
+}
+
+// The handshake timeout alone governs a connection until it has
+// authenticated: a shorter idle timeout does not pre-empt it.
+func TestHandshakeTimeoutIndependentOfIdleTimeout(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) {
+		c.HandshakeTimeout = 300 * time.Millisecond
+		c.IdleTimeout = 20 * time.Millisecond
+	})
+	c := dialRaw(t, n.Addr())
+	msg := c.ExpectClosedWith(frame.CodeBadHandshake)
+	if !bytes.Contains([]byte(msg), []byte("handshake not completed")) {
+		t.Fatalf("closed with %q", msg)
+	}
+}
+
+// A coordinator announcing the smallest max_payload (64) still gets a
+// panicking job's EXIT, cut to fit, and keeps its connection.
+func TestExitFitsTheSmallestMaxPayload(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := dialRaw(t, n.Addr())
+	c.HandshakeHello(testSecret, frame.Hello{Version: frame.Version, MaxPayload: frame.MinMaxPayload})
+	c.Doit(1, "crash", "")
+	f := c.Expect(frame.TypeExit, 1)
+	if x := parseExit(t, f); x.Kind != frame.ExitPanic || len(f.Payload) > frame.MinMaxPayload {
+		t.Fatalf("EXIT %v of %d bytes, want PANIC within %d", x.Kind, len(f.Payload), frame.MinMaxPayload)
+	}
+	c.Doit(2, "echo", "alive")
+	c.Expect(frame.TypeReply, 2)
+	// ERRORs fit too.
+	c.Write([]byte{0, 0, 0, 0, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	f, err := c.ReadFrame(waitFor)
+	if err != nil || f.Type != frame.TypeError || len(f.Payload) > frame.MinMaxPayload {
+		t.Fatalf("ERROR of %d bytes (%v), want at most %d", len(f.Payload), err, frame.MinMaxPayload)
+	}
+	// Below the minimum is refused.
+	low := dialRaw(t, n.Addr())
+	low.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: frame.MinMaxPayload - 1}))
+	low.ExpectClosedWith(frame.CodeBadHandshake)
+}
+
+// A coordinator that announced a heartbeat interval and then goes silent
+// (frozen: neither reading nor writing, socket open) loses its workers
+// after a few missed heartbeats, long before the 30 s idle timeout.
+func TestSilentCoordinatorLosesItsWorkersWithinSeconds(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil) // IdleTimeout: the 30 s default
+	c := dialRaw(t, n.Addr())
+	w := c.HandshakeHello(testSecret, frame.Hello{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, HeartbeatMs: 100})
+	if w.LivenessMs != 1000 || w.Window != DefaultWindow {
+		t.Fatalf("WELCOME liveness %d ms, window %d; want 1000 (4 × 100 ms, at least 1 s) and %d", w.LivenessMs, w.Window, DefaultWindow)
+	}
+	c.Doit(1, "block", "frozen")
+	p.waitEvent(t, "block:frozen")
+	start := time.Now()
+	if err := p.waitCause(t); !errors.Is(err, ErrKilled) { // within waitFor (10 s), far below 30 s
+		t.Fatalf("worker stopped by %v, want killed", err)
+	}
+	t.Logf("worker killed %v after the coordinator went silent", time.Since(start).Round(time.Millisecond))
+	c.ExpectClosedWith(frame.CodeIdleTimeout)
+}
+
+// The node's name defaults to its address, set before any connection
+// reads it (the race detector watches this).
+func TestNameDefaultsToTheAddress(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.Name = "" })
+	c := dialRaw(t, n.Addr())
+	if w := c.Handshake(testSecret, 0); string(w.Name) != n.Addr() || n.Name() != n.Addr() {
+		t.Fatalf("WELCOME name %q, Name() %q, want %q", w.Name, n.Name(), n.Addr())
+	}
+}
+
+// A burst's output buffer is not kept for the connection's life.
+func TestOutputBufferGivenBackAfterABurst(t *testing.T) {
+	n := startLoopNode(t, nil)
+	c := connect(t, n, 0)
+	c.Doit(1, "lecho", string(bytes.Repeat([]byte("b"), 4<<20)))
+	c.Expect(frame.TypeReply, 1)
+	for ref := uint64(2); ref < 5; ref++ {
+		c.Doit(ref, "lecho", "small")
+		c.Expect(frame.TypeReply, ref)
+	}
+	conns := n.connList()
+	if len(conns) != 1 {
+		t.Fatalf("%d connections", len(conns))
+	}
+	conns[0].mu.Lock()
+	size := cap(conns[0].out)
+	conns[0].mu.Unlock()
+	if size > keepBuffer {
+		t.Fatalf("output buffer kept %d bytes after the burst", size)
+	}
+}
