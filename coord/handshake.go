@@ -50,8 +50,8 @@ func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error)
 		code, msg, _ := frame.ParseError(f.Payload)
 		return handshakeResult{}, &HandshakeError{Node: addr, Code: code, Reason: string(msg)}
 	}
-	if f.Type != frame.TypeWelcome {
-		return handshakeResult{}, &HandshakeError{Node: addr, Code: frame.CodeBadHandshake, Reason: "expected WELCOME, got " + f.Type.String()}
+	if f.Type != frame.TypeWelcome || f.Ref != 0 {
+		return handshakeResult{}, &HandshakeError{Node: addr, Code: frame.CodeBadHandshake, Reason: fmt.Sprintf("expected WELCOME with ref 0, got %s ref %d", f.Type, f.Ref)}
 	}
 	w, err := frame.ParseWelcome(f.Payload)
 	if err != nil {

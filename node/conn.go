@@ -244,11 +244,14 @@ func (c *conn) handle(f frame.Frame) error {
 		}
 		c.ack(f.Ref, n)
 	case frame.TypeKillAll:
+		if f.Ref != 0 {
+			return newConnError(frame.CodeMalformed, "KILL_ALL carries ref %d; its ref must be 0", f.Ref)
+		}
 		refs, err := frame.ParseKillAll(p)
 		if err != nil {
 			return err
 		}
-		c.killAll(refs)
+		c.killAll(refs) // an empty list is a no-op
 	case frame.TypeHeartbeat:
 		if err := frame.CheckEmpty(p); err != nil {
 			return err
@@ -270,6 +273,9 @@ func (c *conn) onHello(f frame.Frame) error {
 	}
 	if f.Type != frame.TypeHello {
 		return newConnError(frame.CodeBadHandshake, "first frame must be HELLO, got %s", f.Type)
+	}
+	if f.Ref != 0 {
+		return newConnError(frame.CodeBadHandshake, "HELLO carries ref %d; handshake frames have ref 0", f.Ref)
 	}
 	h, err := frame.ParseHello(f.Payload)
 	if err != nil {
@@ -321,6 +327,9 @@ func (c *conn) onAuth(f frame.Frame) error {
 	}
 	if f.Type != frame.TypeAuth {
 		return newConnError(frame.CodeBadHandshake, "expected AUTH after WELCOME, got %s", f.Type)
+	}
+	if f.Ref != 0 {
+		return newConnError(frame.CodeBadHandshake, "AUTH carries ref %d; handshake frames have ref 0", f.Ref)
 	}
 	mac, err := frame.ParseAuth(f.Payload)
 	if err != nil {

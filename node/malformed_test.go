@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/internal/wiretest"
 )
 
 // goodStream is a well-behaved coordinator streaming from a worker that
@@ -69,6 +72,12 @@ func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
 			send: func(t *testing.T) []byte {
 				return plain.AppendDoit(nil, 1, frame.Doit{Handler: []byte("echo")})
 			}},
+		{name: "HELLO with a non-zero ref", noHello: true, code: frame.CodeBadHandshake,
+			send: func(t *testing.T) []byte {
+				b := frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1024})
+				b[15] = 7
+				return b
+			}},
 		{name: "oversize length before the handshake", noHello: true, code: frame.CodeTooLarge,
 			send: func(t *testing.T) []byte { return hexFrame(t, "7fffffff010000000000000000000000") }},
 		{name: "random bytes", noHello: true, code: frame.CodeBadHandshake,
@@ -98,6 +107,12 @@ func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
 			send: func(t *testing.T) []byte { return plain.AppendAck(nil, 1, 0) }},
 		{name: "ragged KILL_ALL", code: frame.CodeMalformed,
 			send: func(t *testing.T) []byte { return hexFrame(t, "000000031a000000000000000000000001020304") }},
+		{name: "KILL_ALL with a non-zero ref", code: frame.CodeMalformed,
+			send: func(t *testing.T) []byte {
+				b := plain.AppendKillAll(nil, []uint64{1})
+				b[15] = 9
+				return b
+			}},
 		{name: "REPLY sent to a node", code: frame.CodeUnexpected,
 			send: func(t *testing.T) []byte { return plain.AppendReply(nil, 1, []byte("x")) }},
 		{name: "HELLO replayed after the handshake", code: frame.CodeUnexpected,
@@ -120,8 +135,33 @@ func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
 			good.rows(5)
 		})
 	}
-	if s := n.Stats(); s.Refused != 4 || s.ProtocolErrors != uint64(len(cases)-4) {
-		t.Fatalf("refused=%d protocolErrors=%d, want 4 and %d", s.Refused, s.ProtocolErrors, len(cases)-4)
+	if s := n.Stats(); s.Refused != 5 || s.ProtocolErrors != uint64(len(cases)-5) {
+		t.Fatalf("refused=%d protocolErrors=%d, want 5 and %d", s.Refused, s.ProtocolErrors, len(cases)-5)
+	}
+}
+
+// An empty KILL_ALL is a no-op; an ERROR as the very first frame is not
+// answered; a node that stops tells its open connections.
+func TestEdgesOfTheSpec(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, nil)
+	c := connect(t, n, 0)
+	c.Doit(1, "block", "x")
+	p.waitEvent(t, "block:x")
+	c.KillAll()
+	c.Doit(2, "echo", "after an empty KILL_ALL")
+	c.Expect(frame.TypeReply, 2)
+
+	first := dialRaw(t, n.Addr())
+	first.Write((&frame.Encoder{}).AppendError(nil, 0, frame.CodeShuttingDown, "coordinator going away"))
+	if f, err := first.ReadFrame(waitFor); err != io.EOF && !wiretest.IsReset(err) {
+		t.Fatalf("an ERROR as the first frame was answered: %s %v", f.Type, err)
+	}
+
+	n.Close()
+	c.ExpectClosedWith(frame.CodeShuttingDown)
+	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
+		t.Fatalf("worker stopped by %v", err)
 	}
 }
 

@@ -37,15 +37,16 @@ type Node struct {
 	idle  atomic.Int32   // worker goroutines waiting on tasks
 	quit  chan struct{}  // closed by Close: idle workers exit
 
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	eng     gnet.Engine
-	addr    string
-	booted  chan struct{}
-	runDone chan struct{}
-	runErr  error
-	started bool
-	closed  bool
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	eng      gnet.Engine
+	addr     string
+	booted   chan struct{}
+	runDone  chan struct{}
+	runErr   error
+	connGone chan struct{} // capacity 1: a connection closed (Close waits for them)
+	started  bool
+	closed   bool
 
 	janitorStop chan struct{}
 	janitorDone chan struct{}
@@ -66,15 +67,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	cfg = cfg.withDefaults()
 	n := &Node{
-		cfg:     cfg,
-		name:    cfg.Name,
-		log:     cfg.Logger,
-		errs:    newErrorRing(cfg.ErrorRing),
-		conns:   make(map[*conn]struct{}),
-		booted:  make(chan struct{}),
-		runDone: make(chan struct{}),
-		tasks:   make(chan task),
-		quit:    make(chan struct{}),
+		cfg:      cfg,
+		name:     cfg.Name,
+		log:      cfg.Logger,
+		errs:     newErrorRing(cfg.ErrorRing),
+		conns:    make(map[*conn]struct{}),
+		booted:   make(chan struct{}),
+		runDone:  make(chan struct{}),
+		connGone: make(chan struct{}, 1),
+		tasks:    make(chan task),
+		quit:     make(chan struct{}),
 	}
 	empty := map[string]handlerEntry{}
 	n.handlers.Store(&empty)
@@ -236,6 +238,7 @@ func (n *Node) Close() error {
 	if started {
 		close(n.janitorStop)
 		<-n.janitorDone
+		n.sayGoodbye()
 		n.stopEngine()
 	}
 	for _, c := range n.connList() { // OnClose normally did this already
@@ -244,6 +247,34 @@ func (n *Node) Close() error {
 	close(n.quit)
 	n.wg.Wait()
 	return nil
+}
+
+// goodbyeWait bounds how long Close waits for open connections to take
+// their ERROR SHUTTING_DOWN.
+const goodbyeWait = time.Second
+
+// sayGoodbye sends ERROR SHUTTING_DOWN on every open connection and waits
+// (goodbyeWait at most) until the loop has closed them, so coordinators
+// learn that the node stopped rather than that the network failed.
+func (n *Node) sayGoodbye() {
+	for _, c := range n.connList() {
+		c.closeWith(newConnError(frame.CodeShuttingDown, "node %s is stopping", n.name))
+	}
+	deadline := time.NewTimer(goodbyeWait)
+	defer deadline.Stop()
+	for {
+		n.mu.Lock()
+		open := len(n.conns)
+		n.mu.Unlock()
+		if open == 0 {
+			return
+		}
+		select {
+		case <-n.connGone:
+		case <-deadline.C:
+			return
+		}
+	}
 }
 
 // stopEngine stops gnet and waits for gnet.Run to return. Engine.Stop
@@ -354,6 +385,10 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	e.n.mu.Lock()
 	delete(e.n.conns, c)
 	e.n.mu.Unlock()
+	select {
+	case e.n.connGone <- struct{}{}:
+	default:
+	}
 	c.closeAll()
 	return gnet.None
 }
