@@ -315,3 +315,46 @@ func TestBoundToHTTPRequest(t *testing.T) {
 		t.Fatalf("KILL_ALLs sent %d, want 1..3", got)
 	}
 }
+
+// A node at its live-job limit refuses jobs with EXIT OVERLOADED: the
+// coordinator sees a typed error (ErrNodeOverloaded) and Stream's
+// replacement routes each refused range to another node.
+func TestNodeOverloadRoutedToAnotherCopy(t *testing.T) {
+	c := newCluster(t, 2, nil, func(cfg *node.Config) {
+		if cfg.Name == "n0" {
+			cfg.MaxConnJobs = 2
+		}
+	})
+	co := mustNew(t, c.cl, context.Background(), 16)
+	defer co.Close()
+	for _, rg := range Ranges(8) {
+		co.Submit(Job{Node: c.addrs[0], Handler: "rows", Args: []byte("10"), Range: rg})
+	}
+	var causes []error
+	rows := 0
+	err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor},
+		Replace: func(failed WorkerInfo, cause error) ([]Job, error) {
+			causes = append(causes, cause)
+			return []Job{{Node: c.addrs[1], Handler: "rows", Args: []byte("10"), Range: failed.Range}}, nil
+		}}, func(m Message) error {
+		if m.Kind == KindRow {
+			rows++
+		}
+		return nil
+	})
+	if err != nil || rows != 80 {
+		t.Fatalf("Stream: %v after %d rows, want 80", err, rows)
+	}
+	if len(causes) != 6 {
+		t.Fatalf("%d replacements, want the 6 jobs node n0 refused", len(causes))
+	}
+	for _, cause := range causes {
+		var we *WorkerError
+		if !errors.Is(cause, ErrNodeOverloaded) || !errors.As(cause, &we) || we.Kind != frame.ExitOverloaded {
+			t.Fatalf("cause %v, want an EXIT OVERLOADED *WorkerError", cause)
+		}
+	}
+	if got := c.cl.Stats().NodeOverloads; got != 6 {
+		t.Fatalf("NodeOverloads %d, want 6", got)
+	}
+}

@@ -66,9 +66,15 @@ func (s *session) read() error {
 		}
 		touched = touched[:0]
 		// Keep the partial frame at the front; grow for a frame larger
-		// than the buffer.
+		// than the buffer, and give the growth back once it is consumed.
+		if cap(scratch) > readBufferSize {
+			scratch = nil
+		}
 		if start == end {
 			start, end = 0, 0
+			if len(buf) > readBufferSize {
+				buf = make([]byte, readBufferSize)
+			}
 			continue
 		}
 		if start > 0 {

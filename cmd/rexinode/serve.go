@@ -120,18 +120,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 }
 
 func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error) {
-	idle := *f.idleTimeout
-	if idle == 0 { // the flag's 0 means never, as its help says; the library's 0 means the default
-		idle = -1
-	}
-	n, err := node.New(node.Config{
-		Name: *f.name, Addr: *f.listen, Secret: secret,
-		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: idle,
-		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
-		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
-		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
-		Logger: log,
-	})
+	n, err := node.New(f.nodeConfig(secret, log))
 	if err != nil {
 		return nil, fail(exitUsage, "%v", err)
 	}
@@ -170,6 +159,22 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 		}()
 	}
 	return d, nil
+}
+
+// nodeConfig is the node's configuration from the flags.
+func (f serveFlags) nodeConfig(secret []byte, log *slog.Logger) node.Config {
+	idle := *f.idleTimeout
+	if idle == 0 { // the flag's 0 means never, as its help says; the library's 0 means the default
+		idle = -1
+	}
+	return node.Config{
+		Name: *f.name, Addr: *f.listen, Secret: secret,
+		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: idle,
+		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
+		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
+		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
+		Logger: log,
+	}
 }
 
 // shutdown drains: no new work, running workers get grace, then every

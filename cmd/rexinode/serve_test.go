@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,5 +168,25 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// -config keeps large integers integral, and -idle-timeout 0 disables
+// the idle timeout as its help says (the library's zero means "default").
+func TestFlagValues(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "rexi.json")
+	os.WriteFile(cfgFile, []byte(`{"max-frame": 16777216, "outbound-limit": 1000000, "idle-timeout": "0s"}`), 0o600)
+	fs := newFlagSet("serve", io.Discard)
+	f := addServeFlags(fs)
+	fs.String("config", "", "")
+	if err := fs.parse([]string{"-config", cfgFile}); err != nil {
+		t.Fatal(err)
+	}
+	nc := f.nodeConfig([]byte("s"), nil)
+	if nc.MaxPayload != 16777216 || nc.OutboundLimit != 1000000 {
+		t.Fatalf("max-frame %d, outbound-limit %d from the config file", nc.MaxPayload, nc.OutboundLimit)
+	}
+	if nc.IdleTimeout >= 0 {
+		t.Fatalf("-idle-timeout 0 gave IdleTimeout %v, want disabled (negative)", nc.IdleTimeout)
 	}
 }
