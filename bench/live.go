@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +92,15 @@ func WatchLive(addrs []string) func(context.Context, time.Duration) func() (int6
 					answers <- answer{err: err}
 					return
 				}
-				answers <- parseLive(string(b))
+				ans := parseLive(string(b))
+				if ans.live > 0 { // a leak: say which workers, for whoever investigates
+					if jobs, err := client.Get("http://" + a + "/jobs"); err == nil {
+						detail, _ := io.ReadAll(jobs.Body)
+						jobs.Body.Close()
+						fmt.Fprintf(os.Stderr, "bench: w-reap: node %s still has %d live workers:\n%s\n", a, ans.live, detail)
+					}
+				}
+				answers <- ans
 			}()
 		}
 		for range addrs {
