@@ -18,15 +18,19 @@ type LiveCounter interface {
 	Live() int64
 	Started() int64
 	WaitNoLive(ctx context.Context) error
+	// IdleSince is when the last live worker left, recorded where it
+	// happened; false while one is live.
+	IdleSince() (time.Time, bool)
 }
 
 // LiveHandler serves /live: the number of live workers. With
 // ?wait=DURATION&from=N it answers its headers at once (the watch is
 // armed), then waits until N more workers have started than when the
 // request arrived and none is live any more, and writes the count and the
-// wall-clock time (unix ns) at which it saw none — so W-reap is timed on
-// the node, without polling and without the HTTP answer's latency (all
-// processes share the host's clock). Started is monotonic, so a fan-out
+// wall-clock time (unix ns) at which the node's last worker left, as the
+// node recorded it at that moment — so W-reap is timed on the node, without
+// polling, without a goroutine wake-up and without the HTTP answer's
+// latency (all processes share the host's clock). Started is monotonic, so a fan-out
 // that comes and goes between two looks is not missed.
 func LiveHandler(c LiveCounter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,8 +56,10 @@ func LiveHandler(c LiveCounter) http.Handler {
 			}
 			t.Stop()
 			if c.WaitNoLive(ctx) == nil {
-				fmt.Fprintln(w, c.Live(), time.Now().UnixNano())
-				return
+				if at, ok := c.IdleSince(); ok {
+					fmt.Fprintln(w, c.Live(), at.UnixNano())
+					return
+				}
 			}
 		}
 		fmt.Fprintln(w, c.Live())

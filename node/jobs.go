@@ -323,17 +323,29 @@ func (n *Node) countExit(x frame.Exit, handler string, nonce []byte, at time.Tim
 }
 
 // liveDown counts a job leaving the tables and wakes WaitNoLive callers
-// when none is left.
+// when none is left. The moment none is left is recorded here, where it
+// happens (usually on the event loop), not when a waiter wakes up.
 func (n *Node) liveDown() {
 	if n.stats.live.Add(-1) != 0 {
 		return
 	}
+	n.idleSince.Store(time.Now().UnixNano())
 	n.zeroMu.Lock()
 	if n.zero != nil {
 		close(n.zero)
 		n.zero = nil
 	}
 	n.zeroMu.Unlock()
+}
+
+// IdleSince returns when the last live worker left the job tables, and
+// false while some worker is live.
+func (n *Node) IdleSince() (time.Time, bool) {
+	at := n.idleSince.Load()
+	if n.stats.live.Load() != 0 || at == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, at), true
 }
 
 // WaitNoLive blocks until no worker is live (in a job table) or ctx ends.

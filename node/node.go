@@ -27,6 +27,7 @@ type Node struct {
 	stats       counters
 	tombCount   atomic.Int64 // tombstones held by all connections
 	handshaking atomic.Int64 // connections accepted and not yet authenticated
+	idleSince   atomic.Int64 // unix nanos when live workers last reached 0
 	zeroMu      sync.Mutex
 	zero        chan struct{} // closed when live workers reach 0; nil without waiters
 	errs        *errorRing

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -31,6 +32,7 @@ const window = 5
 type server struct {
 	live    atomic.Int64 // handlers running, for W-reap
 	started atomic.Int64 // handlers started, ever
+	idleAt  atomic.Int64 // unix nanos when live last reached 0
 	mu      sync.Mutex
 	zero    chan struct{} // closed when live reaches 0; nil without waiters
 }
@@ -44,6 +46,7 @@ func (s *server) done() {
 	if s.live.Add(-1) != 0 {
 		return
 	}
+	s.idleAt.Store(time.Now().UnixNano()) // as it happens, like rexi's node
 	s.mu.Lock()
 	if s.zero != nil {
 		close(s.zero)
@@ -55,6 +58,15 @@ func (s *server) done() {
 // Live, Started and WaitNoLive make the server a bench.LiveCounter.
 func (s *server) Live() int64    { return s.live.Load() }
 func (s *server) Started() int64 { return s.started.Load() }
+
+// IdleSince is when the last handler ended; false while one runs.
+func (s *server) IdleSince() (time.Time, bool) {
+	at := s.idleAt.Load()
+	if s.live.Load() != 0 || at == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, at), true
+}
 
 // WaitNoLive blocks until no handler runs or ctx ends.
 func (s *server) WaitNoLive(ctx context.Context) error {

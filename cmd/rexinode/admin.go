@@ -136,3 +136,4 @@ type nodeLive struct{ n *node.Node }
 func (l nodeLive) Live() int64                          { return l.n.Stats().Live }
 func (l nodeLive) Started() int64                       { return int64(l.n.Stats().Started) }
 func (l nodeLive) WaitNoLive(ctx context.Context) error { return l.n.WaitNoLive(ctx) }
+func (l nodeLive) IdleSince() (time.Time, bool)         { return l.n.IdleSince() }
