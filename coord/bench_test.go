@@ -70,12 +70,12 @@ func BenchmarkDispatch(b *testing.B) {
 	sess := c.cl.peers[0].current()
 	row := make([]byte, 100)
 	f := frame.Frame{Type: frame.TypeStream, Ref: co.s.ref(0)}
-	var touched []*state
+	var rb readBatch
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		sess.dispatch(f, row, &touched)
-		touched = touched[:0]
+		sess.dispatch(f, row, &rb)
+		rb.touched, rb.acks = rb.touched[:0], rb.acks[:0]
 		if i++; i%64 == 0 {
 			co.s.spare = co.s.inbox.take(co.s.spare).reset()
 		}

@@ -299,11 +299,30 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 		if sess.submit(s, jobs, first) {
 			failed = true
 		}
+		s.queued(sess)
 	}
 	if failed {
 		s.inbox.notify()
 	}
+	s.pushSubmitted()
 	return first, nil
+}
+
+// pushSubmitted writes the DOITs just queued: the other sessions' writer
+// goroutines are woken first, so that their syscalls run alongside this
+// goroutine's write of the first session's batch (a loopback write costs
+// 6 to 27 µs here; three in a row were most of Submit).
+func (s *state) pushSubmitted() {
+	for i, sess := range s.pushes {
+		if i > 0 {
+			sess.kickWriter()
+		}
+	}
+	if len(s.pushes) > 0 {
+		s.pushes[0].push()
+	}
+	clear(s.pushes)
+	s.pushes = s.pushes[:0]
 }
 
 // nodeDown fails at once the jobs for a node that has no session.

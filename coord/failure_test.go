@@ -251,12 +251,13 @@ func TestStalledCoordinatorDoesNotStallOthers(t *testing.T) {
 	}); err != nil || rows != 64*50 {
 		t.Fatalf("Stream: %v after %d rows", err, rows)
 	}
-	// The stalled coordinator's inbox holds at most a window per worker.
+	// The stalled coordinator's inbox holds at most what was acknowledged
+	// on receipt (ackBudget) plus a window per worker (rows of 100 bytes).
 	stalled.s.inbox.mu.Lock()
-	queued := len(stalled.s.inbox.cur.entries)
+	held := len(stalled.s.inbox.cur.data)
 	stalled.s.inbox.mu.Unlock()
-	if queued > 192*node.DefaultWindow+192 {
-		t.Fatalf("stalled inbox holds %d entries, more than the windows allow", queued)
+	if bound := ackBudget + 192*node.DefaultWindow*100; held > bound {
+		t.Fatalf("stalled inbox holds %d bytes of rows, more than the %d the budget and windows allow", held, bound)
 	}
 }
 
@@ -267,12 +268,12 @@ func TestFramesForClosedCoordinatorsAreDropped(t *testing.T) {
 	ref := co.Worker(0).Ref
 	co.Close()
 	// A REPLY that crossed the KILL_ALL on the wire: nobody owns it now.
-	var touched []*state
-	if err := c.cl.peers[0].current().dispatch(frame.Frame{Type: frame.TypeReply, Ref: ref}, []byte("late"), &touched); err != nil {
+	var rb readBatch
+	if err := c.cl.peers[0].current().dispatch(frame.Frame{Type: frame.TypeReply, Ref: ref}, []byte("late"), &rb); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.cl.Stats().Dropped; got != 1 || len(touched) != 0 {
-		t.Fatalf("dropped %d, touched %d; want the frame dropped", got, len(touched))
+	if got := c.cl.Stats().Dropped; got != 1 || len(rb.touched) != 0 {
+		t.Fatalf("dropped %d, touched %d; want the frame dropped", got, len(rb.touched))
 	}
 }
 

@@ -41,8 +41,9 @@ type entry struct {
 	slot int32 // job slot
 	off  int32
 	n    int32
-	sess *session // for kindConnDown: the session that ended
-	err  error    // for kindConnDown, KindNodeDown and KindOverload
+	sess  *session // for kindConnDown: the session that ended
+	err   error    // for kindConnDown, KindNodeDown and KindOverload
+	acked bool     // a row the reader acknowledged on receipt
 }
 
 // batch is a buffer pair of entries and their payload bytes. A batch has
@@ -67,16 +68,32 @@ type inbox struct {
 	signal chan struct{} // capacity 1: something was pushed
 }
 
-func (b *inbox) push(e entry, payload []byte) {
+// ackBudget bounds the row bytes a coordinator's inbox holds that the
+// reader acknowledged on receipt. Below it a row is acknowledged as it
+// arrives, so a worker's next rows are on their way while the coordinator
+// consumes these; above it rows are acknowledged when consumed, and each
+// worker's window bounds what more can come. So an inbox holds at most
+// ackBudget plus one window per worker.
+const ackBudget = 256 << 10
+
+func (b *inbox) push(e entry, payload []byte) { b.pushRow(e, payload) }
+
+// pushRow queues e with its payload; for a row it also says whether the
+// row may be acknowledged now (the inbox is under ackBudget), in which
+// case the entry is marked acked.
+func (b *inbox) pushRow(e entry, payload []byte) (queued, ackNow bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
-		b.mu.Unlock()
-		return
+		return false, false
+	}
+	if e.kind == KindRow && len(b.cur.data)+len(payload) <= ackBudget {
+		e.acked, ackNow = true, true
 	}
 	e.off, e.n = int32(len(b.cur.data)), int32(len(payload))
 	b.cur.data = append(b.cur.data, payload...) // the one copy of a row out of the reader's buffer
 	b.cur.entries = append(b.cur.entries, e)
-	b.mu.Unlock()
+	return true, ackNow
 }
 
 // notify wakes the coordinator; readers call it once per read batch.

@@ -20,8 +20,8 @@ const readBufferSize = 256 << 10
 func (s *session) read() error {
 	cl, conn, dec := s.p.cl, s.conn, s.dec
 	buf := make([]byte, readBufferSize)
-	var scratch []byte   // decompression
-	var touched []*state // coordinators to notify after this read
+	var scratch []byte // decompression
+	var rb readBatch
 	start, end := 0, 0
 	var armed time.Time // when the read deadline was last pushed back
 	for {
@@ -56,15 +56,11 @@ func (s *session) read() error {
 				s.sendError(err)
 				return fmt.Errorf("node sent a bad payload: %w", err)
 			}
-			if err := s.dispatch(f, p, &touched); err != nil {
+			if err := s.dispatch(f, p, &rb); err != nil {
 				return err
 			}
 		}
-		for i, co := range touched {
-			co.inbox.notify()
-			touched[i] = nil
-		}
-		touched = touched[:0]
+		s.endBatch(&rb)
 		// Keep the partial frame at the front; grow for a frame larger
 		// than the buffer, and give the growth back once it is consumed.
 		if cap(scratch) > readBufferSize {
@@ -87,8 +83,41 @@ func (s *session) read() error {
 	}
 }
 
+// readBatch is what one read's frames leave to do once they are all
+// dispatched: coordinators to wake, and rows to acknowledge.
+type readBatch struct {
+	touched []*state   // coordinators to notify, each once
+	acks    []refCount // rows acknowledged on receipt, coalesced per ref
+	lastID  uint64     // the coordinator of the previous frame, looked up once
+	last    *state
+}
+
+type refCount struct {
+	ref uint64
+	n   uint32
+}
+
+// endBatch wakes the coordinators that got entries and sends the ACKs
+// for rows taken into their buffers: one write for the whole read.
+func (s *session) endBatch(rb *readBatch) {
+	for i, co := range rb.touched {
+		co.inbox.notify()
+		rb.touched[i] = nil
+	}
+	rb.touched = rb.touched[:0]
+	rb.last, rb.lastID = nil, 0
+	if len(rb.acks) == 0 {
+		return
+	}
+	for _, a := range rb.acks {
+		s.queueControl(frame.TypeAck, a.ref, a.n)
+	}
+	rb.acks = rb.acks[:0]
+	s.push()
+}
+
 // dispatch routes one frame. p is valid only during this call.
-func (s *session) dispatch(f frame.Frame, p []byte, touched *[]*state) error {
+func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 	var k Kind
 	switch f.Type {
 	case frame.TypeHeartbeat:
@@ -113,15 +142,31 @@ func (s *session) dispatch(f frame.Frame, p []byte, touched *[]*state) error {
 		s.sendError(&frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
 		return err
 	}
-	co := s.p.cl.lookup(f.Ref >> refSlotBits)
+	id := f.Ref >> refSlotBits
+	co := rb.last
+	if co == nil || id != rb.lastID {
+		co = s.p.cl.lookup(id)
+		rb.last, rb.lastID = co, id
+	}
 	if co == nil {
 		s.p.cl.stats.dropped.Add(1) // its coordinator closed: nobody wants it
 		return nil
 	}
-	co.inbox.push(entry{kind: k, slot: int32(f.Ref & slotMask)}, p)
-	if n := len(*touched); n == 0 || (*touched)[n-1] != co {
-		if !slices.Contains(*touched, co) {
-			*touched = append(*touched, co)
+	queued, ackNow := co.inbox.pushRow(entry{kind: k, slot: int32(f.Ref & slotMask)}, p)
+	if !queued {
+		s.p.cl.stats.dropped.Add(1)
+		return nil
+	}
+	if ackNow {
+		if n := len(rb.acks); n > 0 && rb.acks[n-1].ref == f.Ref {
+			rb.acks[n-1].n++
+		} else {
+			rb.acks = append(rb.acks, refCount{f.Ref, 1})
+		}
+	}
+	if n := len(rb.touched); n == 0 || rb.touched[n-1] != co {
+		if !slices.Contains(rb.touched, co) {
+			rb.touched = append(rb.touched, co)
 		}
 	}
 	return nil

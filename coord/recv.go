@@ -32,7 +32,9 @@ type RecvOptions struct {
 // rexi_utils:recv: until fn returns done or an error, every job has
 // finished (returns nil), a timeout passes (*TimeoutError naming the
 // workers that did not answer), or the coordinator's context ends. Rows
-// are acknowledged after fn returns, several in one ACK per worker. PING
+// are acknowledged as they arrive while the coordinator's buffer is under
+// its bound (256 KiB), and after fn returns otherwise, several in one ACK
+// per worker. PING
 // only resets the per-message timer; messages for refs this coordinator
 // does not own never reach it.
 func (co *Coordinator) Recv(opts RecvOptions, fn func(Message) (done bool, err error)) error {
@@ -156,6 +158,9 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, boo
 			continue
 		case KindRow:
 			sl.rows++
+			if e.acked {
+				break // the reader acknowledged it on receipt
+			}
 			if sl.unacked == 0 {
 				s.acks = append(s.acks, e.slot)
 			}

@@ -112,8 +112,9 @@ func (s *session) queueControl(t frame.Type, ref uint64, ack uint32) {
 }
 
 // submit queues the DOITs of co's jobs for this node in one locked batch
-// and puts co on the list of coordinators this session's loss must reach.
-// It reports whether co's inbox got entries (jobs that failed at once).
+// and puts co on the list of coordinators this session's loss must reach;
+// the caller writes them (push or kickWriter). It reports whether co's
+// inbox got entries (jobs that failed at once).
 func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 	s.mu.Lock()
 	if !s.closed {
@@ -146,7 +147,6 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 		})
 	}
 	s.mu.Unlock()
-	s.push()
 	return failed
 }
 

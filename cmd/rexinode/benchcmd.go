@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/rexi-go/rexi/bench"
@@ -25,6 +27,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "w-conc coordinators")
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	samples := fs.Bool("samples", false, "with -json, include every latency sample")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the coordinator side) to the file")
 	var secret []byte
 	var err error
 	if o.Nodes, secret, err = cc.parse(fs, args); err != nil {
@@ -45,6 +48,17 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	r, err := bench.NewRunner(cl, o)
 	if err != nil {
 		return fail(exitUsage, "%v", err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(exitUsage, "cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(exitUsage, "cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var results []bench.Result
 	for _, w := range list {
