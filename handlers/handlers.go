@@ -31,6 +31,39 @@ func Register(n *node.Node) {
 	n.Handle("crash", Crash)
 }
 
+// RegisterOnGoroutines installs the same handlers, with echo and rows
+// run by node.Handle — a worker goroutine per job, as handlers that block
+// (disk, locks) must be — instead of on the event loop. rexinode serve
+// -handler-mode goroutine uses it, to measure that path.
+func RegisterOnGoroutines(n *node.Node) {
+	Register(n)
+	n.Handle("echo", EchoOnGoroutine)
+	n.Handle("rows", RowsOnGoroutine)
+}
+
+// EchoOnGoroutine is Echo for node.Handle.
+func EchoOnGoroutine(ctx context.Context, w *node.Worker) error { return w.Reply(w.Args()) }
+
+// RowsOnGoroutine is Rows for node.Handle: it streams the same rows
+// through Worker.Stream and sends the same LAST.
+func RowsOnGoroutine(ctx context.Context, w *node.Worker) error {
+	src, err := Rows(w.Args(), w.Nonce())
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for {
+		row, ok := src.Next(buf[:0])
+		if !ok {
+			return w.Last(src.Last(buf[:0]))
+		}
+		buf = row
+		if err := w.Stream(row); err != nil {
+			return err
+		}
+	}
+}
+
 // Echo replies with its arguments. It never blocks, so it runs on the
 // event loop (node.HandleReply).
 func Echo(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil }

@@ -37,8 +37,9 @@ type conn struct {
 	scratch []byte // decompression buffer
 	spare   []byte // the output buffer not in use by workers
 	tombs   tombstones
-	kills   []*Worker // reused by KILL_ALL
 	need    int       // inbound bytes needed before the next frame is whole
+	wakes   []*Worker // goroutine workers to wake once this read's output is flushed
+	spawns  []task    // jobs to start then
 
 	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
 	lingerUntil time.Time
@@ -104,7 +105,7 @@ func (c *conn) traffic() (action gnet.Action) {
 	}
 	inbound := c.gc.InboundBuffered()
 	if inbound > 0 {
-		c.lastRecv.Store(time.Now().UnixNano())
+		c.lastRecv.Store(c.n.coarseNow())
 	}
 	if inbound < c.need {
 		c.flush()
@@ -146,6 +147,7 @@ func (c *conn) traffic() (action gnet.Action) {
 		return c.fail(err)
 	}
 	c.flush()
+	c.runDeferred()
 	return gnet.None
 }
 
@@ -376,6 +378,7 @@ func (c *conn) killJobs() {
 	c.jobs = map[uint64]*Worker{}
 	for _, w := range jobs {
 		w.removed = true
+		c.n.killed(w)
 	}
 	if c.room != nil {
 		close(c.room)
@@ -383,9 +386,23 @@ func (c *conn) killJobs() {
 	}
 	c.parked = nil
 	c.mu.Unlock()
-	for _, w := range jobs {
-		c.n.killed(w)
+}
+
+// runDeferred starts the jobs and wakes the workers this read queued.
+// Done after the read's output is flushed, so the loop's write does not
+// wait behind them and they find their frames already sent. Event loop
+// only (or after it stopped).
+func (c *conn) runDeferred() {
+	for i, w := range c.wakes {
+		w.wake()
+		c.wakes[i] = nil
 	}
+	c.wakes = c.wakes[:0]
+	for i, t := range c.spawns {
+		c.n.spawn(t)
+		c.spawns[i] = task{}
+	}
+	c.spawns = c.spawns[:0]
 }
 
 // closeWith asks the event loop to send ERROR{ce} and close the

@@ -1,28 +1,41 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/rexi-go/rexi/frame"
 )
 
-// Causes a worker's context is cancelled with (context.Cause) and errors
-// its Stream, Reply, Last and Ping return once it must stop.
+// Causes a worker's context is cancelled with (its Err, and context.Cause)
+// and errors its Stream, Reply, Last and Ping return once it must stop.
+// ErrKilled matches context.Canceled with errors.Is, and the other three
+// context.DeadlineExceeded, as a context's Err must.
 var (
 	// ErrKilled: the coordinator cancelled the job (CANCEL, KILL_ALL), its
 	// connection closed, or the node is closing. No EXIT is sent.
-	ErrKilled = errors.New("node: worker killed")
+	ErrKilled error = &stopCause{"node: worker killed", context.Canceled}
 	// ErrDeadline: the DOIT's deadline passed. EXIT DEADLINE is sent.
-	ErrDeadline = errors.New("node: job deadline exceeded")
+	ErrDeadline error = &stopCause{"node: job deadline exceeded", context.DeadlineExceeded}
 	// ErrInitTimeout: no START or CANCEL arrived within the init timeout.
-	ErrInitTimeout = errors.New("node: timed out waiting for START")
+	ErrInitTimeout error = &stopCause{"node: timed out waiting for START", context.DeadlineExceeded}
 	// ErrAckTimeout: no ACK arrived within the ack timeout while the window
 	// was full.
-	ErrAckTimeout = errors.New("node: timed out waiting for ACK")
+	ErrAckTimeout error = &stopCause{"node: timed out waiting for ACK", context.DeadlineExceeded}
 	// ErrPayloadTooLarge: the payload exceeds what the coordinator accepts.
 	ErrPayloadTooLarge = errors.New("node: payload exceeds the coordinator's maximum")
 )
+
+// stopCause is why a job was stopped; it unwraps to the context error it
+// stands for.
+type stopCause struct {
+	msg  string
+	base error
+}
+
+func (e *stopCause) Error() string { return e.msg }
+func (e *stopCause) Unwrap() error { return e.base }
 
 // connError is a connection-fatal condition: the node sends ERROR{code,
 // msg} and closes the connection.

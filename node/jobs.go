@@ -44,32 +44,22 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	if h.stream != nil {
 		return c.doitStream(ref, h, d, now)
 	}
-	// One allocation holds the worker's copies of nonce and args: the
-	// frame's bytes belong to the event loop.
-	in := make([]byte, len(d.Nonce)+len(d.Args))
-	copy(in, d.Nonce)
-	copy(in[len(d.Nonce):], d.Args)
-	w := &Worker{
-		c:       c,
-		ref:     ref,
-		handler: h.name,
-		nonce:   in[:len(d.Nonce):len(d.Nonce)],
-		args:    in[len(d.Nonce):],
-		started: now,
-	}
-	// No parent: Close kills every job through its connection, and a
-	// parent would cost a registration per job.
-	w.ctx, w.cancel = context.WithCancelCause(context.Background())
+	// A pooled worker keeps its signal channel and its buffer for the
+	// copies of nonce and args (the frame's bytes belong to the loop).
+	w := c.n.getWorker()
+	w.c, w.ref, w.handler, w.started = c, ref, h.name, now
+	w.in = append(append(w.in[:0], d.Nonce...), d.Args...)
+	w.nonce = w.in[:len(d.Nonce):len(d.Nonce)]
+	w.args = w.in[len(d.Nonce):]
+	w.jc = &jobContext{wake: w.signal}
 	if d.TimeoutMillis > 0 {
-		var stop context.CancelFunc
-		w.ctx, stop = context.WithDeadlineCause(w.ctx, now.Add(time.Duration(d.TimeoutMillis)*time.Millisecond), ErrDeadline)
-		parentCancel := w.cancel
-		w.cancel = func(cause error) { parentCancel(cause); stop() }
+		w.jc.startDeadline(now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond))
 	}
 	c.mu.Lock()
 	if _, dup := c.jobs[ref]; dup {
 		c.mu.Unlock()
-		w.cancel(nil)
+		w.jc.stop(context.Canceled)
+		c.n.putWorker(w)
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.jobs[ref] = w
@@ -77,8 +67,33 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	c.n.stats.live.Add(1)
 	c.n.stats.started.Add(1)
 	c.n.stats.running.Add(1)
-	c.n.spawn(task{h.fn, w})
+	c.spawns = append(c.spawns, task{h.fn, w}) // started after this read's output is flushed
 	return nil
+}
+
+// getWorker returns a pooled worker: its signal channel emptied, its state
+// reset.
+func (n *Node) getWorker() *Worker {
+	w, _ := n.workers.Get().(*Worker)
+	if w == nil {
+		return &Worker{signal: make(chan struct{}, 1)}
+	}
+	select { // a wake-up or stop that came after its last job ended
+	case <-w.signal:
+	default:
+	}
+	return w
+}
+
+// putWorker recycles a goroutine worker once its handler returned and it
+// is out of the job table (nothing of the node refers to it any more).
+func (n *Node) putWorker(w *Worker) {
+	in, signal := w.in, w.signal
+	if cap(in) > keepBuffer {
+		in = nil
+	}
+	*w = Worker{in: in[:0], signal: signal}
+	n.workers.Put(w)
 }
 
 // task is a job handed to a worker goroutine.
@@ -100,7 +115,7 @@ func (n *Node) spawn(t task) {
 }
 
 // worker runs tasks until it has been idle while IdleWorkers others were,
-// or the node closes.
+// or the node closes (closing n.tasks, once no loop can spawn any more).
 func (n *Node) worker(t task) {
 	defer n.wg.Done()
 	for {
@@ -110,11 +125,10 @@ func (n *Node) worker(t task) {
 			n.idle.Add(-1)
 			return
 		}
-		select {
-		case t = <-n.tasks:
-			n.idle.Add(-1)
-		case <-n.quit:
-			n.idle.Add(-1)
+		var ok bool
+		t, ok = <-n.tasks // one channel, no select: Close closes it
+		n.idle.Add(-1)
+		if !ok {
 			return
 		}
 	}
@@ -128,7 +142,7 @@ func (c *conn) start(ref uint64) {
 			w.wait = waitNone
 			c.pumpLocked(w)
 		} else {
-			w.wake()
+			c.wakes = append(c.wakes, w)
 		}
 	}
 	c.mu.Unlock()
@@ -144,7 +158,7 @@ func (c *conn) ack(ref uint64, n uint32) {
 				c.pumpLocked(w)
 			}
 		} else {
-			w.wake()
+			c.wakes = append(c.wakes, w)
 		}
 	}
 	c.mu.Unlock()
@@ -154,38 +168,29 @@ func (c *conn) ack(ref uint64, n uint32) {
 // ignored.
 func (c *conn) kill(ref uint64) {
 	c.mu.Lock()
-	w := c.jobs[ref]
-	if w != nil {
+	if w := c.jobs[ref]; w != nil {
 		delete(c.jobs, ref)
 		w.removed = true
-	}
-	c.mu.Unlock()
-	if w != nil {
 		c.n.killed(w)
 	}
+	c.mu.Unlock()
 }
 
 // killAll kills the listed live jobs and tombstones the rest.
 func (c *conn) killAll(refs frame.RefList) {
 	now := time.Now()
-	kills := c.kills[:0]
 	c.mu.Lock()
 	for i := 0; i < refs.Len(); i++ {
 		ref := refs.At(i)
 		if w := c.jobs[ref]; w != nil {
 			delete(c.jobs, ref)
 			w.removed = true
-			kills = append(kills, w)
+			c.n.killed(w)
 		} else {
 			c.tombs.add(ref, now)
 		}
 	}
 	c.mu.Unlock()
-	for i, w := range kills {
-		c.n.killed(w)
-		kills[i] = nil
-	}
-	c.kills = kills[:0]
 }
 
 // overloaded says why a new live job may not start on this connection, or
@@ -211,12 +216,14 @@ func (c *conn) queueExit(ref uint64, x frame.Exit) {
 }
 
 // killed accounts for a worker removed from its table by a kill, then
-// cancels it: counters first, so that whoever sees the worker stop sees
-// them too.
+// stops it: counters first, so that whoever sees the worker stop sees
+// them too. The caller holds c.mu: once a worker is out of the table and
+// the lock released, nothing of the node's refers to it, so run can
+// recycle it.
 func (n *Node) killed(w *Worker) {
 	n.stats.killed.Add(1)
 	n.liveDown()
-	w.cancel(ErrKilled)
+	w.stop(ErrKilled)
 }
 
 // run runs one job's handler on a worker goroutine and reports how it ended.
@@ -231,8 +238,9 @@ func (n *Node) run(fn Handler, w *Worker) {
 		w.removed = true
 	}
 	c.mu.Unlock()
-	cause := context.Cause(w.ctx)
-	w.cancel(nil)
+	defer n.putWorker(w)
+	cause := w.jc.Err()
+	w.jc.stop(context.Canceled) // the job is over: whatever the handler left running on ctx stops
 	if !wasLive {
 		return // killed: nobody wants an EXIT
 	}
@@ -263,14 +271,12 @@ func call(fn Handler, w *Worker) (panicked bool, stack []byte, err error) {
 			err, panicked, stack = fmt.Errorf("panic: %v", r), true, debug.Stack()
 		}
 	}()
-	return false, nil, fn(w.ctx, w)
+	return false, nil, fn(w.jc, w)
 }
 
 // expireWaits stops the workers whose wait for START or ACK has outlived
 // its timeout (called by the janitor).
 func (c *conn) expireWaits(now int64) {
-	var expired []*Worker
-	var causes []error
 	c.mu.Lock()
 	for _, w := range c.jobs {
 		var cause error
@@ -293,12 +299,9 @@ func (c *conn) expireWaits(now int64) {
 			c.failLoopLocked(w, kind, cause, nil)
 			continue
 		}
-		expired, causes = append(expired, w), append(causes, cause)
+		w.stop(cause)
 	}
 	c.mu.Unlock()
-	for i, w := range expired {
-		w.cancel(causes[i])
-	}
 }
 
 // countExit is the one place an EXIT is accounted for: its counter and,

@@ -51,8 +51,6 @@ func (n *Node) HandleStream(name string, fn StreamFunc) {
 	n.register(handlerEntry{name: name, stream: fn})
 }
 
-func nopCancel(error) {}
-
 // doitReply runs a ReplyFunc job to its end. Event loop.
 func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time) error {
 	c.mu.Lock()
@@ -89,7 +87,7 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 		c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
 		return nil
 	}
-	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now, cancel: nopCancel,
+	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now,
 		state: stateInitWait, wait: waitStart, waitSince: now.UnixNano()}
 	if d.TimeoutMillis > 0 {
 		w.deadline = now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond).UnixNano()
@@ -137,7 +135,7 @@ func (c *conn) pumpLocked(w *Worker) {
 		w.unacked++
 		w.rows++
 	}
-	w.wait, w.waitSince = waitAck, time.Now().UnixNano()
+	w.wait, w.waitSince = waitAck, c.n.coarseNow()
 }
 
 // growRowBuf makes the scratch row as large as the last row needed, so
@@ -157,7 +155,7 @@ func (c *conn) growRowBuf(n int) {
 // timeout bounds the wait.
 func (c *conn) waitRoomLoopLocked(w *Worker) {
 	if w.wait != waitAck {
-		w.wait, w.waitSince = waitAck, time.Now().UnixNano()
+		w.wait, w.waitSince = waitAck, c.n.coarseNow()
 	}
 	if !w.parked {
 		w.parked = true

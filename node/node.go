@@ -28,15 +28,16 @@ type Node struct {
 	tombCount   atomic.Int64 // tombstones held by all connections
 	handshaking atomic.Int64 // connections accepted and not yet authenticated
 	idleSince   atomic.Int64 // unix nanos when live workers last reached 0
+	clock       atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges
 	zeroMu      sync.Mutex
 	zero        chan struct{} // closed when live workers reach 0; nil without waiters
 	errs        *errorRing
 	draining    atomic.Bool
 
-	wg    sync.WaitGroup // worker goroutines
-	tasks chan task      // unbuffered: a job handed to an idle worker goroutine
-	idle  atomic.Int32   // worker goroutines waiting on tasks
-	quit  chan struct{}  // closed by Close: idle workers exit
+	wg      sync.WaitGroup // worker goroutines
+	workers sync.Pool      // *Worker for goroutine jobs, recycled by run
+	tasks   chan task      // unbuffered: a job handed to an idle worker goroutine; closed by Close
+	idle    atomic.Int32   // worker goroutines waiting on tasks
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -77,7 +78,6 @@ func New(cfg Config) (*Node, error) {
 		runDone:  make(chan struct{}),
 		connGone: make(chan struct{}, 1),
 		tasks:    make(chan task),
-		quit:     make(chan struct{}),
 	}
 	empty := map[string]handlerEntry{}
 	n.handlers.Store(&empty)
@@ -135,6 +135,7 @@ func (n *Node) Start() error {
 	case <-n.runDone:
 		return fmt.Errorf("node: listen on %s: %w", n.cfg.Addr, n.runErr)
 	}
+	n.clock.Store(time.Now().UnixNano())
 	n.janitorStop = make(chan struct{})
 	n.janitorDone = make(chan struct{})
 	go n.janitor()
@@ -245,10 +246,15 @@ func (n *Node) Close() error {
 	for _, c := range n.connList() { // OnClose normally did this already
 		c.closeAll()
 	}
-	close(n.quit)
+	close(n.tasks) // no loop runs any more: idle workers exit
 	n.wg.Wait()
 	return nil
 }
+
+// coarseNow is the janitor's clock: good enough to date the waits and the
+// silences the janitor itself judges at its tick, and cheaper than a clock
+// read per row on this hot path.
+func (n *Node) coarseNow() int64 { return n.clock.Load() }
 
 // goodbyeWait bounds how long Close waits for open connections to take
 // their ERROR SHUTTING_DOWN.
@@ -309,6 +315,7 @@ func (n *Node) janitor() {
 		case <-n.janitorStop:
 			return
 		case now := <-t.C:
+			n.clock.Store(now.UnixNano())
 			for _, c := range n.connList() {
 				// The handshake timeout alone applies until the handshake is
 				// done; the liveness bound only after it.

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
@@ -79,13 +78,10 @@ func (c *conn) admitLocked(size int) bool {
 
 // check reports why w may not send a payload of size bytes. Caller holds c.mu.
 func (c *conn) check(w *Worker, size int) error {
-	if w.ctx.Err() != nil { // stopped (timeout, deadline) while still in the table
-		return context.Cause(w.ctx)
+	if err := w.jc.Err(); err != nil { // stopped: killed, timeout, deadline
+		return err
 	}
 	if w.removed || c.closed {
-		if err := context.Cause(w.ctx); err != nil {
-			return err
-		}
 		return ErrKilled
 	}
 	if size > c.peerMax {
@@ -124,13 +120,13 @@ func (c *conn) waitRoom(w *Worker, size int) error {
 		// counted from the first time this frame found no room, however
 		// often the worker is woken to lose the race for it.
 		if since == 0 {
-			since = time.Now().UnixNano()
+			since = c.n.coarseNow()
 		}
 		w.wait, w.waitSince = waitAck, since
 		c.mu.Unlock()
 		select {
 		case <-room:
-		case <-w.ctx.Done():
+		case <-w.signal: // a stop, or another wake-up: check again
 		}
 		c.mu.Lock()
 		w.wait = waitNone

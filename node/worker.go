@@ -35,9 +35,9 @@ type Worker struct {
 	handler string
 	nonce   []byte
 	args    []byte
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	signal  chan struct{} // START or ACK arrived; capacity 1; made by the first Stream, under c.mu
+	in      []byte        // holds nonce and args; kept across jobs
+	jc      *jobContext   // goroutine jobs: the handler's ctx
+	signal  chan struct{} // goroutine jobs: START, ACK, room or a stop arrived; capacity 1
 	started time.Time
 
 	// Guarded by c.mu.
@@ -109,7 +109,6 @@ func (w *Worker) Stream(row []byte) error {
 			return err
 		}
 		w.state = stateInitWait
-		w.signal = make(chan struct{}, 1) // reply-only jobs never need one
 		c.appendLocked(frame.TypeStreamInit, w.ref, nil)
 		c.kickLocked()
 		for w.state == stateInitWait {
@@ -138,33 +137,33 @@ func (w *Worker) Stream(row []byte) error {
 	return nil
 }
 
-// awaitLocked releases c.mu until the event loop signals the worker or
-// its context ends, and takes it again. No timer per wait: the node's
-// janitor cancels a worker whose wait outlives the init or ack timeout.
+// awaitLocked releases c.mu until the event loop signals the worker (a
+// stop signals it too), and takes it again. No timer per wait: the node's
+// janitor stops a worker whose wait outlives the init or ack timeout.
 func (w *Worker) awaitLocked(kind waitKind) error {
-	w.wait, w.waitSince = kind, time.Now().UnixNano()
+	w.wait, w.waitSince = kind, w.c.n.coarseNow()
 	w.c.mu.Unlock()
-	select {
-	case <-w.signal:
-	case <-w.ctx.Done():
-	}
+	<-w.signal
 	w.c.mu.Lock()
 	w.wait = waitNone
-	if w.ctx.Err() != nil {
-		return context.Cause(w.ctx)
-	}
-	return nil
+	return w.jc.Err()
 }
 
 // wake signals the worker without blocking; one pending signal suffices
-// because the worker re-checks its state after every wake-up. Caller holds
-// c.mu.
+// because the worker re-checks its state after every wake-up, and a
+// spurious one (a recycled worker woken for its previous job) is harmless
+// for the same reason.
 func (w *Worker) wake() {
-	if w.signal == nil {
-		return
-	}
 	select {
 	case w.signal <- struct{}{}:
 	default:
+	}
+}
+
+// stop stops the worker's job with cause; loop jobs have no goroutine to
+// stop.
+func (w *Worker) stop(cause error) {
+	if w.jc != nil {
+		w.jc.stop(cause)
 	}
 }

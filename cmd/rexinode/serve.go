@@ -33,6 +33,7 @@ type serveFlags struct {
 	maxFrame, outbound, threshold        *int
 	hardLimit, maxJobs, maxConnJobs      *int
 	maxHandshakes                        *int
+	handlerMode                          *string
 	checksum, compression                *bool
 	secret                               secretFlags
 	client                               clientFlags
@@ -56,6 +57,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		drainGrace:       fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
 		maxFrame:         fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
 		outbound:         fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
+		handlerMode:      fs.String("handler-mode", "loop", "how the built-in echo and rows run: loop (on the event loop) or goroutine (a worker goroutine per job, like a handler that blocks)"),
 		hardLimit:        fs.Int("outbound-hard-limit", 0, "bytes queued per connection, counting frames that cannot wait, before the connection ends with OUTPUT_OVERFLOW (default 2 × -outbound-limit)"),
 		threshold:        fs.Int("compress-threshold", frame.DefaultCompressThreshold, "payloads above this many bytes are S2-compressed when negotiated"),
 		checksum:         fs.Bool("checksum", true, "offer xxhash64 checksums to coordinators"),
@@ -124,7 +126,14 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	if err != nil {
 		return nil, fail(exitUsage, "%v", err)
 	}
-	handlers.Register(n)
+	switch *f.handlerMode {
+	case "loop":
+		handlers.Register(n)
+	case "goroutine":
+		handlers.RegisterOnGoroutines(n)
+	default:
+		return nil, fail(exitUsage, "-handler-mode %q: want loop or goroutine", *f.handlerMode)
+	}
 	if err := n.Start(); err != nil {
 		return nil, fail(exitListen, "cannot listen on %s: %v", *f.listen, err)
 	}

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// jobContext is the context a goroutine handler runs with. It is made
+// for each job (a handler may hand it to a goroutine that outlives the
+// job, so it is never reused) and costs one small allocation: its Done
+// channel exists only if someone asks for it, and stopping the job wakes
+// the worker through the worker's own signal channel, so Stream waits on
+// one channel instead of selecting on two.
+//
+// Err returns the cause (ErrKilled, ErrDeadline, ErrInitTimeout,
+// ErrAckTimeout), each of which matches context.Canceled or
+// context.DeadlineExceeded with errors.Is; context.Cause returns it too.
+type jobContext struct {
+	mu       sync.Mutex
+	done     chan struct{}
+	err      error
+	deadline time.Time
+	timer    *time.Timer   // the DOIT deadline, if any
+	wake     chan struct{} // the worker's signal channel
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Deadline implements context.Context.
+func (c *jobContext) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+// Done implements context.Context.
+func (c *jobContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// Err implements context.Context.
+func (c *jobContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Value implements context.Context; a job's context carries no values.
+func (c *jobContext) Value(any) any { return nil }
+
+// stop cancels the job with cause, once, and wakes its worker.
+func (c *jobContext) stop(cause error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = cause
+	if c.done != nil {
+		close(c.done)
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// startDeadline arms the DOIT deadline.
+func (c *jobContext) startDeadline(at time.Time) {
+	c.deadline = at
+	c.mu.Lock()
+	c.timer = time.AfterFunc(time.Until(at), func() { c.stop(ErrDeadline) })
+	c.mu.Unlock()
+}
+
+var _ context.Context = (*jobContext)(nil)
