@@ -37,9 +37,9 @@ type conn struct {
 	scratch []byte // decompression buffer
 	spare   []byte // the output buffer not in use by workers
 	tombs   tombstones
-	need    int       // inbound bytes needed before the next frame is whole
-	wakes   []*Worker // goroutine workers to wake once this read's output is flushed
-	spawns  []task    // jobs to start then
+	need    int             // inbound bytes needed before the next frame is whole
+	wakes   []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
+	spawns  []task          // jobs to start then
 
 	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
 	lingerUntil time.Time
@@ -393,8 +393,11 @@ func (c *conn) killJobs() {
 // wait behind them and they find their frames already sent. Event loop
 // only (or after it stopped).
 func (c *conn) runDeferred() {
-	for i, w := range c.wakes {
-		w.wake()
+	for i, ch := range c.wakes {
+		select { // a worker recycled meanwhile just wakes spuriously
+		case ch <- struct{}{}:
+		default:
+		}
 		c.wakes[i] = nil
 	}
 	c.wakes = c.wakes[:0]

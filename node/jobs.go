@@ -142,7 +142,7 @@ func (c *conn) start(ref uint64) {
 			w.wait = waitNone
 			c.pumpLocked(w)
 		} else {
-			c.wakes = append(c.wakes, w)
+			c.wakes = append(c.wakes, w.signal)
 		}
 	}
 	c.mu.Unlock()
@@ -158,7 +158,7 @@ func (c *conn) ack(ref uint64, n uint32) {
 				c.pumpLocked(w)
 			}
 		} else {
-			c.wakes = append(c.wakes, w)
+			c.wakes = append(c.wakes, w.signal)
 		}
 	}
 	c.mu.Unlock()

@@ -37,7 +37,10 @@ type Worker struct {
 	args    []byte
 	in      []byte        // holds nonce and args; kept across jobs
 	jc      *jobContext   // goroutine jobs: the handler's ctx
-	signal  chan struct{} // goroutine jobs: START, ACK, room or a stop arrived; capacity 1
+	signal  chan struct{} // goroutine jobs: START, ACK, room or a stop arrived; capacity 1.
+	// One pending signal suffices: the worker re-checks its state after every
+	// wake-up, so a spurious one (a recycled worker woken for its previous
+	// job) is harmless.
 	started time.Time
 
 	// Guarded by c.mu.
@@ -147,17 +150,6 @@ func (w *Worker) awaitLocked(kind waitKind) error {
 	w.c.mu.Lock()
 	w.wait = waitNone
 	return w.jc.Err()
-}
-
-// wake signals the worker without blocking; one pending signal suffices
-// because the worker re-checks its state after every wake-up, and a
-// spurious one (a recycled worker woken for its previous job) is harmless
-// for the same reason.
-func (w *Worker) wake() {
-	select {
-	case w.signal <- struct{}{}:
-	default:
-	}
 }
 
 // stop stops the worker's job with cause; loop jobs have no goroutine to
