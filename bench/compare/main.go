@@ -31,6 +31,7 @@ type result struct {
 
 type system struct {
 	name    string
+	flags   []string // extra flags for its node processes
 	nodes   []*exec.Cmd
 	addrs   []string
 	live    []string
@@ -72,28 +73,40 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 		return []string{"-workload", w, "-fanouts", fmt.Sprint(fanouts), "-warmup", fmt.Sprint(warmup),
 			"-duration", duration.String(), "-json", "-samples"}
 	}
-	ours := &system{name: "rexi", bin: rexinode}
-	grpc := &system{name: "gRPC", bin: grpcbase}
-	defer ours.stop()
-	defer grpc.stop()
+	// The rexi variants and the baseline; gRPC comes last, the ratios
+	// are to it, and each variant is also compared with the first.
+	systems := []*system{
+		{name: "rexi", bin: rexinode},
+		{name: "rexi, goroutine handlers", bin: rexinode, flags: []string{"-handler-mode", "goroutine"}},
+		{name: "gRPC-go", bin: grpcbase},
+	}
+	grpc := systems[len(systems)-1]
+	for _, s := range systems {
+		defer s.stop()
+	}
 	for i := 0; i < 3; i++ {
-		if err := ours.start(rexinode, "serve", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-secret-file", secret, "-log-level", "error"); err != nil {
-			return err
+		for _, s := range systems[:len(systems)-1] {
+			args := append([]string{"serve", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-secret-file", secret, "-log-level", "error"}, s.flags...)
+			if err := s.start(rexinode, args...); err != nil {
+				return err
+			}
 		}
 		if err := grpc.start(grpcbase, "serve", "-listen", "127.0.0.1:0", "-live", "127.0.0.1:0"); err != nil {
 			return err
 		}
 	}
-	ours.benchFn = func(w string) []string {
-		return append([]string{"bench", "-secret-file", secret, "-nodes", strings.Join(ours.addrs, ","), "-metrics", strings.Join(ours.live, ",")}, common(w)...)
+	for _, s := range systems[:len(systems)-1] {
+		s.benchFn = func(w string) []string {
+			return append([]string{"bench", "-secret-file", secret, "-nodes", strings.Join(s.addrs, ","), "-metrics", strings.Join(s.live, ",")}, common(w)...)
+		}
 	}
 	grpc.benchFn = func(w string) []string {
 		return append([]string{"bench", "-nodes", strings.Join(grpc.addrs, ","), "-live", strings.Join(grpc.live, ",")}, common(w)...)
 	}
-	results := map[string][2]result{}
+	results := map[string][]result{}
 	for _, w := range workloads {
-		var pair [2]result
-		for i, s := range []*system{ours, grpc} { // alternately, in one run
+		row := make([]result, len(systems))
+		for i, s := range systems { // alternately, in one run
 			fmt.Fprintf(os.Stderr, "%s %s ...\n", s.name, w)
 			r, err := s.bench(w)
 			if err != nil {
@@ -103,11 +116,15 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 			if w == "w-reap" {
 				r.TotalRuns = r.Fanouts + warmup/10
 			}
-			pair[i] = r
+			row[i] = r
 		}
-		results[w] = pair
+		results[w] = row
 	}
-	return report(results, workloads, out)
+	names := make([]string, len(systems))
+	for i, s := range systems {
+		names[i] = s.name
+	}
+	return report(names, results, workloads, out)
 }
 
 func (s *system) start(bin string, args ...string) error {

@@ -29,32 +29,68 @@ func cpuPerFanout(r result) float64 {
 	return (r.CPUSeconds + r.NodeCPU) * 1000 / float64(r.TotalRuns)
 }
 
-func report(results map[string][2]result, workloads []string, out string) error {
+// report prints and writes the table: one column per system (gRPC-go
+// last), then each rexi variant's ratio to gRPC and, for the variants
+// after the first, to the first.
+func report(names []string, results map[string][]result, workloads []string, out string) error {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Run %s on %s (%d cores, %s/%s, %s); 3 node processes + 1 coordinator process per system, on 127.0.0.1.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-	fmt.Fprintf(&b, "| workload | metric | rexi | gRPC-go | rexi / gRPC |\n|---|---|---|---|---|\n")
+	g := len(names) - 1
+	head := []string{"workload", "metric"}
+	head = append(head, names...)
+	for i := range names[:g] {
+		head = append(head, names[i]+" / gRPC")
+	}
+	for i := 1; i < g; i++ {
+		head = append(head, names[i]+" / "+names[0])
+	}
+	fmt.Fprintf(&b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	row := func(w, metric string, rs []result, val func(result) float64, show func(float64) string) {
+		cells := []string{w, metric}
+		for _, r := range rs {
+			cells = append(cells, show(val(r)))
+		}
+		for i := range rs[:g] {
+			cells = append(cells, ratio(val(rs[i]), val(rs[g])))
+		}
+		for i := 1; i < g; i++ {
+			cells = append(cells, ratio(val(rs[i]), val(rs[0])))
+		}
+		fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
+	}
+	msOf := func(f func(result) time.Duration) func(result) float64 {
+		return func(r result) float64 { return float64(f(r)) }
+	}
+	showMs := func(v float64) string { return ms(time.Duration(v)) }
+	show3 := func(v float64) string { return fmt.Sprintf("%.3f", v) }
 	for _, w := range workloads {
-		p, ok := results[w]
+		rs, ok := results[w]
 		if !ok {
 			continue
 		}
-		o, g := p[0], p[1]
 		if w == "w-conc" {
-			fmt.Fprintf(&b, "| %s | fan-outs/s | %.0f | %.0f | %s |\n", w, o.PerSecond, g.PerSecond, ratio(o.PerSecond, g.PerSecond))
-			fmt.Fprintf(&b, "| %s | CPU ms / fan-out (all processes) | %.3f | %.3f | %s |\n", w,
-				(o.CPUSeconds+o.NodeCPU)*1000/math.Max(1, float64(o.Fanouts)), (g.CPUSeconds+g.NodeCPU)*1000/math.Max(1, float64(g.Fanouts)),
-				ratio((o.CPUSeconds+o.NodeCPU)/math.Max(1, float64(o.Fanouts)), (g.CPUSeconds+g.NodeCPU)/math.Max(1, float64(g.Fanouts))))
+			row(w, "fan-outs/s", rs, func(r result) float64 { return r.PerSecond }, func(v float64) string { return fmt.Sprintf("%.0f", v) })
+			row(w, "CPU ms / fan-out (all processes)", rs, func(r result) float64 {
+				return (r.CPUSeconds + r.NodeCPU) * 1000 / math.Max(1, float64(r.Fanouts))
+			}, show3)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | p50 | %s | %s | %s |\n", w, ms(o.P50), ms(g.P50), ratio(float64(o.P50), float64(g.P50)))
-		fmt.Fprintf(&b, "| %s | p99 | %s | %s | %s |\n", w, ms(o.P99), ms(g.P99), ratio(float64(o.P99), float64(g.P99)))
-		fmt.Fprintf(&b, "| %s | mean | %s | %s | %s |\n", w, ms(o.Mean), ms(g.Mean), ratio(float64(o.Mean), float64(g.Mean)))
+		row(w, "p50", rs, msOf(func(r result) time.Duration { return r.P50 }), showMs)
+		row(w, "p99", rs, msOf(func(r result) time.Duration { return r.P99 }), showMs)
+		row(w, "mean", rs, msOf(func(r result) time.Duration { return r.Mean }), showMs)
 		if w == "w-reap" {
-			fmt.Fprintf(&b, "| %s | leaked workers | %d | %d | |\n", w, o.Leaked, g.Leaked)
+			cells := []string{w, "leaked workers"}
+			for _, r := range rs {
+				cells = append(cells, fmt.Sprint(r.Leaked))
+			}
+			for range len(head) - len(cells) {
+				cells = append(cells, "")
+			}
+			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
 		} else {
-			fmt.Fprintf(&b, "| %s | CPU ms / fan-out (all processes) | %.3f | %.3f | %s |\n", w, cpuPerFanout(o), cpuPerFanout(g), ratio(cpuPerFanout(o), cpuPerFanout(g)))
+			row(w, "CPU ms / fan-out (all processes)", rs, cpuPerFanout, show3)
 		}
 	}
 	fmt.Print(b.String())
@@ -64,26 +100,29 @@ func report(results map[string][2]result, workloads []string, out string) error 
 	if err := os.WriteFile(filepath.Join(out, "compare.md"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}
-	js, _ := json.MarshalIndent(summaryJSON(results), "", "  ")
+	js, _ := json.MarshalIndent(summaryJSON(names, results), "", "  ")
 	if err := os.WriteFile(filepath.Join(out, "compare.json"), js, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(out, "latency.svg"), []byte(plot(results)), 0o644)
+	return os.WriteFile(filepath.Join(out, "latency.svg"), []byte(plot(names, results)), 0o644)
 }
 
-// summaryJSON drops the raw samples.
-func summaryJSON(results map[string][2]result) map[string][2]result {
-	out := map[string][2]result{}
-	for w, p := range results {
-		p[0].Samples, p[1].Samples = nil, nil
-		out[w] = p
+// summaryJSON drops the raw samples: workload → system → result.
+func summaryJSON(names []string, results map[string][]result) map[string]map[string]result {
+	out := map[string]map[string]result{}
+	for w, rs := range results {
+		out[w] = map[string]result{}
+		for i, r := range rs {
+			r.Samples = nil
+			out[w][names[i]] = r
+		}
 	}
 	return out
 }
 
 // plot draws latency CDFs (log-scale x) for W-cast, W-stream and W-reap,
-// rexi against gRPC, as an SVG.
-func plot(results map[string][2]result) string {
+// every system, as an SVG.
+func plot(names []string, results map[string][]result) string {
 	const w, h, pad = 900, 300, 50
 	var panels []string
 	for _, wl := range []string{"w-cast", "w-stream", "w-reap"} {
@@ -94,11 +133,16 @@ func plot(results map[string][2]result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`, w, h*len(panels))
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`)
-	colors := [2]string{"#d62728", "#1f77b4"}
-	names := [2]string{"rexi", "gRPC-go"}
+	colors := []string{"#d62728", "#ff9896", "#9467bd", "#2ca02c", "#1f77b4"}
+	color := func(i int) string {
+		if i == len(names)-1 {
+			return colors[len(colors)-1] // gRPC keeps its blue
+		}
+		return colors[i%(len(colors)-1)]
+	}
 	for pi, wl := range panels {
 		y0 := pi * h
-		pair := results[wl]
+		pair := results[wl] // one result per system
 		lo, hi := math.Inf(1), math.Inf(-1)
 		for _, r := range pair {
 			for _, s := range r.Samples {
@@ -135,8 +179,8 @@ func plot(results map[string][2]result) string {
 			for j := 0; j < len(s); j += step {
 				fmt.Fprintf(&pts, "%.1f,%.1f ", px(math.Log10(float64(s[j])/1e3)), py(float64(j+1)/float64(len(s))))
 			}
-			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, colors[i], pts.String())
-			fmt.Fprintf(&b, `<text x="%d" y="%.0f" fill="%s">%s</text>`, w-pad-120, py(0.3)+16*float64(i), colors[i], names[i])
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, color(i), pts.String())
+			fmt.Fprintf(&b, `<text x="%d" y="%.0f" fill="%s">%s</text>`, w-pad-200, py(0.3)+16*float64(i), color(i), names[i])
 		}
 	}
 	b.WriteString("</svg>\n")
