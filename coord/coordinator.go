@@ -87,8 +87,16 @@ type state struct {
 	handler []byte     // reused for DOIT encoding
 	submitS []*session // per node: the session one Submit sends on
 
+	// Backing arrays for the slices above in a cluster of up to
+	// smallCluster nodes: no allocation per fan-out for them.
+	sessArr, pushArr, submitArr [smallCluster]*session
+
 	hookBetweenBatches func(node int) // tests only
 }
+
+// smallCluster: node counts up to this keep a coordinator's per-node
+// slices inside it.
+const smallCluster = 8
 
 // New creates a coordinator bound to ctx with room for capacity jobs
 // (more may be submitted; the table then grows). Its ref table is
@@ -99,11 +107,16 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		return nil, fmt.Errorf("coord: capacity %d out of range [0, %d]", capacity, maxSlots)
 	}
 	s := &state{
-		cl:      cl,
-		id:      cl.nextID.Add(1),
-		table:   cl.reaper.Register(capacity),
-		slots:   make([]slot, 0, capacity),
-		submitS: make([]*session, len(cl.peers)),
+		cl:    cl,
+		id:    cl.nextID.Add(1),
+		table: cl.reaper.Register(capacity),
+		slots: make([]slot, 0, capacity),
+	}
+	s.sessions, s.pushes = s.sessArr[:0], s.pushArr[:0]
+	if n := len(cl.peers); n <= smallCluster {
+		s.submitS = s.submitArr[:n]
+	} else {
+		s.submitS = make([]*session, n)
 	}
 	s.inbox.signal = make(chan struct{}, 1)
 	s.pair = batchPool.Get().(*batchPair)
