@@ -65,6 +65,7 @@ const (
 	CodeOutputOverflow ErrorCode = 11 // peer does not read; outbound bound exceeded
 	CodeIdleTimeout    ErrorCode = 12 // nothing received for the idle timeout
 	CodeOverloaded     ErrorCode = 13 // the node is at a connection limit
+	CodeBadRecord      ErrorCode = 14 // a record does not open: forged, replayed, reordered or missing
 )
 
 var codeNames = [...]string{
@@ -81,6 +82,7 @@ var codeNames = [...]string{
 	CodeOutputOverflow: "output overflow",
 	CodeIdleTimeout:    "idle timeout",
 	CodeOverloaded:     "overloaded",
+	CodeBadRecord:      "bad record",
 }
 
 // String names the code as PROTOCOL.md does.

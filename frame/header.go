@@ -25,6 +25,8 @@ const (
 	TypeHello      Type = 0x01 // coordinator → node, first frame
 	TypeWelcome    Type = 0x02 // node → coordinator, answer to HELLO
 	TypeAuth       Type = 0x03 // coordinator → node, proves the secret
+	TypeNoise      Type = 0x04 // both ways: a Noise handshake message (encrypted connections)
+	TypeRecord     Type = 0x05 // both ways: a sealed record of frames (encrypted connections)
 	TypeDoit       Type = 0x10 // coordinator → node: run a handler
 	TypeReply      Type = 0x11 // node → coordinator: a worker's reply
 	TypeStreamInit Type = 0x12 // node → coordinator: worker wants to stream
@@ -41,7 +43,7 @@ const (
 )
 
 var typeNames = [256]string{
-	TypeHello: "HELLO", TypeWelcome: "WELCOME", TypeAuth: "AUTH",
+	TypeHello: "HELLO", TypeWelcome: "WELCOME", TypeAuth: "AUTH", TypeNoise: "NOISE", TypeRecord: "RECORD",
 	TypeDoit: "DOIT", TypeReply: "REPLY", TypeStreamInit: "STREAM_INIT",
 	TypeStart: "START", TypeCancel: "CANCEL", TypeStream: "STREAM",
 	TypeAck: "ACK", TypeLast: "LAST", TypePing: "PING", TypeExit: "EXIT",

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // Config configures a Node. The zero value of every field but Secret means
@@ -19,6 +20,21 @@ type Config struct {
 	Addr string
 	// Secret is the cluster's shared secret. Required; never sent.
 	Secret []byte
+	// Key is the node's static Curve25519 key for encrypted connections.
+	// Zero: a random key is made at New (nothing is derived from the
+	// secret); PublicKey tells it.
+	Key secure.PrivateKey
+	// AllowedKeys, when not empty, are the only coordinator static keys
+	// the node accepts; others are refused with ERROR AUTH_FAILED.
+	AllowedKeys []secure.PublicKey
+	// InsecurePlaintext makes the node accept plaintext connections only
+	// (HELLO, WELCOME, AUTH: the secret authenticates, nothing is
+	// encrypted or integrity-protected). For loopback benchmarks and
+	// debugging. An encrypted coordinator is refused with a message that
+	// says so, as a plaintext one is by an encrypted node.
+	InsecurePlaintext bool
+	// rekeyRecords and rekeyBytes bound what one record key seals (tests).
+	rekeyRecords, rekeyBytes uint64
 
 	// Window is the most un-acked STREAM rows per worker. Default 5.
 	Window int

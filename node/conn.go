@@ -1,13 +1,13 @@
 package node
 
 import (
-	"crypto/rand"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // handshakeMaxPayload bounds frames before the handshake completes.
@@ -43,6 +43,13 @@ type conn struct {
 
 	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
 	lingerUntil time.Time
+
+	// Encrypted connections (PROTOCOL.md section 8).
+	hs     *secure.Handshake // during the Noise handshake
+	sess   *secure.Session   // after it: seals what flush writes, opens RECORDs
+	recDec frame.Decoder     // RECORD frames on the wire
+	plain  []byte            // opened plaintext not yet decoded into frames
+	wire   []byte            // sealed output, reused
 
 	ready    atomic.Bool  // handshake done (read by the janitor)
 	lastRecv atomic.Int64 // unix nanos of the last inbound bytes
@@ -115,9 +122,15 @@ func (c *conn) traffic() (action gnet.Action) {
 	used := 0
 	var err error
 	for used < len(buf) {
+		// On an encrypted connection, once the handshake is done, the wire
+		// carries only RECORDs, whose plaintext holds the frames.
+		dec := &c.dec
+		if c.sess != nil {
+			dec = &c.recDec
+		}
 		var f frame.Frame
 		var n int
-		f, n, err = c.dec.Decode(buf[used:])
+		f, n, err = dec.Decode(buf[used:])
 		if err == frame.ErrIncomplete {
 			err = nil
 			break
@@ -125,20 +138,29 @@ func (c *conn) traffic() (action gnet.Action) {
 		if err != nil {
 			break
 		}
+		if c.sess != nil {
+			err = c.openRecord(buf[used:used+frame.HeaderSize], f)
+		} else {
+			err = c.handle(f)
+		}
 		used += n
-		err = c.handle(f)
 		if cap(c.scratch) > keepBuffer { // a large decompressed payload is not kept
 			c.scratch = nil
+		}
+		if err == nil {
+			if ce := c.closing.Load(); ce != nil { // the output gate overflowed
+				err = ce
+			}
 		}
 		if err != nil {
 			break
 		}
-		if ce := c.closing.Load(); ce != nil { // the output gate overflowed
-			err = ce
-			break
-		}
 	}
-	c.need = c.dec.Need(buf[used:])
+	if c.sess != nil {
+		c.need = c.recDec.Need(buf[used:])
+	} else {
+		c.need = c.dec.Need(buf[used:])
+	}
 	c.n.stats.bytesIn.Add(uint64(used))
 	if used > 0 { // gnet's Discard(0) drops everything buffered, a partial frame included
 		_, _ = c.gc.Discard(used)
@@ -266,91 +288,6 @@ func (c *conn) handle(f frame.Frame) error {
 	default:
 		return newConnError(frame.CodeUnexpected, "%s is not valid from a coordinator after the handshake", f.Type)
 	}
-	return nil
-}
-
-func (c *conn) onHello(f frame.Frame) error {
-	if f.Type == frame.TypeError { // refused before it began: nothing to answer
-		return newPeerError(f.Payload)
-	}
-	if f.Type != frame.TypeHello {
-		return newConnError(frame.CodeBadHandshake, "first frame must be HELLO, got %s", f.Type)
-	}
-	if f.Ref != 0 {
-		return newConnError(frame.CodeBadHandshake, "HELLO carries ref %d; handshake frames have ref 0", f.Ref)
-	}
-	h, err := frame.ParseHello(f.Payload)
-	if err != nil {
-		return err
-	}
-	if c.n.draining.Load() {
-		return newConnError(frame.CodeShuttingDown, "node %s is shutting down", c.n.name)
-	}
-	if h.Version != frame.Version {
-		return newConnError(frame.CodeBadVersion, "%s: protocol version %d not supported", frame.VersionsMessage(), h.Version)
-	}
-	if h.MaxPayload < frame.MinMaxPayload {
-		return newConnError(frame.CodeBadHandshake, "HELLO max_payload %d is below the minimum %d", h.MaxPayload, frame.MinMaxPayload)
-	}
-	c.hello = append([]byte(nil), f.Payload...)
-	name := string(h.Name)
-	c.peerName.Store(&name)
-	liveness := c.n.cfg.liveness(h.HeartbeatMs)
-	c.liveness.Store(int64(liveness))
-	w := frame.Welcome{
-		Version:    frame.Version,
-		Features:   frame.Negotiate(h.Features, c.n.cfg.features()),
-		MaxPayload: uint32(c.n.cfg.MaxPayload),
-		Window:     uint32(c.n.cfg.Window),
-		LivenessMs: uint32(liveness / time.Millisecond),
-		Name:       []byte(c.n.name),
-	}
-	_, _ = rand.Read(w.Nonce[:])
-	w.MAC = frame.NodeMAC(c.n.cfg.Secret, c.hello, frame.WelcomeBody(w))
-	c.mu.Lock()
-	start := len(c.out)
-	c.out = frame.AppendWelcome(c.out, w)
-	c.welcome = append([]byte(nil), c.out[start+frame.HeaderSize:]...)
-	// Features apply to what the node sends after WELCOME.
-	c.enc = frame.Encoder{
-		Checksum:          w.Features&frame.FeatureChecksum != 0,
-		Compress:          w.Features&frame.FeatureCompression != 0,
-		CompressThreshold: c.n.cfg.CompressThreshold,
-	}
-	c.peerMax = int(h.MaxPayload)
-	c.mu.Unlock()
-	c.phase = phaseAuth
-	return nil
-}
-
-func (c *conn) onAuth(f frame.Frame) error {
-	if f.Type == frame.TypeError { // the coordinator refused us, e.g. our secret differs
-		return newPeerError(f.Payload)
-	}
-	if f.Type != frame.TypeAuth {
-		return newConnError(frame.CodeBadHandshake, "expected AUTH after WELCOME, got %s", f.Type)
-	}
-	if f.Ref != 0 {
-		return newConnError(frame.CodeBadHandshake, "AUTH carries ref %d; handshake frames have ref 0", f.Ref)
-	}
-	mac, err := frame.ParseAuth(f.Payload)
-	if err != nil {
-		return err
-	}
-	if !frame.VerifyMAC(mac, frame.CoordMAC(c.n.cfg.Secret, c.hello, c.welcome)) {
-		return newConnError(frame.CodeAuthFailed, "authentication failed: the coordinator's secret differs from the node's")
-	}
-	c.phase = phaseReady
-	c.hello, c.welcome = nil, nil
-	c.dec = frame.Decoder{
-		MaxPayload:  c.n.cfg.MaxPayload,
-		Checksum:    c.enc.Checksum,
-		Compression: c.enc.Compress,
-	}
-	c.ready.Store(true)
-	c.n.handshaking.Add(-1)
-	c.n.stats.connections.Add(1)
-	c.n.log.Debug("rexi node: coordinator connected", "remote", c.remote, "name", *c.peerName.Load())
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,6 +69,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Key.IsZero() {
+		k, err := secure.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Key = k
+	}
 	n := &Node{
 		cfg:      cfg,
 		name:     cfg.Name,
@@ -142,13 +150,17 @@ func (n *Node) Start() error {
 	n.mu.Lock()
 	n.started = true
 	n.mu.Unlock()
-	n.log.Info("rexi node listening", "addr", n.addr, "name", n.name)
+	n.log.Info("rexi node listening", "addr", n.addr, "name", n.name, "encrypted", !n.cfg.InsecurePlaintext, "public_key", n.PublicKey().String())
 	return nil
 }
 
 // Addr is the address the node listens on (with the real port when
 // cfg.Addr asked for port 0). Valid after Start.
 func (n *Node) Addr() string { return n.addr }
+
+// PublicKey is the node's static public key: coordinators that pin node
+// keys list it.
+func (n *Node) PublicKey() secure.PublicKey { return n.cfg.Key.Public() }
 
 // Name is the node's name as sent in WELCOME: Config.Name, or the listen
 // address once Start has run.

@@ -56,7 +56,9 @@ func (p *probe) waitCause(t *testing.T) error {
 // startNode runs a node with the test handlers on 127.0.0.1.
 func startNode(t testing.TB, p *probe, mod func(*Config)) *Node {
 	t.Helper()
-	cfg := Config{Name: "n1", Secret: testSecret, Logger: quietLogger()}
+	// Plaintext unless a test asks for encryption (secure_test.go): the
+	// protocol after the handshake is the same either way.
+	cfg := Config{Name: "n1", Secret: testSecret, Logger: quietLogger(), InsecurePlaintext: true}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -175,9 +175,17 @@ func (c *conn) flush() {
 	c.flushPending = false
 	c.mu.Unlock()
 	if len(buf) > 0 {
-		c.n.stats.bytesOut.Add(uint64(len(buf)))
+		wire := buf
+		if c.sess != nil { // one record (per MiB) for the whole batch
+			c.wire = c.sess.Send.Seal(c.wire[:0], buf)
+			wire = c.wire
+			if cap(c.wire) > keepBuffer {
+				c.wire = nil
+			}
+		}
+		c.n.stats.bytesOut.Add(uint64(len(wire)))
 		c.n.stats.writes.Add(1)
-		_, _ = c.gc.Write(buf) // on failure gnet closes the connection and runs OnClose
+		_, _ = c.gc.Write(wire) // gnet copies what the socket does not take; on failure it closes and runs OnClose
 	}
 	c.spare = buf[:0]
 	if cap(c.spare) > keepBuffer { // gnet copied what the socket did not take

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // WaitFor bounds every wait: generous, because CI runs on a busy 2-core
@@ -28,6 +29,11 @@ type Client struct {
 	Out []byte // frames appended by the caller, written by Send
 	in  []byte // bytes read but not yet decoded
 	tmp []byte
+
+	// Sess, once an encrypted handshake is done, seals what Send writes and
+	// opens the RECORDs ReadFrame reads; plain holds opened bytes.
+	Sess  *secure.Session
+	plain []byte
 }
 
 // Dial connects to a node; the connection closes when the test ends.
@@ -82,11 +88,81 @@ func (c *Client) Write(b []byte) {
 	}
 }
 
-// Send writes the frames appended to c.Out so far.
+// Send writes the frames appended to c.Out so far (sealed in one record
+// on an encrypted connection).
 func (c *Client) Send() {
 	c.t.Helper()
-	c.Write(c.Out)
+	if c.Sess != nil {
+		c.Write(c.Sess.Send.Seal(nil, c.Out))
+	} else {
+		c.Write(c.Out)
+	}
 	c.Out = c.Out[:0]
+}
+
+// EncryptedHandshake runs the Noise handshake (PROTOCOL.md section 8) with
+// key and secret, sending h as message 3's payload, and returns the
+// node's WELCOME, read from the first record. A refusal fails the test
+// unless the caller reads it: see NoiseHandshake.
+func (c *Client) EncryptedHandshake(key secure.PrivateKey, secret []byte, h frame.Hello) frame.Welcome {
+	c.t.Helper()
+	if err := c.NoiseHandshake(secure.Config{Key: key, Secret: secret}, h); err != nil {
+		c.t.Fatalf("Noise handshake: %v", err)
+	}
+	f := c.Next()
+	if f.Type != frame.TypeWelcome {
+		c.t.Fatalf("EncryptedHandshake: got %s (%q), want WELCOME", f.Type, f.Payload)
+	}
+	w, err := frame.ParseWelcome(f.Payload)
+	if err != nil {
+		c.t.Fatalf("EncryptedHandshake: %v", err)
+	}
+	c.Enc = frame.Encoder{Compress: w.Features&frame.FeatureCompression != 0}
+	c.Dec = frame.Decoder{MaxPayload: frame.DefaultMaxPayload, Compression: c.Enc.Compress}
+	return w
+}
+
+// NoiseHandshake sends messages 1 and 3 and reads message 2; after it the
+// client reads and writes records. It returns the error of the handshake
+// itself (the node's ERROR frame, if it sent one instead of message 2, is
+// left to ReadFrame).
+func (c *Client) NoiseHandshake(cfg secure.Config, h frame.Hello) error {
+	c.t.Helper()
+	hs, err := secure.NewHandshake(cfg, true)
+	if err != nil {
+		return err
+	}
+	m1, _, err := hs.Write(nil, nil)
+	if err != nil {
+		return err
+	}
+	c.Write(secure.NoiseFrame(nil, m1))
+	f, err := c.ReadFrame(WaitFor)
+	if err != nil {
+		return err
+	}
+	if f.Type != frame.TypeNoise {
+		c.pushBack(f)
+		return errors.New("node answered " + f.Type.String() + " instead of NOISE")
+	}
+	if _, _, err := hs.Read(nil, f.Payload); err != nil {
+		return err
+	}
+	_, _ = rand.Read(h.Nonce[:])
+	hp := frame.AppendHello(nil, h)[frame.HeaderSize:]
+	m3, sess, err := hs.Write(nil, hp)
+	if err != nil {
+		return err
+	}
+	c.Write(secure.NoiseFrame(nil, m3))
+	c.Sess = sess
+	c.Dec = frame.Decoder{MaxPayload: frame.DefaultMaxPayload}
+	return nil
+}
+
+// pushBack returns a frame to the front of the input (re-encoded).
+func (c *Client) pushBack(f frame.Frame) {
+	c.in = append(frame.AppendRaw(nil, f), c.in...)
 }
 
 // Doit sends a DOIT for handler with args and the nonce "nonce-1".
@@ -118,8 +194,27 @@ func (c *Client) KillAll(refs ...uint64) {
 func (c *Client) ReadFrame(d time.Duration) (frame.Frame, error) {
 	deadline := time.Now().Add(d)
 	for {
-		f, n, err := c.Dec.Decode(c.in)
-		if err == nil {
+		if c.Sess != nil {
+			if err := c.openRecords(); err != nil {
+				return frame.Frame{}, err
+			}
+			f, n, err := c.Dec.Decode(c.plain)
+			if err == nil {
+				p, _, err := frame.Payload(f, nil, 0)
+				if err != nil {
+					return f, err
+				}
+				f.Payload = append([]byte(nil), p...)
+				c.plain = c.plain[n:]
+				return f, nil
+			}
+			if !errors.Is(err, frame.ErrIncomplete) {
+				return f, err
+			}
+			if f, ok := c.plaintextError(); ok { // a refusal sent before the keys existed
+				return f, nil
+			}
+		} else if f, n, err := c.Dec.Decode(c.in); err == nil {
 			p, _, err := frame.Payload(f, nil, 0)
 			if err != nil {
 				return f, err
@@ -127,8 +222,7 @@ func (c *Client) ReadFrame(d time.Duration) (frame.Frame, error) {
 			f.Payload = append([]byte(nil), p...)
 			c.in = c.in[n:]
 			return f, nil
-		}
-		if !errors.Is(err, frame.ErrIncomplete) {
+		} else if !errors.Is(err, frame.ErrIncomplete) {
 			return f, err
 		}
 		_ = c.NC.SetReadDeadline(deadline)
@@ -138,6 +232,36 @@ func (c *Client) ReadFrame(d time.Duration) (frame.Frame, error) {
 			return frame.Frame{}, err
 		}
 	}
+}
+
+// openRecords opens every whole RECORD in the input into c.plain.
+func (c *Client) openRecords() error {
+	dec := frame.Decoder{MaxPayload: secure.MaxRecordPayload}
+	for {
+		f, n, err := dec.Decode(c.in)
+		if errors.Is(err, frame.ErrIncomplete) || (err == nil && f.Type != frame.TypeRecord) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if c.plain, err = c.Sess.Recv.Open(c.plain, c.in[:frame.HeaderSize], f); err != nil {
+			return err
+		}
+		c.in = c.in[n:]
+	}
+}
+
+// plaintextError takes an ERROR frame sent in the clear (a node refusing
+// message 3 has no keys to seal it with).
+func (c *Client) plaintextError() (frame.Frame, bool) {
+	f, n, err := (&frame.Decoder{MaxPayload: 1024}).Decode(c.in)
+	if err != nil || f.Type != frame.TypeError {
+		return frame.Frame{}, false
+	}
+	f.Payload = append([]byte(nil), f.Payload...)
+	c.in = c.in[n:]
+	return f, true
 }
 
 // Next returns the Next frame that is not a HEARTBEAT, failing the test
