@@ -85,8 +85,8 @@ func BenchmarkDispatch(b *testing.B) {
 // TestSubmitAllocatesNothingPerJob: submitting 192 jobs costs the same
 // allocations as submitting 3 (the coordinator's own, per fan-out).
 func TestSubmitAllocatesNothingPerJob(t *testing.T) {
-	addr := silentNode(t) // accepts the handshake, then discards everything
-	cl := connectedClient(t, Config{Nodes: []string{addr}, OutboundLimit: 1 << 30})
+	addr := silentNode(t)                                                                                    // accepts the handshake, then discards everything
+	cl := connectedClient(t, Config{Nodes: []string{addr}, OutboundLimit: 1 << 30, InsecurePlaintext: true}) // the silent node speaks plaintext
 	jobsOf := func(n int) []Job {
 		js := make([]Job, n)
 		for i := range js {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/rexi-go/rexi/reaper"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // refSlotBits: a ref is coordinator id << refSlotBits | slot, so a frame is
@@ -63,6 +64,13 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Key.IsZero() {
+		k, err := secure.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Key = k
+	}
 	cl := &Client{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -81,6 +89,10 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	return cl, nil
 }
+
+// PublicKey is the client's static public key: nodes that pin
+// coordinator keys list it.
+func (cl *Client) PublicKey() secure.PublicKey { return cl.cfg.Key.Public() }
 
 // WaitConnected blocks until every node has completed a handshake once
 // since its last loss, or ctx ends.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // Config configures a Client. Zero values mean the documented defaults,
@@ -17,6 +18,18 @@ type Config struct {
 	Nodes []string
 	// Secret is the cluster's shared secret.
 	Secret []byte
+	// Key is this client's static Curve25519 key for encrypted
+	// connections. Zero: a random key is made at NewClient (nothing is
+	// derived from the secret); Client.PublicKey tells it.
+	Key secure.PrivateKey
+	// NodeKeys, when not empty, are the only node static keys accepted: a
+	// node presenting another is refused (AUTH_FAILED).
+	NodeKeys []secure.PublicKey
+	// InsecurePlaintext connects without encryption (the HELLO, WELCOME,
+	// AUTH handshake: the secret authenticates both sides, but frames
+	// travel in clear with no integrity). For loopback benchmarks and
+	// debugging; the nodes must be plaintext too. Default: encrypted.
+	InsecurePlaintext bool
 	// Name is sent in HELLO. Default "rexi-coord".
 	Name string
 

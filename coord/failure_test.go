@@ -188,7 +188,7 @@ func silentNode(t *testing.T) string {
 				return
 			}
 			conns = append(conns, conn)
-			f, _, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
+			f, _, _, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
 			if err != nil {
 				continue
 			}
@@ -204,7 +204,7 @@ func silentNode(t *testing.T) string {
 
 func TestMissedHeartbeatsMeanNodeDown(t *testing.T) {
 	addr := silentNode(t)
-	cl := connectedClient(t, Config{Nodes: []string{addr},
+	cl := connectedClient(t, Config{Nodes: []string{addr}, InsecurePlaintext: true, // the silent node speaks plaintext
 		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
 	co := mustNew(t, cl, context.Background(), 1)
 	defer co.Close()

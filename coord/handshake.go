@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // HandshakeError is a node's refusal during the handshake, or a node that
@@ -25,24 +26,31 @@ func (e *HandshakeError) Error() string {
 
 // handshakeResult is what a connection's handshake settled.
 type handshakeResult struct {
-	enc      frame.Encoder // for what we send
-	dec      frame.Decoder // for what the node sends
-	peerMax  int           // the node's max_payload
-	nodeName string        // from WELCOME
-	window   int           // un-acked rows per job, from WELCOME
-	liveness time.Duration // silence after which the node closes us, from WELCOME
+	sess     *secure.Session // the record keys; nil on a plaintext connection
+	enc      frame.Encoder   // for what we send
+	dec      frame.Decoder   // for what the node sends
+	peerMax  int             // the node's max_payload
+	nodeName string          // from WELCOME
+	window   int             // un-acked rows per job, from WELCOME
+	liveness time.Duration   // silence after which the node closes us, from WELCOME
 }
 
-// handshake runs HELLO, WELCOME, AUTH on conn (PROTOCOL.md section 3).
+// handshake settles a new connection: encrypted (Noise, PROTOCOL.md
+// section 8) unless the configuration asks for plaintext (HELLO, WELCOME,
+// AUTH, section 3).
 func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error) {
 	h := frame.Hello{Version: frame.Version, Features: cfg.features(), MaxPayload: uint32(cfg.MaxPayload),
 		HeartbeatMs: uint32(cfg.HeartbeatInterval / time.Millisecond), Name: []byte(cfg.Name)}
 	_, _ = rand.Read(h.Nonce[:])
+	if !cfg.InsecurePlaintext {
+		h.Features &^= frame.FeatureChecksum // a record's tag covers everything
+		return noiseHandshake(conn, cfg, addr, h)
+	}
 	hb := frame.AppendHello(nil, h)
 	if _, err := conn.Write(hb); err != nil {
 		return handshakeResult{}, err
 	}
-	f, rest, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
+	f, _, rest, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
 	if err != nil {
 		return handshakeResult{}, fmt.Errorf("reading WELCOME: %w", err)
 	}
@@ -68,36 +76,118 @@ func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error)
 	if len(rest) > 0 { // a node sends nothing after WELCOME until we speak
 		return handshakeResult{}, &HandshakeError{Node: addr, Code: frame.CodeUnexpected, Reason: "bytes after WELCOME"}
 	}
+	return settled(cfg, w, nil), nil
+}
+
+// settled is what a WELCOME settles.
+func settled(cfg *Config, w frame.Welcome, sess *secure.Session) handshakeResult {
 	feat := w.Features
 	enc := frame.Encoder{Checksum: feat&frame.FeatureChecksum != 0, Compress: feat&frame.FeatureCompression != 0, CompressThreshold: cfg.CompressThreshold}
 	return handshakeResult{
+		sess:     sess,
 		enc:      enc,
 		dec:      frame.Decoder{MaxPayload: cfg.MaxPayload, Checksum: enc.Checksum, Compression: enc.Compress},
 		peerMax:  int(w.MaxPayload),
 		nodeName: string(w.Name),
 		window:   int(w.Window),
 		liveness: time.Duration(w.LivenessMs) * time.Millisecond,
-	}, nil
+	}
 }
 
-// readOneFrame reads exactly one handshake frame; it returns any bytes
-// read beyond it.
-func readOneFrame(conn net.Conn, dec frame.Decoder) (frame.Frame, []byte, error) {
+// noiseHandshake runs the three Noise messages, then reads the node's
+// WELCOME from its first record.
+func noiseHandshake(conn net.Conn, cfg *Config, addr string, h frame.Hello) (handshakeResult, error) {
+	refused := func(code frame.ErrorCode, format string, args ...any) error {
+		return &HandshakeError{Node: addr, Code: code, Reason: fmt.Sprintf(format, args...)}
+	}
+	hs, err := secure.NewHandshake(secure.Config{Key: cfg.Key, Secret: cfg.Secret, Allowed: cfg.NodeKeys}, true)
+	if err != nil {
+		return handshakeResult{}, err
+	}
+	m1, _, err := hs.Write(nil, nil)
+	if err != nil {
+		return handshakeResult{}, err
+	}
+	if _, err := conn.Write(secure.NoiseFrame(nil, m1)); err != nil {
+		return handshakeResult{}, err
+	}
+	f, _, rest, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
+	if err != nil {
+		return handshakeResult{}, fmt.Errorf("reading Noise message 2: %w", err)
+	}
+	if f.Type == frame.TypeError {
+		code, msg, _ := frame.ParseError(f.Payload)
+		return handshakeResult{}, refused(code, "%s", msg)
+	}
+	if f.Type != frame.TypeNoise || f.Ref != 0 || len(rest) > 0 {
+		return handshakeResult{}, refused(frame.CodeBadHandshake, "expected one NOISE frame (message 2), got %s ref %d", f.Type, f.Ref)
+	}
+	if _, _, err := hs.Read(nil, f.Payload); err != nil {
+		code := frame.CodeAuthFailed
+		reason := "the node does not know the cluster secret or its handshake is corrupt"
+		if errors.Is(err, secure.ErrPeerKey) {
+			reason = "the node's key is not among the keys this client requires (NodeKeys)"
+		}
+		_, _ = conn.Write((&frame.Encoder{}).AppendError(nil, 0, code, reason))
+		return handshakeResult{}, refused(code, "%s: %v", reason, err)
+	}
+	m3, sess, err := hs.Write(nil, frame.AppendHello(nil, h)[frame.HeaderSize:])
+	if err != nil {
+		return handshakeResult{}, err
+	}
+	if _, err := conn.Write(secure.NoiseFrame(nil, m3)); err != nil {
+		return handshakeResult{}, err
+	}
+	// The first record holds WELCOME; a refusal of message 3 comes as a
+	// plaintext ERROR (the node had no keys), a later one sealed.
+	f, header, rest, err := readOneFrame(conn, frame.Decoder{MaxPayload: secure.MaxRecordPayload})
+	if err != nil {
+		return handshakeResult{}, fmt.Errorf("reading the node's first record: %w", err)
+	}
+	if f.Type == frame.TypeError {
+		code, msg, _ := frame.ParseError(f.Payload)
+		return handshakeResult{}, refused(code, "%s", msg)
+	}
+	var plain []byte
+	if plain, err = sess.Recv.Open(nil, header, f); err != nil {
+		return handshakeResult{}, refused(frame.CodeBadRecord, "%v", err)
+	}
+	g, n, err := (&frame.Decoder{MaxPayload: cfg.MaxPayload}).Decode(plain)
+	if err != nil {
+		return handshakeResult{}, refused(frame.CodeBadHandshake, "the node's first record: %v", err)
+	}
+	if g.Type == frame.TypeError {
+		code, msg, _ := frame.ParseError(g.Payload)
+		return handshakeResult{}, refused(code, "%s", msg)
+	}
+	if g.Type != frame.TypeWelcome || n != len(plain) || len(rest) > 0 {
+		return handshakeResult{}, refused(frame.CodeBadHandshake, "expected WELCOME alone in the node's first record, got %s", g.Type)
+	}
+	w, err := frame.ParseWelcome(g.Payload)
+	if err != nil {
+		return handshakeResult{}, err
+	}
+	return settled(cfg, w, sess), nil
+}
+
+// readOneFrame reads exactly one handshake frame; it returns its header
+// bytes and any bytes read beyond it.
+func readOneFrame(conn net.Conn, dec frame.Decoder) (f frame.Frame, header, rest []byte, err error) {
 	buf := make([]byte, 0, 2048)
 	tmp := make([]byte, 2048)
 	for {
 		f, n, err := dec.Decode(buf)
 		if err == nil {
 			f.Payload = append([]byte(nil), f.Payload...)
-			return f, buf[n:], nil
+			return f, buf[:frame.HeaderSize], buf[n:], nil
 		}
 		if !errors.Is(err, frame.ErrIncomplete) {
-			return f, nil, err
+			return f, nil, nil, err
 		}
 		m, err := conn.Read(tmp)
 		buf = append(buf, tmp[:m]...)
 		if err != nil {
-			return frame.Frame{}, nil, err
+			return frame.Frame{}, nil, nil, err
 		}
 	}
 }

@@ -37,10 +37,10 @@ func (k Kind) String() string {
 // entry is one inbound event for a coordinator. Payload bytes live in the
 // batch's data buffer at [off, off+n).
 type entry struct {
-	kind Kind
-	slot int32 // job slot
-	off  int32
-	n    int32
+	kind  Kind
+	slot  int32 // job slot
+	off   int32
+	n     int32
 	sess  *session // for kindConnDown: the session that ended
 	err   error    // for kindConnDown, KindNodeDown and KindOverload
 	acked bool     // a row the reader acknowledged on receipt

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 const readBufferSize = 256 << 10
@@ -18,9 +19,14 @@ const readBufferSize = 256 << 10
 // fails, the node sends ERROR or breaks the protocol, or nothing (not even
 // a heartbeat) arrives within HeartbeatTimeout.
 func (s *session) read() error {
-	cl, conn, dec := s.p.cl, s.conn, s.dec
+	cl, conn := s.p.cl, s.conn
+	fr := frameReader{s: s, dec: s.dec}
+	if s.sess != nil { // the wire carries RECORDs; their plaintext, the frames
+		fr.wire = frame.Decoder{MaxPayload: secure.MaxRecordPayload}
+	} else {
+		fr.wire = s.dec
+	}
 	buf := make([]byte, readBufferSize)
-	var scratch []byte // decompression
 	var rb readBatch
 	start, end := 0, 0
 	var armed time.Time // when the read deadline was last pushed back
@@ -41,7 +47,7 @@ func (s *session) read() error {
 			return err
 		}
 		for {
-			f, used, err := dec.Decode(buf[start:end])
+			f, used, err := fr.wire.Decode(buf[start:end])
 			if errors.Is(err, frame.ErrIncomplete) {
 				break
 			}
@@ -49,23 +55,20 @@ func (s *session) read() error {
 				s.sendError(err)
 				return fmt.Errorf("node sent a bad frame: %w", err)
 			}
-			start += used
-			var p []byte
-			p, scratch, err = frame.Payload(f, scratch, cl.cfg.MaxPayload)
-			if err != nil {
-				s.sendError(err)
-				return fmt.Errorf("node sent a bad payload: %w", err)
+			if s.sess != nil {
+				err = fr.record(buf[start:start+frame.HeaderSize], f, &rb)
+			} else {
+				err = fr.frame(f, &rb)
 			}
-			if err := s.dispatch(f, p, &rb); err != nil {
+			start += used
+			if err != nil {
 				return err
 			}
 		}
 		s.endBatch(&rb)
+		fr.trim()
 		// Keep the partial frame at the front; grow for a frame larger
 		// than the buffer, and give the growth back once it is consumed.
-		if cap(scratch) > readBufferSize {
-			scratch = nil
-		}
 		if start == end {
 			start, end = 0, 0
 			if len(buf) > readBufferSize {
@@ -80,6 +83,65 @@ func (s *session) read() error {
 		if end == len(buf) {
 			buf = slices.Grow(buf, len(buf))[:2*len(buf)]
 		}
+	}
+}
+
+// frameReader turns what the wire carries into dispatched frames: frames
+// themselves on a plaintext connection, RECORDs to open on an encrypted
+// one (a frame may span records).
+type frameReader struct {
+	s       *session
+	wire    frame.Decoder // what is on the socket
+	dec     frame.Decoder // frames (inside records, when encrypted)
+	plain   []byte        // opened and not yet decoded
+	scratch []byte        // decompression
+}
+
+// record opens one RECORD and dispatches the frames it completes.
+func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error {
+	var err error
+	if fr.plain, err = fr.s.sess.Recv.Open(fr.plain, header, f); err != nil {
+		fr.s.sendError(&frame.ProtocolError{Code: frame.CodeBadRecord, Detail: err.Error()})
+		return fmt.Errorf("node sent a record that does not open: %w", err)
+	}
+	off := 0
+	for off < len(fr.plain) {
+		g, n, err := fr.dec.Decode(fr.plain[off:])
+		if errors.Is(err, frame.ErrIncomplete) {
+			break
+		}
+		if err != nil {
+			fr.s.sendError(err)
+			return fmt.Errorf("node sent a bad frame: %w", err)
+		}
+		off += n
+		if err := fr.frame(g, rb); err != nil {
+			return err
+		}
+	}
+	fr.plain = fr.plain[:copy(fr.plain, fr.plain[off:])]
+	return nil
+}
+
+// frame decompresses and dispatches one frame.
+func (fr *frameReader) frame(f frame.Frame, rb *readBatch) error {
+	var p []byte
+	var err error
+	p, fr.scratch, err = frame.Payload(f, fr.scratch, fr.s.p.cl.cfg.MaxPayload)
+	if err != nil {
+		fr.s.sendError(err)
+		return fmt.Errorf("node sent a bad payload: %w", err)
+	}
+	return fr.s.dispatch(f, p, rb)
+}
+
+// trim gives back buffers a large frame grew.
+func (fr *frameReader) trim() {
+	if cap(fr.scratch) > readBufferSize {
+		fr.scratch = nil
+	}
+	if len(fr.plain) == 0 && cap(fr.plain) > readBufferSize {
+		fr.plain = nil
 	}
 }
 

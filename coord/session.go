@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // session is one authenticated TCP connection to a node and everything
@@ -24,6 +25,7 @@ type session struct {
 	conn     net.Conn
 	raw      syscall.RawConn
 	dec      frame.Decoder
+	sess     *secure.Session // nil on a plaintext connection
 	peerMax  int
 	nodeName string
 	kick     chan struct{} // capacity 1: output waits for the writer goroutine
@@ -41,7 +43,8 @@ type session struct {
 	cause    error
 	enc      frame.Encoder
 	out      []byte // queued frames, in order
-	spare    []byte // the other output buffer
+	wire     []byte // bytes for the socket, sealed if encrypted; a write in progress or what a short write left
+	wireArr  []byte // wire's buffer
 	writing  bool   // one goroutine writes at a time, which keeps order
 	coords   map[*state]struct{}
 }
@@ -69,7 +72,7 @@ func newSession(p *peer, conn net.Conn, hs handshakeResult) (*session, error) {
 		return nil, err
 	}
 	s := &session{
-		p: p, conn: conn, raw: raw, dec: hs.dec, peerMax: hs.peerMax, nodeName: hs.nodeName,
+		p: p, conn: conn, raw: raw, dec: hs.dec, sess: hs.sess, peerMax: hs.peerMax, nodeName: hs.nodeName,
 		kick: make(chan struct{}, 1), dead: make(chan struct{}),
 		enc: hs.enc, coords: make(map[*state]struct{}),
 	}
@@ -167,7 +170,7 @@ func (s *session) terminate(cause error) {
 		return
 	}
 	s.closed, s.cause = true, cause
-	s.out, s.spare = nil, nil
+	s.out, s.wire, s.wireArr = nil, nil, nil
 	coords := make([]*state, 0, len(s.coords))
 	for co := range s.coords {
 		coords = append(coords, co)
@@ -241,7 +244,7 @@ func (s *session) kickWriter() {
 // goroutine.
 func (s *session) push() {
 	s.mu.Lock()
-	if s.writing || s.closed || len(s.out) == 0 {
+	if s.writing || s.closed || (len(s.out) == 0 && len(s.wire) == 0) {
 		s.mu.Unlock()
 		return
 	}
@@ -266,33 +269,42 @@ func (s *session) drain() error {
 
 // drainLocked is called with s.mu held and returns with it held; it
 // writes queued output, with s.mu released during each write, until none
-// is left. Non-blocking, it stops at the first short write and puts the
-// rest back at the front of the queue — of this session only: once the
-// session has ended, unsent bytes are dropped with it.
+// is left. Queued frames become wire bytes (sealed into records on an
+// encrypted connection) only when the previous wire bytes are all written,
+// so a short write's rest goes out first, as it is: non-blocking, drain
+// stops at the first short write and leaves the rest in s.wire. All of it
+// belongs to this session: once the session has ended, unsent bytes are
+// dropped with it.
 func (s *session) drainLocked(blocking bool) error {
 	s.writing = true
 	defer func() {
 		s.writing = false
 		s.writerOK.Broadcast()
 	}()
-	for len(s.out) > 0 && !s.closed {
-		buf := s.out
-		s.out, s.spare = s.spare[:0], nil
+	for !s.closed && (len(s.wire) > 0 || len(s.out) > 0) {
+		if len(s.wire) == 0 {
+			if s.sess != nil {
+				s.wireArr = s.sess.Send.Seal(s.wireArr[:0], s.out)
+				s.out = s.out[:0]
+			} else { // the buffers swap: producers fill the other one meanwhile
+				s.wireArr, s.out = s.out, s.wireArr[:0]
+			}
+			s.wire = s.wireArr
+		}
+		buf := s.wire
 		s.mu.Unlock()
 		n, err := s.write(buf, blocking)
 		s.mu.Lock()
 		if s.closed {
 			return net.ErrClosed
 		}
-		if err == nil && n < len(buf) {
+		s.wire = buf[n:]
+		if err == nil && len(s.wire) > 0 {
 			err = errWouldBlock
 		}
 		if err != nil {
-			rest := append(buf[:0], buf[n:]...)
-			s.out, s.spare = append(rest, s.out...), s.out[:0]
 			return err
 		}
-		s.spare = buf[:0]
 	}
 	return nil
 }
@@ -350,7 +362,7 @@ func (s *session) sendError(err error) {
 	if s.closed {
 		return
 	}
-	s.out = s.enc.AppendError(s.out, 0, code, msg)
+	s.out = s.enc.AppendError(s.out, 0, code, frame.FitMessage(msg, s.peerMax))
 	for s.writing {
 		s.writerOK.Wait()
 	}

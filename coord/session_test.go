@@ -23,15 +23,17 @@ func TestStalledWriteNeverReachesTheNextConnection(t *testing.T) {
 	c := newCluster(t, 1, nil, nil)
 	stalled, release := make(chan *session, 1), make(chan struct{})
 	var armed atomic.Bool
-	armed.Store(true)
 	setWriteHook(t, func(s *session, buf []byte, blocking bool) (int, error, bool) {
-		if bytes.Contains(buf, []byte("block")) && armed.CompareAndSwap(true, false) {
+		// Submit's DOIT is the first direct (non-blocking) write once armed;
+		// the bytes are sealed, so they cannot be told apart by content.
+		if !blocking && armed.CompareAndSwap(true, false) {
 			stalled <- s
 			<-release // the write goes on once the connection is gone
 		}
 		return 0, nil, false
 	})
 	co := mustNew(t, c.cl, context.Background(), 1)
+	armed.Store(true)
 	submitted := make(chan struct{})
 	go func() {
 		defer close(submitted)

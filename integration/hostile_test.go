@@ -13,6 +13,7 @@ import (
 	"github.com/rexi-go/rexi/coord"
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/internal/proctest"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // Hostile input against a live node, for 10 s (60 s in make soak): random
@@ -83,6 +84,16 @@ func TestHostileInput(t *testing.T) {
 		dur, attacks.Load(), node.Metric("rexi_node_connections_refused_total"), node.Metric("rexi_node_protocol_errors_total"), fanouts, rows)
 }
 
+// attackerKey is the hostile connections' static key: they know the
+// cluster secret, so they get through the handshake.
+var attackerKey = func() secure.PrivateKey {
+	k, err := secure.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 // attack opens one connection and misbehaves in one random way.
 func attack(t *testing.T, addr string, rng *rand.Rand) {
 	nc, err := net.DialTimeout("tcp", addr, time.Second)
@@ -100,29 +111,58 @@ func attack(t *testing.T, addr string, rng *rand.Rand) {
 		return b
 	}
 	randomFrame := func() []byte {
-		types := []frame.Type{frame.TypeHello, frame.TypeWelcome, frame.TypeAuth, frame.TypeDoit, frame.TypeReply,
+		types := []frame.Type{frame.TypeHello, frame.TypeWelcome, frame.TypeAuth, frame.TypeNoise, frame.TypeRecord, frame.TypeDoit, frame.TypeReply,
 			frame.TypeStart, frame.TypeCancel, frame.TypeStream, frame.TypeAck, frame.TypeKillAll, frame.TypeHeartbeat, frame.TypeError}
 		return frame.AppendRaw(nil, frame.Frame{Type: types[rng.IntN(len(types))], Ref: uint64(rng.IntN(1 << 30)), Payload: junk(rng.IntN(64))})
 	}
-	authed := func() bool { // complete a real handshake first
-		h := frame.Hello{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload}
-		hb := frame.AppendHello(nil, h)
-		if _, err := nc.Write(hb); err != nil {
-			return false
+	// After a real (encrypted) handshake, send seals what it writes: the
+	// attacker knows the secret and attacks from inside the channel.
+	var sess *secure.Session
+	send := func(b []byte) {
+		if sess != nil {
+			b = sess.Send.Seal(nil, b)
 		}
-		buf := make([]byte, 4096)
-		n, err := nc.Read(buf)
-		if err != nil {
-			return false
-		}
-		f, _, err := (&frame.Decoder{}).Decode(buf[:n])
-		if err != nil {
-			return false
-		}
-		_, err = nc.Write(frame.AppendAuth(nil, frame.CoordMAC([]byte(secret), hb[frame.HeaderSize:], f.Payload)))
-		return err == nil
+		nc.Write(b)
 	}
-	switch rng.IntN(6) {
+	authed := func() bool {
+		hs, err := secure.NewHandshake(secure.Config{Key: attackerKey, Secret: []byte(secret)}, true)
+		if err != nil {
+			return false
+		}
+		m1, _, _ := hs.Write(nil, nil)
+		if _, err := nc.Write(secure.NoiseFrame(nil, m1)); err != nil {
+			return false
+		}
+		var in []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := nc.Read(buf)
+			in = append(in, buf[:n]...)
+			if f, _, derr := (&frame.Decoder{MaxPayload: 1024}).Decode(in); derr == nil {
+				if f.Type != frame.TypeNoise {
+					return false
+				}
+				if _, _, err := hs.Read(nil, f.Payload); err != nil {
+					return false
+				}
+				break
+			}
+			if err != nil {
+				return false
+			}
+		}
+		h := frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload})
+		m3, s, err := hs.Write(nil, h[frame.HeaderSize:])
+		if err != nil {
+			return false
+		}
+		if _, err := nc.Write(secure.NoiseFrame(nil, m3)); err != nil {
+			return false
+		}
+		sess = s
+		return true
+	}
+	switch rng.IntN(7) {
 	case 0: // random bytes
 		nc.Write(junk(1 + rng.IntN(4096)))
 	case 1: // random valid-looking frames before the handshake
@@ -132,7 +172,7 @@ func attack(t *testing.T, addr string, rng *rand.Rand) {
 	case 2: // random frames after a real handshake
 		if authed() {
 			for i := 0; i < 8; i++ {
-				nc.Write(randomFrame())
+				send(randomFrame())
 			}
 		}
 	case 3: // oversize length
@@ -141,19 +181,23 @@ func attack(t *testing.T, addr string, rng *rand.Rand) {
 		if rng.IntN(2) == 0 && !authed() {
 			return
 		}
-		nc.Write(b)
+		send(b)
 	case 4: // KILL_ALL for another connection's refs, with valid frames
 		if authed() {
 			refs := make([]uint64, 256)
 			for i := range refs {
 				refs[i] = uint64(1+rng.IntN(4096))<<24 | uint64(rng.IntN(16))
 			}
-			nc.Write(enc.AppendKillAll(nil, refs))
-			nc.Write(enc.AppendEmpty(nil, frame.TypeCancel, refs[0]))
+			send(enc.AppendKillAll(nil, refs))
+			send(enc.AppendEmpty(nil, frame.TypeCancel, refs[0]))
 		}
-	case 5: // handshake replay
+	case 5: // handshake replay inside the channel
 		if authed() {
-			nc.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1024}))
+			send(frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1024}))
+		}
+	case 6: // forged records after a real handshake
+		if authed() {
+			nc.Write(frame.AppendRaw(nil, frame.Frame{Type: frame.TypeRecord, Ref: uint64(rng.IntN(2)), Payload: junk(16 + rng.IntN(512))}))
 		}
 	}
 	// Read whatever the node answers until it closes or goes quiet.

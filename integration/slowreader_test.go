@@ -25,7 +25,8 @@ func TestSlowReader(t *testing.T) {
 	for ref := uint64(1); ref <= 64; ref++ {
 		out = slow.Enc.AppendDoit(out, ref, frame.Doit{Handler: []byte("rows"), Args: []byte(handlers.RowsArgs(1000, rowSize, 0))})
 	}
-	slow.Write(out)
+	slow.Out = out
+	slow.Send()
 	inits := 0
 	for inits < 64 {
 		f, err := slow.ReadFrame(proctest.WaitFor)
@@ -34,7 +35,7 @@ func TestSlowReader(t *testing.T) {
 		}
 		if f.Type == frame.TypeStreamInit {
 			inits++
-			slow.Write(slow.Enc.AppendEmpty(nil, frame.TypeStart, f.Ref))
+			slow.Control(frame.TypeStart, f.Ref)
 		}
 	}
 	// ... and now it reads nothing more.

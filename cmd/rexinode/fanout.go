@@ -232,6 +232,7 @@ type clientFlags struct {
 	checksum, compression *bool
 	dialTimeout           *time.Duration
 	hbInterval, hbTimeout *time.Duration
+	security              securityFlags
 }
 
 // addClientFlags registers the connection flags; features (-checksum,
@@ -242,21 +243,30 @@ func addClientFlags(fs flagSet, features bool) clientFlags {
 		hbInterval:  fs.Duration("heartbeat-interval", time.Second, "heartbeat interval to each node"),
 		hbTimeout:   fs.Duration("heartbeat-timeout", 5*time.Second, "declare a node down after this long without a frame"),
 	}
-	if features {
-		f.checksum = fs.Bool("checksum", false, "ask nodes for xxhash64 frame checksums")
+	if features { // a client command; serve shares its own with its client
+		f.checksum = fs.Bool("checksum", false, "ask nodes for xxhash64 frame checksums (plaintext connections)")
 		f.compression = fs.Bool("compression", false, "ask nodes for S2 compression of large payloads")
+		f.security = addSecurityFlags(fs, false)
 	}
 	return f
 }
 
-func (f clientFlags) config(peers []string, secret []byte) coord.Config {
+func (f clientFlags) config(peers []string, secret []byte) (coord.Config, error) {
+	key, _, nodeKeys, err := f.security.keys()
+	if err != nil {
+		return coord.Config{}, err
+	}
 	return coord.Config{Nodes: peers, Secret: secret, Name: hostName("rexinode"), Checksum: *f.checksum, Compression: *f.compression,
-		DialTimeout: *f.dialTimeout, HeartbeatInterval: *f.hbInterval, HeartbeatTimeout: *f.hbTimeout}
+		Key: key, NodeKeys: nodeKeys, InsecurePlaintext: *f.security.plaintext,
+		DialTimeout: *f.dialTimeout, HeartbeatInterval: *f.hbInterval, HeartbeatTimeout: *f.hbTimeout}, nil
 }
 
 // connect builds a client and waits until every node is connected.
 func connect(peers []string, secret []byte, cf clientFlags, log *slog.Logger) (*coord.Client, error) {
-	cfg := cf.config(peers, secret)
+	cfg, err := cf.config(peers, secret)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Logger = log
 	cl, err := coord.NewClient(cfg)
 	if err != nil {

@@ -36,6 +36,7 @@ type serveFlags struct {
 	handlerMode                          *string
 	checksum, compression                *bool
 	secret                               secretFlags
+	security                             securityFlags
 	client                               clientFlags
 }
 
@@ -63,6 +64,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		checksum:         fs.Bool("checksum", true, "offer xxhash64 checksums to coordinators"),
 		compression:      fs.Bool("compression", true, "offer S2 compression to coordinators"),
 		secret:           addSecretFlags(fs),
+		security:         addSecurityFlags(fs, true),
 	}
 }
 
@@ -82,6 +84,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	f := addServeFlags(fs)
 	f.client = addClientFlags(fs, false)
 	f.client.checksum, f.client.compression = f.checksum, f.compression // a node asks its peers for what it offers
+	f.client.security = f.security                                      // and uses its own key with them
 	fs.String("config", "", "JSON file of flag values, e.g. {\"listen\": \":7070\", \"peers\": [\"a:7070\", \"b:7070\"]}")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -122,7 +125,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 }
 
 func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error) {
-	n, err := node.New(f.nodeConfig(secret, log))
+	nc, err := f.nodeConfig(secret, log)
+	if err != nil {
+		return nil, err
+	}
+	n, err := node.New(nc)
 	if err != nil {
 		return nil, fail(exitUsage, "%v", err)
 	}
@@ -146,7 +153,11 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 			d.peers[i] = n.Addr()
 		}
 	}
-	ccfg := f.client.config(d.peers, secret)
+	ccfg, err := f.client.config(d.peers, secret)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
 	ccfg.Logger = log
 	ccfg.MaxPayload = *f.maxFrame
 	if d.client, err = coord.NewClient(ccfg); err != nil {
@@ -171,7 +182,11 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 }
 
 // nodeConfig is the node's configuration from the flags.
-func (f serveFlags) nodeConfig(secret []byte, log *slog.Logger) node.Config {
+func (f serveFlags) nodeConfig(secret []byte, log *slog.Logger) (node.Config, error) {
+	key, allowed, _, err := f.security.keys()
+	if err != nil {
+		return node.Config{}, err
+	}
 	idle := *f.idleTimeout
 	if idle == 0 { // the flag's 0 means never, as its help says; the library's 0 means the default
 		idle = -1
@@ -182,8 +197,9 @@ func (f serveFlags) nodeConfig(secret []byte, log *slog.Logger) node.Config {
 		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
 		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
 		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
+		Key: key, AllowedKeys: allowed, InsecurePlaintext: *f.security.plaintext,
 		Logger: log,
-	}
+	}, nil
 }
 
 // shutdown drains: no new work, running workers get grace, then every

@@ -182,7 +182,10 @@ func TestFlagValues(t *testing.T) {
 	if err := fs.parse([]string{"-config", cfgFile}); err != nil {
 		t.Fatal(err)
 	}
-	nc := f.nodeConfig([]byte("s"), nil)
+	nc, err := f.nodeConfig([]byte("s"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if nc.MaxPayload != 16777216 || nc.OutboundLimit != 1000000 {
 		t.Fatalf("max-frame %d, outbound-limit %d from the config file", nc.MaxPayload, nc.OutboundLimit)
 	}
