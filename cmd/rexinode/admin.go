@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -15,20 +17,46 @@ import (
 	"github.com/rexi-go/rexi/node"
 )
 
+// routes: /metrics and /healthz are open to whoever reaches the port;
+// everything that runs work or reveals it needs the bearer token.
 func (d *daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", d.healthz)
-	mux.Handle("GET /live", bench.LiveHandler(nodeLive{d.node}))
-	mux.HandleFunc("GET /errors", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.RecentErrors()) })
-	mux.HandleFunc("GET /jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.Jobs()) })
-	mux.HandleFunc("GET /fanout", d.fanout)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	guarded := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, d.guard(h)) }
+	guarded("GET /live", bench.LiveHandler(nodeLive{d.node}).ServeHTTP)
+	guarded("GET /errors", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.RecentErrors()) })
+	guarded("GET /jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.Jobs()) })
+	guarded("GET /fanout", d.fanout)
+	guarded("/debug/pprof/", pprof.Index)
+	guarded("/debug/pprof/cmdline", pprof.Cmdline)
+	guarded("/debug/pprof/profile", pprof.Profile)
+	guarded("/debug/pprof/symbol", pprof.Symbol)
+	guarded("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// guard admits a request that carries the admin token as a bearer token.
+// Without -admin-token-file, only an admin address on the loopback
+// interface serves guarded endpoints (what a developer runs locally).
+func (d *daemon) guard(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.adminToken == nil {
+			if d.adminLoopback {
+				h(w, r)
+				return
+			}
+			http.Error(w, "rexinode: this endpoint needs -admin-token-file when the admin address is not loopback", http.StatusForbidden)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), d.adminToken) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rexinode"`)
+			http.Error(w, "rexinode: send the admin token: Authorization: Bearer <content of -admin-token-file>", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +40,7 @@ type serveFlags struct {
 	checksum, compression                *bool
 	secret                               secretFlags
 	security                             securityFlags
+	adminTokenFile, adminCert, adminKey  *string
 	client                               clientFlags
 }
 
@@ -65,18 +69,25 @@ func addServeFlags(fs flagSet) serveFlags {
 		compression:      fs.Bool("compression", true, "offer S2 compression to coordinators"),
 		secret:           addSecretFlags(fs),
 		security:         addSecurityFlags(fs, true),
+		adminTokenFile:   fs.String("admin-token-file", "", "file holding the bearer token the admin endpoints that run or reveal work require (all but /metrics and /healthz); without it they answer only on a loopback admin address"),
+		adminCert:        fs.String("admin-tls-cert", "", "PEM certificate for the admin listener (with -admin-tls-key): HTTPS"),
+		adminKey:         fs.String("admin-tls-key", "", "PEM private key for -admin-tls-cert"),
 	}
 }
 
 // daemon is a running rexinode serve.
 type daemon struct {
-	log     *slog.Logger
-	node    *node.Node
-	client  *coord.Client
-	peers   []string
-	metrics *metrics
-	admin   *http.Server
-	adminLn net.Listener
+	log  *slog.Logger
+	node *node.Node
+	// adminToken guards the admin endpoints that run or reveal work; with
+	// none, only a loopback admin address serves them.
+	adminToken    []byte
+	adminLoopback bool
+	client        *coord.Client
+	peers         []string
+	metrics       *metrics
+	admin         *http.Server
+	adminLn       net.Listener
 }
 
 func serve(args []string, stdout, stderr io.Writer) error {
@@ -107,7 +118,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "rexinode %s listening on %s\n", d.node.Name(), d.node.Addr())
 	if d.adminLn != nil {
-		fmt.Fprintf(stdout, "admin http://%s\n", d.adminLn.Addr())
+		scheme := "http"
+		if d.admin.TLSConfig != nil {
+			scheme = "https"
+		}
+		fmt.Fprintf(stdout, "admin %s://%s\n", scheme, d.adminLn.Addr())
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -124,7 +139,36 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// adminSecurity reads the admin token and TLS key pair, before anything
+// starts, so that a mistake in them is a usage error.
+func (f serveFlags) adminSecurity() (token []byte, tlsCfg *tls.Config, err error) {
+	if *f.adminTokenFile != "" {
+		b, err := os.ReadFile(*f.adminTokenFile)
+		if err != nil {
+			return nil, nil, fail(exitUsage, "admin token: %v", err)
+		}
+		if token = []byte(strings.TrimSpace(string(b))); len(token) == 0 {
+			return nil, nil, fail(exitUsage, "admin token file %s is empty", *f.adminTokenFile)
+		}
+	}
+	if (*f.adminCert == "") != (*f.adminKey == "") {
+		return nil, nil, fail(exitUsage, "-admin-tls-cert and -admin-tls-key go together")
+	}
+	if *f.adminCert != "" {
+		cert, err := tls.LoadX509KeyPair(*f.adminCert, *f.adminKey)
+		if err != nil {
+			return nil, nil, fail(exitUsage, "admin TLS: %v", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return token, tlsCfg, nil
+}
+
 func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error) {
+	adminToken, adminTLS, err := f.adminSecurity()
+	if err != nil {
+		return nil, err
+	}
 	nc, err := f.nodeConfig(secret, log)
 	if err != nil {
 		return nil, err
@@ -144,7 +188,7 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	if err := n.Start(); err != nil {
 		return nil, fail(exitListen, "cannot listen on %s: %v", *f.listen, err)
 	}
-	d := &daemon{log: log, node: n, peers: splitList(*f.peers)}
+	d := &daemon{log: log, node: n, peers: splitList(*f.peers), adminToken: adminToken}
 	if len(d.peers) == 0 {
 		d.peers = []string{"self"}
 	}
@@ -171,7 +215,16 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 			n.Close()
 			return nil, fail(exitListen, "cannot listen on admin address %s: %v", *f.admin, err)
 		}
-		d.admin = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second}
+		if ap, err := netip.ParseAddrPort(d.adminLn.Addr().String()); err == nil {
+			d.adminLoopback = ap.Addr().IsLoopback()
+		}
+		if d.adminToken == nil && !d.adminLoopback {
+			log.Warn("admin endpoints that run or reveal work answer 403: the admin address is not loopback and no -admin-token-file is set", "admin", d.adminLn.Addr().String())
+		}
+		d.admin = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: adminTLS}
+		if adminTLS != nil {
+			d.adminLn = tls.NewListener(d.adminLn, adminTLS)
+		}
 		go func() {
 			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin http server failed", "err", err)

@@ -44,6 +44,7 @@ type Proc struct {
 	Cmd    *exec.Cmd
 	Addr   string // rexi protocol address
 	Admin  string // admin HTTP address
+	TLS    bool   // the admin listener speaks HTTPS
 	Stderr *SyncBuffer
 	done   chan struct{}
 	Err    error
@@ -122,6 +123,9 @@ func StartServe(t testing.TB, bin string, args ...string) *Proc {
 			}
 			if a, ok := strings.CutPrefix(line, "admin http://"); ok {
 				p.Admin = a
+			}
+			if a, ok := strings.CutPrefix(line, "admin https://"); ok {
+				p.Admin, p.TLS = a, true
 			}
 		case <-timeout:
 			t.Fatalf("rexinode serve printed no addresses within %v\nstderr:\n%s", WaitFor, p.Stderr)

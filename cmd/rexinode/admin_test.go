@@ -1,0 +1,146 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/secure"
+)
+
+func status(t *testing.T, c *http.Client, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// The endpoints that run or reveal work need the bearer token; /metrics
+// and /healthz stay open.
+func TestAdminTokenGuardsWork(t *testing.T) {
+	sf := secretFile(t, "admin-secret")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cr3t-token\n"), 0o600)
+	p := startServe(t, "-secret-file", sf, "-admin-token-file", tokenFile)
+	base := "http://" + p.Admin
+	for _, path := range []string{"/jobs", "/errors", "/fanout?handler=echo&q=1&n=1", "/debug/pprof/", "/live"} {
+		if got := status(t, httpClient, base+path, ""); got != http.StatusUnauthorized {
+			t.Errorf("%s without a token: %d, want 401", path, got)
+		}
+		if got := status(t, httpClient, base+path, "wrong"); got != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token: %d, want 401", path, got)
+		}
+	}
+	for _, path := range []string{"/jobs", "/errors", "/debug/pprof/"} {
+		if got := status(t, httpClient, base+path, "s3cr3t-token"); got != http.StatusOK {
+			t.Errorf("%s with the token: %d, want 200", path, got)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz"} {
+		if got := status(t, httpClient, base+path, ""); got != http.StatusOK {
+			t.Errorf("%s: %d, want 200 without a token", path, got)
+		}
+	}
+}
+
+// Without a token, guarded endpoints answer only on a loopback address.
+func TestAdminWithoutTokenOffLoopback(t *testing.T) {
+	p := startServe(t, "-secret-file", secretFile(t, "x"), "-admin", "0.0.0.0:0")
+	port := p.Admin[strings.LastIndexByte(p.Admin, ':'):]
+	if got := status(t, httpClient, "http://127.0.0.1"+port+"/jobs", ""); got != http.StatusForbidden {
+		t.Fatalf("/jobs on a non-loopback admin address without a token: %d, want 403", got)
+	}
+	if got := status(t, httpClient, "http://127.0.0.1"+port+"/healthz", ""); got != http.StatusOK {
+		t.Fatalf("/healthz: %d", got)
+	}
+}
+
+func TestAdminTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	p := startServe(t, "-secret-file", secretFile(t, "x"), "-admin-tls-cert", certFile, "-admin-tls-key", keyFile)
+	if !p.TLS {
+		t.Fatal("serve did not announce an https admin address")
+	}
+	pem, _ := os.ReadFile(certFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if got := status(t, c, "https://"+p.Admin+"/healthz", ""); got != http.StatusOK {
+		t.Fatalf("/healthz over TLS: %d", got)
+	}
+	if _, _, code := runCmd(t, "serve", "-secret-file", secretFile(t, "x"), "-admin-tls-cert", certFile); code != exitUsage {
+		t.Fatalf("-admin-tls-cert alone: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rexinode test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+func TestKeygen(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "node.key")
+	stdout, stderr, code := runCmd(t, "keygen", "-out", out)
+	if code != 0 {
+		t.Fatalf("keygen exit %d: %s", code, stderr)
+	}
+	k, err := secure.ReadPrivateKeyFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, k.Public().String()) {
+		t.Fatalf("keygen printed %q, not the public key %s", stdout, k.Public())
+	}
+	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file mode %v, want 0600", st.Mode().Perm())
+	}
+	if pub, err := secure.ReadPublicKeysFile(out + ".pub"); err != nil || len(pub) != 1 || pub[0] != k.Public() {
+		t.Fatalf("public key file: %v %v", pub, err)
+	}
+	if _, _, code := runCmd(t, "keygen", "-out", out); code != exitUsage {
+		t.Fatalf("keygen over an existing key: exit %d, want %d", code, exitUsage)
+	}
+	// A node with that key, pinned by a client: a fan-out goes through.
+	p := startServe(t, "-secret-file", secretFile(t, "k"), "-key-file", out)
+	sf := secretFile(t, "k")
+	if _, errOut, code := runCmd(t, "fanout", "-nodes", p.Addr, "-secret-file", sf, "-node-keys-file", out+".pub", "-q", "2", "-n", "1", "-rows", "3"); code != 0 {
+		t.Fatalf("fanout to the pinned node: exit %d\n%s", code, errOut)
+	}
+}
