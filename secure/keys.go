@@ -97,8 +97,20 @@ func ParsePrivateKey(b []byte) (PrivateKey, error) {
 	return k, nil
 }
 
-// ReadPrivateKeyFile reads a private key file.
+// ErrKeyFileMode: a private key file any user may read.
+var ErrKeyFileMode = errors.New("secure: private key file readable by every user")
+
+// ReadPrivateKeyFile reads a private key file. A file that any user may
+// read or write is refused (ErrKeyFileMode). (Group access is allowed: a
+// Kubernetes Secret reaches a non-root process through its group.)
 func ReadPrivateKeyFile(path string) (PrivateKey, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return PrivateKey{}, err
+	}
+	if st.Mode().Perm()&0o007 != 0 {
+		return PrivateKey{}, fmt.Errorf("%w: %s has mode %v; chmod 600 it", ErrKeyFileMode, path, st.Mode().Perm())
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return PrivateKey{}, err

@@ -1,9 +1,12 @@
 package secure
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/flynn/noise"
 	"github.com/rexi-go/rexi/frame"
@@ -38,10 +41,52 @@ const (
 	DefaultRekeyBytes   = 1 << 36 // 64 GiB
 )
 
+// direction is one direction's AES-256-GCM key and record counter. It
+// takes the key from Noise's split and runs the cipher itself: one
+// reusable nonce, no allocation per record.
+type direction struct {
+	aead  cipher.AEAD
+	n     uint64 // record counter under the current key
+	gen   uint64 // key generation
+	nonce [12]byte
+}
+
+func newDirection(cs *noise.CipherState) direction {
+	var d direction
+	d.setKey(cs.UnsafeKey())
+	return d
+}
+
+func (d *direction) setKey(k [32]byte) {
+	block, err := aes.NewCipher(k[:])
+	if err != nil { // only for a wrong key length
+		panic(err)
+	}
+	if d.aead, err = cipher.NewGCM(block); err != nil {
+		panic(err)
+	}
+}
+
+// nonceFor is Noise's AESGCM nonce: 4 zero bytes, the counter big-endian.
+func (d *direction) nonceFor(n uint64) []byte {
+	binary.BigEndian.PutUint64(d.nonce[4:], n)
+	return d.nonce[:]
+}
+
+// rekey is Noise's REKEY for AESGCM — the key becomes the first 32 bytes
+// of the encryption of 32 zero bytes under the nonce 2^64-1 — and restarts
+// the counter for the next generation.
+func (d *direction) rekey() {
+	var zeros [32]byte
+	out := d.aead.Seal(nil, d.nonceFor(math.MaxUint64), zeros[:], nil)
+	d.setKey([32]byte(out[:32]))
+	d.n = 0
+	d.gen++
+}
+
 // Sealer seals one direction's records. It is not safe for concurrent use.
 type Sealer struct {
-	cs      *noise.CipherState
-	gen     uint64
+	d       direction
 	records uint64 // sealed under the current key
 	bytes   uint64
 	// RekeyRecords and RekeyBytes bound what one key seals; zero means the
@@ -49,7 +94,7 @@ type Sealer struct {
 	RekeyRecords, RekeyBytes uint64
 }
 
-func newSealer(cs *noise.CipherState) *Sealer { return &Sealer{cs: cs} }
+func newSealer(cs *noise.CipherState) *Sealer { return &Sealer{d: newDirection(cs)} }
 
 // Seal appends plaintext to dst as one record per MaxRecordPlaintext bytes
 // and returns dst. It moves to the next key first when the current one has
@@ -65,31 +110,23 @@ func (s *Sealer) Seal(dst, plaintext []byte) []byte {
 
 func (s *Sealer) sealOne(dst, p []byte) []byte {
 	if s.records >= limit(s.RekeyRecords, DefaultRekeyRecords) || s.bytes >= limit(s.RekeyBytes, DefaultRekeyBytes) {
-		s.rekey()
+		s.d.rekey()
+		s.records, s.bytes = 0, 0
 	}
 	start := len(dst)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(p)+TagSize))
 	dst = append(dst, byte(frame.TypeRecord), 0, 0, 0)
-	dst = binary.BigEndian.AppendUint64(dst, s.gen)
+	dst = binary.BigEndian.AppendUint64(dst, s.d.gen)
 	header := dst[start : start+frame.HeaderSize]
-	dst, err := s.cs.Encrypt(dst, header, p)
-	if err != nil { // the nonce space, which a rekey resets long before
-		panic(fmt.Sprintf("secure: sealing a record: %v", err))
-	}
+	dst = s.d.aead.Seal(dst, s.d.nonceFor(s.d.n), p, header)
+	s.d.n++
 	s.records++
 	s.bytes += uint64(len(p))
 	return dst
 }
 
-func (s *Sealer) rekey() {
-	s.cs.Rekey()
-	s.cs.SetNonce(0)
-	s.gen++
-	s.records, s.bytes = 0, 0
-}
-
 // Generation is the current key generation.
-func (s *Sealer) Generation() uint64 { return s.gen }
+func (s *Sealer) Generation() uint64 { return s.d.gen }
 
 func limit(v, def uint64) uint64 {
 	if v == 0 {
@@ -100,12 +137,9 @@ func limit(v, def uint64) uint64 {
 
 // Opener opens one direction's records, in order. It is not safe for
 // concurrent use.
-type Opener struct {
-	cs  *noise.CipherState
-	gen uint64
-}
+type Opener struct{ d direction }
 
-func newOpener(cs *noise.CipherState) *Opener { return &Opener{cs: cs} }
+func newOpener(cs *noise.CipherState) *Opener { return &Opener{d: newDirection(cs)} }
 
 // ErrRecord is wrapped by every failure to open a record: a forged,
 // corrupted, replayed, reordered or missing record (the counter nonce
@@ -118,18 +152,17 @@ func (o *Opener) Open(dst []byte, header []byte, f frame.Frame) ([]byte, error) 
 	switch {
 	case f.Type != frame.TypeRecord:
 		return dst, fmt.Errorf("%w: a %s frame where a RECORD must be", ErrRecord, f.Type)
-	case f.Ref == o.gen+1: // the sender moved to its next key
-		o.cs.Rekey()
-		o.cs.SetNonce(0)
-		o.gen++
-	case f.Ref != o.gen:
-		return dst, fmt.Errorf("%w: key generation %d, expected %d", ErrRecord, f.Ref, o.gen)
+	case f.Ref == o.d.gen+1: // the sender moved to its next key
+		o.d.rekey()
+	case f.Ref != o.d.gen:
+		return dst, fmt.Errorf("%w: key generation %d, expected %d", ErrRecord, f.Ref, o.d.gen)
 	}
-	n := o.cs.Nonce()
-	out, err := o.cs.Decrypt(dst, header, f.Payload)
+	n := o.d.n
+	out, err := o.d.aead.Open(dst, o.d.nonceFor(n), f.Payload, header)
 	if err != nil {
-		return dst, fmt.Errorf("%w: record %d of key generation %d fails authentication (forged, corrupted, replayed, reordered or a record missing)", ErrRecord, n, o.gen)
+		return dst, fmt.Errorf("%w: record %d of key generation %d fails authentication (forged, corrupted, replayed, reordered or a record missing)", ErrRecord, n, o.d.gen)
 	}
+	o.d.n++
 	return out, nil
 }
 

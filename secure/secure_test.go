@@ -3,6 +3,7 @@ package secure
 import (
 	"bytes"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/rexi-go/rexi/frame"
@@ -230,5 +231,19 @@ func TestKeyFiles(t *testing.T) {
 	}
 	if _, err := ParsePrivateKey(MarshalPublicKey(k.Public())); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("a public key file read as a private key: %v", err)
+	}
+}
+
+func TestWorldReadableKeyFileRefused(t *testing.T) {
+	path := t.TempDir() + "/k"
+	if err := os.WriteFile(path, MarshalPrivateKey(key(3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateKeyFile(path); !errors.Is(err, ErrKeyFileMode) {
+		t.Fatalf("a world-readable key file: %v, want ErrKeyFileMode", err)
+	}
+	os.Chmod(path, 0o640)
+	if k, err := ReadPrivateKeyFile(path); err != nil || k != key(3) {
+		t.Fatalf("a group-readable key file: %v", err)
 	}
 }

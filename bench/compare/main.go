@@ -30,8 +30,9 @@ type result struct {
 }
 
 type system struct {
-	name    string
-	flags   []string // extra flags for its node processes
+	name       string
+	flags      []string // extra flags for its node processes
+	benchFlags []string // and for its coordinator
 	nodes   []*exec.Cmd
 	addrs   []string
 	live    []string
@@ -75,9 +76,13 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 	}
 	// The rexi variants and the baseline; gRPC comes last, the ratios
 	// are to it, and each variant is also compared with the first.
+	// The headline rexi rows are plaintext on loopback, like the gRPC
+	// baseline's insecure credentials; the encrypted row is rexi's default.
+	plain := []string{"-insecure-plaintext"}
 	systems := []*system{
-		{name: "rexi", bin: rexinode},
-		{name: "rexi, goroutine handlers", bin: rexinode, flags: []string{"-handler-mode", "goroutine"}},
+		{name: "rexi", bin: rexinode, flags: plain, benchFlags: plain},
+		{name: "rexi, goroutine handlers", bin: rexinode, flags: append([]string{"-handler-mode", "goroutine"}, plain...), benchFlags: plain},
+		{name: "rexi, encrypted", bin: rexinode},
 		{name: "gRPC-go", bin: grpcbase},
 	}
 	grpc := systems[len(systems)-1]
@@ -97,7 +102,8 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 	}
 	for _, s := range systems[:len(systems)-1] {
 		s.benchFn = func(w string) []string {
-			return append([]string{"bench", "-secret-file", secret, "-nodes", strings.Join(s.addrs, ","), "-metrics", strings.Join(s.live, ",")}, common(w)...)
+			args := append([]string{"bench", "-secret-file", secret, "-nodes", strings.Join(s.addrs, ","), "-metrics", strings.Join(s.live, ",")}, s.benchFlags...)
+			return append(args, common(w)...)
 		}
 	}
 	grpc.benchFn = func(w string) []string {

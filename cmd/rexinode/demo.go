@@ -41,9 +41,11 @@ func demo(args []string, stdout, stderr io.Writer) error {
 		}
 		nodes = append(nodes, n)
 		addrs = append(addrs, n.Addr())
-		fmt.Fprintf(stdout, "%s listening on %s\n", n.Name(), n.Addr())
+		fmt.Fprintf(stdout, "%s listening on %s (encrypted; key %s)\n", n.Name(), n.Addr(), n.PublicKey())
 	}
-	cl, err := coord.NewClient(coord.Config{Nodes: addrs, Secret: secret, Logger: quiet, Checksum: true})
+	// Encrypted, as by default: Noise XXpsk3 with the demo secret, then
+	// AES-256-GCM records (PROTOCOL.md section 8).
+	cl, err := coord.NewClient(coord.Config{Nodes: addrs, Secret: secret, Logger: quiet})
 	if err != nil {
 		return err
 	}
