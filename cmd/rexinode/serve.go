@@ -83,6 +83,7 @@ type daemon struct {
 	// none, only a loopback admin address serves them.
 	adminToken    []byte
 	adminLoopback bool
+	adminScheme   string // http or https
 	client        *coord.Client
 	peers         []string
 	metrics       *metrics
@@ -118,11 +119,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "rexinode %s listening on %s\n", d.node.Name(), d.node.Addr())
 	if d.adminLn != nil {
-		scheme := "http"
-		if d.admin.TLSConfig != nil {
-			scheme = "https"
-		}
-		fmt.Fprintf(stdout, "admin %s://%s\n", scheme, d.adminLn.Addr())
+		fmt.Fprintf(stdout, "admin %s://%s\n", d.adminScheme, d.adminLn.Addr())
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -222,8 +219,10 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 			log.Warn("admin endpoints that run or reveal work answer 403: the admin address is not loopback and no -admin-token-file is set", "admin", d.adminLn.Addr().String())
 		}
 		d.admin = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: adminTLS}
+		d.adminScheme = "http"
 		if adminTLS != nil {
 			d.adminLn = tls.NewListener(d.adminLn, adminTLS)
+			d.adminScheme = "https"
 		}
 		go func() {
 			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
