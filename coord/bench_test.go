@@ -67,7 +67,7 @@ func BenchmarkDispatch(b *testing.B) {
 	co, _ := c.cl.New(context.Background(), 1)
 	defer co.Close()
 	co.s.slots = append(co.s.slots, slot{}) // a slot without a job: no DOIT is sent
-	sess := c.cl.peers[0].current()
+	sess := c.cl.members.Load().peers[0].current()
 	row := make([]byte, 100)
 	f := frame.Frame{Type: frame.TypeStream, Ref: co.s.ref(0)}
 	var rb readBatch

@@ -22,11 +22,11 @@ const (
 // Client holds one connection per node and the reaper. Many coordinators
 // share one Client; it is safe for concurrent use.
 type Client struct {
-	cfg    Config
-	log    *slog.Logger
-	peers  []*peer
-	index  map[string]int
-	reaper *reaper.Reaper
+	cfg     Config
+	log     *slog.Logger
+	members atomic.Pointer[membership] // replaced whole by SetNodes
+	setMu   sync.Mutex                 // serialises SetNodes
+	reaper  *reaper.Reaper
 
 	mu     sync.RWMutex
 	coords map[uint64]*state // by coordinator id
@@ -74,18 +74,15 @@ func NewClient(cfg Config) (*Client, error) {
 	cl := &Client{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		index:  make(map[string]int, len(cfg.Nodes)),
 		coords: make(map[uint64]*state),
 	}
+	cl.members.Store(&membership{index: map[string]int{}})
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())
 	cl.reaper = reaper.New()
-	for i, addr := range cfg.Nodes {
-		cl.index[addr] = i
-		cl.peers = append(cl.peers, newPeer(cl, i, addr))
-	}
-	for _, p := range cl.peers {
+	cl.SetNodes(cfg.Nodes)
+	if cfg.Resolver != nil {
 		cl.wg.Add(1)
-		go p.run()
+		go cl.resolve()
 	}
 	return cl, nil
 }
@@ -97,7 +94,7 @@ func (cl *Client) PublicKey() secure.PublicKey { return cl.cfg.Key.Public() }
 // WaitConnected blocks until every node has completed a handshake once
 // since its last loss, or ctx ends.
 func (cl *Client) WaitConnected(ctx context.Context) error {
-	for _, p := range cl.peers {
+	for _, p := range cl.members.Load().active() {
 		if err := p.waitUp(ctx); err != nil {
 			return fmt.Errorf("coord: waiting for node %s: %w", p.addr, err)
 		}
@@ -107,11 +104,8 @@ func (cl *Client) WaitConnected(ctx context.Context) error {
 
 // NodeUp reports whether the client is connected to the node at addr.
 func (cl *Client) NodeUp(addr string) bool {
-	i, ok := cl.index[addr]
-	if !ok {
-		return false
-	}
-	return cl.peers[i].current() != nil
+	p := cl.members.Load().find(addr)
+	return p != nil && p.current() != nil
 }
 
 // Stats returns a snapshot of the client's counters.
@@ -121,7 +115,7 @@ func (cl *Client) Stats() Stats {
 	open := len(cl.coords)
 	cl.mu.RUnlock()
 	up := 0
-	for _, p := range cl.peers {
+	for _, p := range cl.members.Load().active() {
 		if p.current() != nil {
 			up++
 		}

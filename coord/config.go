@@ -14,8 +14,18 @@ import (
 // except Nodes and Secret, which are required.
 type Config struct {
 	// Nodes are the nodes' addresses (host:port). A Job names its node by
-	// one of these strings.
+	// one of these strings. The set can change later (Client.SetNodes,
+	// Resolver).
 	Nodes []string
+	// Resolver, when set, is polled every ResolveInterval (default 5 s)
+	// and its answer replaces the node set: DNSResolver and SRVResolver
+	// follow a Kubernetes headless Service. Nodes may then be empty.
+	Resolver        Resolver
+	ResolveInterval time.Duration
+	// RemoveGrace is how long a node removed from the set keeps its
+	// connection for the jobs still running on it, before they fail with
+	// node-down (cause ErrNodeRemoved). Default 30 s.
+	RemoveGrace time.Duration
 	// Secret is the cluster's shared secret.
 	Secret []byte
 	// Key is this client's static Curve25519 key for encrypted
@@ -91,13 +101,14 @@ func (c Config) Validate() error {
 		seen[n] = true
 	}
 	switch {
-	case len(c.Nodes) == 0:
-		return bad("Nodes is empty")
+	case len(c.Nodes) == 0 && c.Resolver == nil:
+		return bad("Nodes is empty and there is no Resolver")
 	case len(c.Secret) == 0:
 		return bad("Secret is required")
 	case len(c.Name) > frame.MaxNodeName:
 		return bad("Name is %d bytes, at most %d", len(c.Name), frame.MaxNodeName)
-	case c.DialTimeout < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0:
+	case c.DialTimeout < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 ||
+		c.ResolveInterval < 0 || c.RemoveGrace < 0:
 		return bad("durations must not be negative")
 	case c.CompressThreshold < 0 || c.MaxPayload < 0 || c.OutboundLimit < 0:
 		return bad("sizes must not be negative")
@@ -128,6 +139,8 @@ func (c Config) withDefaults() Config {
 	setD(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	setD(&c.ReconnectMin, DefaultReconnectMin)
 	setD(&c.ReconnectMax, DefaultReconnectMax)
+	setD(&c.ResolveInterval, 5*time.Second)
+	setD(&c.RemoveGrace, 30*time.Second)
 	setI(&c.CompressThreshold, frame.DefaultCompressThreshold)
 	setI(&c.MaxPayload, frame.DefaultMaxPayload)
 	setI(&c.OutboundLimit, DefaultOutboundLimit)

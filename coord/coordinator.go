@@ -113,11 +113,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		slots: make([]slot, 0, capacity),
 	}
 	s.sessions, s.pushes = s.sessArr[:0], s.pushArr[:0]
-	if n := len(cl.peers); n <= smallCluster {
-		s.submitS = s.submitArr[:n]
-	} else {
-		s.submitS = make([]*session, n)
-	}
+	s.submitS = s.submitArr[:0]
 	s.inbox.signal = make(chan struct{}, 1)
 	s.pair = batchPool.Get().(*batchPair)
 	s.inbox.cur, s.spare = s.pair.a, s.pair.b
@@ -238,7 +234,7 @@ func (co *Coordinator) Worker(i int) WorkerInfo { return co.s.info(int32(i)) }
 
 func (s *state) info(i int32) WorkerInfo {
 	sl := &s.slots[i]
-	return WorkerInfo{Slot: int(i), Node: s.cl.peers[sl.node].addr, Ref: s.ref(i), Range: sl.rng, Rows: sl.rows}
+	return WorkerInfo{Slot: int(i), Node: s.cl.members.Load().peers[sl.node].addr, Ref: s.ref(i), Range: sl.rng, Rows: sl.rows}
 }
 
 func (s *state) ref(i int32) uint64 { return s.id<<refSlotBits | uint64(i) }
@@ -261,21 +257,23 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	if first+len(jobs) > maxSlots {
 		return 0, fmt.Errorf("coord: submit: more than %d jobs in one coordinator", maxSlots)
 	}
+	m := s.cl.members.Load() // one view of the membership for the whole Submit
 	for i := range jobs {
-		if err := s.check(&jobs[i]); err != nil {
+		if err := s.check(m, &jobs[i]); err != nil {
 			return 0, err
 		}
 	}
 	// 1. Fill the table: from here on the reaper knows every job, and
 	// which session its DOIT goes to.
-	for ni, p := range s.cl.peers {
+	s.submitS = slices.Grow(s.submitS[:0], len(m.peers))[:len(m.peers)]
+	for ni, p := range m.peers {
 		s.submitS[ni] = nil
-		if s.hasJobsOn(jobs, p.addr) {
+		if !p.removed() && s.hasJobsOn(jobs, p.addr) {
 			s.submitS[ni] = p.current()
 		}
 	}
 	for i := range jobs {
-		ni := s.cl.index[jobs[i].Node]
+		ni := m.index[jobs[i].Node]
 		idx := int32(len(s.slots))
 		sess := s.submitS[ni]
 		var target reaper.Target
@@ -290,7 +288,7 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	}
 	// 2. Only then send, batched per node.
 	failed := false
-	for ni, p := range s.cl.peers {
+	for ni, p := range m.peers {
 		if !s.hasJobsOn(jobs, p.addr) {
 			continue
 		}
@@ -359,8 +357,8 @@ func (s *state) hasJobsOn(jobs []Job, addr string) bool {
 	return false
 }
 
-func (s *state) check(j *Job) error {
-	if _, ok := s.cl.index[j.Node]; !ok {
+func (s *state) check(m *membership, j *Job) error {
+	if p := m.find(j.Node); p == nil || p.removed() {
 		return fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
 	}
 	if len(j.Handler) == 0 || len(j.Handler) > frame.MaxHandlerName {

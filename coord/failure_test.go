@@ -269,7 +269,7 @@ func TestFramesForClosedCoordinatorsAreDropped(t *testing.T) {
 	co.Close()
 	// A REPLY that crossed the KILL_ALL on the wire: nobody owns it now.
 	var rb readBatch
-	if err := c.cl.peers[0].current().dispatch(frame.Frame{Type: frame.TypeReply, Ref: ref}, []byte("late"), &rb); err != nil {
+	if err := c.cl.members.Load().peers[0].current().dispatch(frame.Frame{Type: frame.TypeReply, Ref: ref}, []byte("late"), &rb); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.cl.Stats().Dropped; got != 1 || len(rb.touched) != 0 {

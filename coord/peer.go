@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,14 +21,54 @@ type peer struct {
 	idx  int
 	addr string
 
+	gone    chan struct{} // closed when the node is removed from the set
+	removal atomic.Bool
+
 	mu      sync.Mutex
 	sess    *session      // nil while down
 	upCh    chan struct{} // closed while a session is up
 	lastErr error
+	name    string // from the last handshake
 }
 
 func newPeer(cl *Client, idx int, addr string) *peer {
-	return &peer{cl: cl, idx: idx, addr: addr, upCh: make(chan struct{})}
+	return &peer{cl: cl, idx: idx, addr: addr, upCh: make(chan struct{}), gone: make(chan struct{})}
+}
+
+// removed reports whether the node left the set.
+func (p *peer) removed() bool { return p.removal.Load() }
+
+// remove takes the node out of the set: no new session, and the current
+// one closes once its coordinators are done with it, or after RemoveGrace.
+func (p *peer) remove() {
+	if p.removal.Swap(true) {
+		return
+	}
+	close(p.gone)
+	if s := p.current(); s != nil {
+		s.retire(p.cl.cfg.RemoveGrace)
+	}
+}
+
+// info describes the peer; ok is false for a removed peer with nothing
+// left to wind down.
+func (p *peer) info() (NodeInfo, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := NodeInfo{Addr: p.addr, Name: p.name, LastError: p.lastErr}
+	switch {
+	case p.removed() && p.sess == nil:
+		return i, false
+	case p.removed():
+		i.State = NodeRemoving
+	case p.sess != nil:
+		i.State = NodeUp
+	case p.lastErr != nil:
+		i.State = NodeDown
+	default:
+		i.State = NodeConnecting
+	}
+	return i, true
 }
 
 // current returns the live session, or nil while the node is down.
@@ -61,7 +102,7 @@ func (p *peer) run() {
 	defer p.cl.wg.Done()
 	cfg := &p.cl.cfg
 	backoff := cfg.ReconnectMin
-	for {
+	for !p.removed() {
 		s, err := p.connect()
 		if err != nil {
 			p.mu.Lock()
@@ -72,6 +113,8 @@ func (p *peer) run() {
 			select {
 			case <-p.cl.ctx.Done():
 				return
+			case <-p.gone:
+				return
 			case <-time.After(wait):
 			}
 			backoff = min(2*backoff, cfg.ReconnectMax)
@@ -79,9 +122,12 @@ func (p *peer) run() {
 		}
 		backoff = cfg.ReconnectMin
 		p.mu.Lock()
-		p.sess, p.lastErr = s, nil
+		p.sess, p.lastErr, p.name = s, nil, s.nodeName
 		close(p.upCh)
 		p.mu.Unlock()
+		if p.removed() { // removed while dialling: this session takes no job
+			s.retire(0)
+		}
 		p.cl.log.Info("rexi coord: connected to node", "node", p.addr)
 
 		cause := s.run() // until the connection ends; every job on it has failed
@@ -91,7 +137,7 @@ func (p *peer) run() {
 		p.upCh = make(chan struct{})
 		p.mu.Unlock()
 		p.cl.stats.nodeDowns.Add(1)
-		if errors.Is(cause, errStopped) || p.cl.ctx.Err() != nil {
+		if errors.Is(cause, errStopped) || p.cl.ctx.Err() != nil || p.removed() {
 			return
 		}
 		p.cl.log.Warn("rexi coord: node down", "node", p.addr, "err", cause)

@@ -192,4 +192,3 @@ func TestRefusedBeforeAnyJobRuns(t *testing.T) {
 		})
 	}
 }
-

@@ -47,6 +47,8 @@ type session struct {
 	wireArr  []byte // wire's buffer
 	writing  bool   // one goroutine writes at a time, which keeps order
 	coords   map[*state]struct{}
+	retiring bool        // its node was removed: it ends once coords is empty
+	retireT  *time.Timer // ends it at the removal's grace
 }
 
 // errStopped ends sessions when their client closes.
@@ -120,7 +122,7 @@ func (s *session) queueControl(t frame.Type, ref uint64, ack uint32) {
 // inbox got entries (jobs that failed at once).
 func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 	s.mu.Lock()
-	if !s.closed {
+	if !s.closed && !s.retiring {
 		s.coords[co] = struct{}{}
 	}
 	for i := range jobs {
@@ -129,8 +131,12 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 			continue
 		}
 		idx := int32(first + i)
-		if s.closed { // lost since Submit looked: the sweep did not include co
-			co.inbox.push(entry{kind: KindNodeDown, slot: idx, err: &NodeDownError{Node: s.p.addr, Cause: s.cause}}, nil)
+		if s.closed || s.retiring { // lost or removed since Submit looked: the sweep will not include co
+			cause := s.cause
+			if s.retiring {
+				cause = ErrNodeRemoved
+			}
+			co.inbox.push(entry{kind: KindNodeDown, slot: idx, err: &NodeDownError{Node: s.p.addr, Cause: cause}}, nil)
 			failed = true
 			continue
 		}
@@ -153,11 +159,35 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 	return failed
 }
 
-// forget drops a released coordinator from the loss sweep.
+// forget drops a released coordinator from the loss sweep; the last one
+// gone ends a retiring session.
 func (s *session) forget(co *state) {
 	s.mu.Lock()
 	delete(s.coords, co)
+	done := s.retiring && len(s.coords) == 0
 	s.mu.Unlock()
+	if done {
+		s.terminate(ErrNodeRemoved)
+	}
+}
+
+// retire ends the session once no coordinator has jobs on it, or after
+// grace, failing whatever still runs with ErrNodeRemoved.
+func (s *session) retire(grace time.Duration) {
+	s.mu.Lock()
+	if s.closed || s.retiring {
+		s.mu.Unlock()
+		return
+	}
+	s.retiring = true
+	idle := len(s.coords) == 0
+	if !idle {
+		s.retireT = time.AfterFunc(grace, func() { s.terminate(ErrNodeRemoved) })
+	}
+	s.mu.Unlock()
+	if idle {
+		s.terminate(ErrNodeRemoved)
+	}
 }
 
 // terminate ends the session once: the socket is closed, the queue
@@ -171,6 +201,9 @@ func (s *session) terminate(cause error) {
 	}
 	s.closed, s.cause = true, cause
 	s.out, s.wire, s.wireArr = nil, nil, nil
+	if s.retireT != nil {
+		s.retireT.Stop()
+	}
 	coords := make([]*state, 0, len(s.coords))
 	for co := range s.coords {
 		coords = append(coords, co)

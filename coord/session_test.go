@@ -42,7 +42,7 @@ func TestStalledWriteNeverReachesTheNextConnection(t *testing.T) {
 	old := <-stalled
 	old.conn.Close() // the connection is lost while the DOIT's write is held
 	eventually(t, "a new session", func() bool {
-		cur := c.cl.peers[0].current()
+		cur := c.cl.members.Load().peers[0].current()
 		return cur != nil && cur != old
 	})
 	close(release)
