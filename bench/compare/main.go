@@ -33,11 +33,11 @@ type system struct {
 	name       string
 	flags      []string // extra flags for its node processes
 	benchFlags []string // and for its coordinator
-	nodes   []*exec.Cmd
-	addrs   []string
-	live    []string
-	benchFn func(workload string) []string
-	bin     string
+	nodes      []*exec.Cmd
+	addrs      []string
+	live       []string
+	benchFn    func(workload string) []string
+	bin        string
 }
 
 func main() {
