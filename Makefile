@@ -2,7 +2,7 @@ GO        ?= go
 FUZZTIME  ?= 5m
 BENCHTIME ?= 1s
 
-.PHONY: test vet fmt-check bench fuzz compare soak
+.PHONY: test vet fmt-check bench fuzz compare soak test-netns
 
 ## test: vet, gofmt check and the race-enabled test suite (what CI runs).
 ## Packages run one at a time (-p 1): the reaping tests assert the bounds the
@@ -10,6 +10,7 @@ BENCHTIME ?= 1s
 ## once would measure each other.
 test: vet fmt-check
 	$(GO) test -race -count=1 -p 1 ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 vet:
 	$(GO) vet ./...
@@ -17,6 +18,11 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+## test-netns: 3 nodes and a coordinator in their own network namespaces,
+## with loss and delay on the links (root; skips with a message otherwise)
+test-netns:
+	REXI_NETNS=1 $(GO) test -count=1 -timeout 10m -v ./integration/netns/
 
 ## bench: every benchmark, with allocations
 bench:

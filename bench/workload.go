@@ -134,13 +134,18 @@ func NewRunner(cl *coord.Client, o Options) (*Runner, error) {
 	}
 	r := &Runner{cl: cl, o: o}
 	reply := string(make([]byte, o.ReplySize))
-	for ri, rg := range coord.Ranges(o.Q) {
-		for c := 0; c < o.N; c++ {
-			n := o.Nodes[c%len(o.Nodes)]
-			nonce := []byte(fmt.Sprint("r", ri))
-			r.cast = append(r.cast, coord.Job{Node: n, Handler: "echo", Args: []byte(reply), Range: rg, Nonce: nonce})
-			r.stream = append(r.stream, coord.Job{Node: n, Handler: "rows", Args: []byte(handlers.RowsArgs(o.Rows, o.RowSize, 0)), Range: rg, Nonce: nonce})
-			r.reap = append(r.reap, coord.Job{Node: n, Handler: "rows", Args: []byte(handlers.RowsArgs(1, 1, 0)), Range: rg, Nonce: nonce})
+	// The shard map places range r's N copies on N distinct nodes; with
+	// 3 nodes and N=3, every node serves every range.
+	m := coord.ShardMap{Q: o.Q, N: o.N}
+	var err error
+	if r.cast, err = m.Jobs(o.Nodes, "echo", []byte(reply)); err != nil {
+		return nil, err
+	}
+	r.stream, _ = m.Jobs(o.Nodes, "rows", []byte(handlers.RowsArgs(o.Rows, o.RowSize, 0)))
+	r.reap, _ = m.Jobs(o.Nodes, "rows", []byte(handlers.RowsArgs(1, 1, 0)))
+	for _, js := range [][]coord.Job{r.cast, r.stream, r.reap} {
+		for i := range js { // the range's index, shown in the nodes' error rings
+			js[i].Nonce = []byte(fmt.Sprint("r", i/o.N))
 		}
 	}
 	return r, nil

@@ -23,11 +23,13 @@ func (d *daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", d.healthz)
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]any{"alive": true}) })
 	guarded := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, d.guard(h)) }
 	guarded("GET /live", bench.LiveHandler(nodeLive{d.node}).ServeHTTP)
 	guarded("GET /errors", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.RecentErrors()) })
 	guarded("GET /jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.Jobs()) })
 	guarded("GET /fanout", d.fanout)
+	guarded("POST /drain", d.drain)
 	guarded("/debug/pprof/", pprof.Index)
 	guarded("/debug/pprof/cmdline", pprof.Cmdline)
 	guarded("/debug/pprof/profile", pprof.Profile)
@@ -70,11 +72,46 @@ func writeJSON(w http.ResponseWriter, v any) {
 func (d *daemon) healthz(w http.ResponseWriter, r *http.Request) {
 	s := d.client.Stats()
 	status := map[string]any{"node": d.node.Name(), "addr": d.node.Addr(), "live_workers": d.node.Stats().Live,
-		"peers": len(d.peers), "peers_up": s.NodesUp, "draining": d.node.Draining()}
+		"peers": len(d.members()), "peers_up": s.NodesUp, "draining": d.node.Draining()}
 	if d.node.Draining() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	writeJSON(w, status)
+}
+
+// members are the peers /fanout runs on: the client's node set.
+func (d *daemon) members() []string {
+	var out []string
+	for _, n := range d.client.Nodes() {
+		if n.State != coord.NodeRemoving {
+			out = append(out, n.Addr)
+		}
+	}
+	return out
+}
+
+// drain starts draining the node — new work refused, /healthz 503 — and,
+// with ?wait=DURATION, waits until no worker is live or the duration
+// passes: a Kubernetes preStop hook (rexinode drain) calls it.
+//
+//	POST /drain?wait=20s  →  200 {"live_workers": 0} once drained, 503 with the count otherwise
+func (d *daemon) drain(w http.ResponseWriter, r *http.Request) {
+	wait := time.Duration(0)
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 {
+			http.Error(w, fmt.Sprintf("wait=%q is not a duration", v), http.StatusBadRequest)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	err := d.node.Drain(ctx)
+	d.log.Info("draining on request", "remote", r.RemoteAddr, "live_workers", d.node.Stats().Live)
+	if err != nil && wait > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	writeJSON(w, map[string]any{"draining": true, "live_workers": d.node.Stats().Live})
 }
 
 // fanoutRow is one NDJSON line of /fanout.
@@ -102,7 +139,7 @@ func (d *daemon) fanout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush() // the client sees the stream start before the first row
 	enc := json.NewEncoder(w)
-	res, err := runFanout(r.Context(), d.client, d.peers, spec, func(m coord.Message) error {
+	res, err := runFanout(r.Context(), d.client, d.members(), spec, func(m coord.Message) error {
 		if err := enc.Encode(fanoutRow{Slot: m.Worker.Slot, Node: m.Worker.Node, Range: m.Worker.Range.String(),
 			Kind: m.Kind.String(), Data: string(m.Payload)}); err != nil {
 			return err

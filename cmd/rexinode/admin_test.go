@@ -144,3 +144,19 @@ func TestKeygen(t *testing.T) {
 		t.Fatalf("fanout to the pinned node: exit %d\n%s", code, errOut)
 	}
 }
+
+// rexinode drain (a preStop hook) drains the daemon: /healthz turns 503,
+// /livez stays 200.
+func TestDrainCommand(t *testing.T) {
+	p := startServe(t, "-secret-file", secretFile(t, "d"))
+	out, errOut, code := runCmd(t, "drain", "-admin", p.Admin, "-grace", "2s")
+	if code != 0 {
+		t.Fatalf("drain exit %d: %s %s", code, out, errOut)
+	}
+	if got := status(t, httpClient, "http://"+p.Admin+"/healthz", ""); got != http.StatusServiceUnavailable {
+		t.Fatalf("/healthz after drain: %d, want 503", got)
+	}
+	if got := status(t, httpClient, "http://"+p.Admin+"/livez", ""); got != http.StatusOK {
+		t.Fatalf("/livez after drain: %d, want 200", got)
+	}
+}

@@ -40,7 +40,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
 		o.WatchReap = bench.WatchLive(metricsAddrs)
 	}
-	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4)) // quiet: the results are the output
+	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4, "text")) // quiet: the results are the output
 	if err != nil {
 		return err
 	}

@@ -64,9 +64,11 @@ type fanoutResult struct {
 }
 
 // runFanout runs spec over peers with a coordinator bound to ctx. onMsg
-// sees every row, LAST and reply. Job (range r, copy c) runs on peer
-// (r+c) mod len(peers); a failed streaming worker is resumed on the next
-// peer after the rows it delivered.
+// sees every row, LAST and reply. The shard map places each range's N
+// copies on N distinct peers (fewer when there are fewer peers); a failed
+// streaming worker whose range has no copy left is resumed, after the
+// rows it delivered, on the next peer that is up in that range's order of
+// preference.
 func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanoutSpec, onMsg func(coord.Message) error) (res fanoutResult, err error) {
 	res = fanoutResult{Handler: spec.Handler, Q: spec.Q, N: spec.N, PerNode: map[string]int{}}
 	start := time.Now()
@@ -76,12 +78,13 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 		return res, err
 	}
 	defer co.Close()
-	jobs := make([]coord.Job, 0, spec.Q*spec.N)
-	for r, rg := range coord.Ranges(spec.Q) {
-		for c := 0; c < spec.N; c++ {
-			jobs = append(jobs, coord.Job{Node: peers[(r+c)%len(peers)], Handler: spec.Handler, Args: []byte(spec.Args), Range: rg})
-		}
+	m := coord.ShardMap{Q: spec.Q, N: min(spec.N, len(slices.Compact(slices.Sorted(slices.Values(peers)))))}
+	res.N = m.N
+	place, err := m.Place(peers)
+	if err != nil {
+		return res, err
 	}
+	jobs, _ := m.Jobs(peers, spec.Handler, []byte(spec.Args))
 	if _, err := co.Submit(jobs...); err != nil {
 		return res, err
 	}
@@ -111,22 +114,44 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 		return res, err
 	}
 	starts := make([]int, len(jobs)) // first row of each slot's job
-	tried := map[coord.Range]int{}
+	rangeIndex := map[coord.Range]int{}
+	for r, rg := range coord.Ranges(spec.Q) {
+		rangeIndex[rg] = r
+	}
+	tried := map[coord.Range][]string{}
 	err = co.Stream(coord.StreamOptions{
 		RecvOptions: opts,
 		Replace: func(failed coord.WorkerInfo, cause error) ([]coord.Job, error) {
-			if tried[failed.Range]++; tried[failed.Range] >= len(peers) {
-				return nil, nil // every peer tried: progress not possible
+			tried[failed.Range] = append(tried[failed.Range], failed.Node)
+			next := ""
+			for _, n := range preference(place[rangeIndex[failed.Range]], peers) {
+				if !slices.Contains(tried[failed.Range], n) && cl.NodeUp(n) {
+					next = n
+					break
+				}
+			}
+			if next == "" {
+				return nil, nil // no peer left up: progress not possible
 			}
 			count, size, _, _ := handlers.ParseRowsArgs(spec.Args)
 			from := starts[failed.Slot] + int(failed.Rows)
 			starts = append(starts, from)
 			res.Replaced++
-			next := peers[(slices.Index(peers, failed.Node)+1)%len(peers)]
 			return []coord.Job{{Node: next, Handler: spec.Handler, Args: []byte(handlers.RowsArgs(count, size, from)), Range: failed.Range}}, nil
 		},
 	}, count)
 	return res, err
+}
+
+// preference is a range's placement followed by the other peers.
+func preference(placed, peers []string) []string {
+	out := slices.Clone(placed)
+	for _, p := range slices.Sorted(slices.Values(peers)) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // fanoutCmd: rexinode fanout.
@@ -150,7 +175,7 @@ func fanoutCmd(args []string, stdout, stderr io.Writer) error {
 	if err := spec.validate(); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	cl, err := connect(peers, secret, cc.client, newLogger(stderr, slog.LevelError))
+	cl, err := connect(peers, secret, cc.client, newLogger(stderr, slog.LevelError, *cc.logFormat))
 	if err != nil {
 		return err
 	}
@@ -199,13 +224,14 @@ func printSummary(w io.Writer, r fanoutResult) {
 // clientCmd is what every command that talks to running nodes shares:
 // -nodes, the secret, -config and the connection settings.
 type clientCmd struct {
-	nodes  *string
-	secret secretFlags
-	client clientFlags
+	nodes     *string
+	secret    secretFlags
+	client    clientFlags
+	logFormat *string
 }
 
 func addClientCmd(fs flagSet) clientCmd {
-	c := clientCmd{nodes: fs.String("nodes", "", "comma-separated node addresses (host:port)"), secret: addSecretFlags(fs)}
+	c := clientCmd{nodes: fs.String("nodes", "", "comma-separated node addresses (host:port)"), secret: addSecretFlags(fs), logFormat: addLogFormat(fs)}
 	fs.String("config", "", "JSON file of flag values")
 	c.client = addClientFlags(fs, true)
 	return c
@@ -214,6 +240,9 @@ func addClientCmd(fs flagSet) clientCmd {
 // parse parses args and returns the nodes and the secret.
 func (c clientCmd) parse(fs flagSet, args []string) ([]string, []byte, error) {
 	if err := fs.parse(args); err != nil {
+		return nil, nil, err
+	}
+	if err := checkLogFormat(*c.logFormat); err != nil {
 		return nil, nil, err
 	}
 	secret, err := c.secret.resolve()

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -153,4 +155,29 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// addLogFormat registers -log-format.
+func addLogFormat(fs flagSet) *string {
+	return fs.String("log-format", "text", "log format: text or json (one JSON object per line)")
+}
+
+func checkLogFormat(f string) error {
+	if f != "text" && f != "json" {
+		return fail(exitUsage, "-log-format %q: want text or json", f)
+	}
+	return nil
+}
+
+// splitHostPort parses HOST:PORT with a numeric port.
+func splitHostPort(s string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q: want 1..65535", ps)
+	}
+	return host, port, nil
 }

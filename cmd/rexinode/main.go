@@ -5,6 +5,7 @@
 //	rexinode bench    run the anchor workloads against running nodes
 //	rexinode demo     a 3-node cluster in-process: a fan-out and the reaper at work
 //	rexinode keygen   write a static key pair for encrypted connections
+//	rexinode drain    ask a running daemon to drain (preStop)
 //
 // Exit codes: 0 success; 1 the work failed (fan-out error, forced exit on a
 // second signal); 2 usage error (bad flags, config or secret); 3 cannot
@@ -48,6 +49,7 @@ commands:
   bench    run the anchor workloads (w-cast, w-stream, w-reap, w-conc) against running nodes
   demo     start a 3-node cluster in-process, stream a Q=64 N=3 fan-out, show the reaper
   keygen   write a static key pair (-out FILE: FILE and FILE.pub) for encrypted connections
+  drain    ask a running daemon to drain and wait for its workers (a Kubernetes preStop hook)
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 cannot listen, 4 nodes unreachable or secret refused
 `
@@ -73,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = demo(args[1:], stdout, stderr)
 	case "keygen":
 		err = keygen(args[1:], stdout, stderr)
+	case "drain":
+		err = drainCmd(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

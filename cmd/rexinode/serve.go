@@ -23,13 +23,19 @@ import (
 	"github.com/rexi-go/rexi/node"
 )
 
-func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+// newLogger writes text, or JSON lines with -log-format json.
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // serveFlags are rexinode serve's settings.
 type serveFlags struct {
 	listen, admin, name, peers, logLevel *string
+	logFormat, peersDNS                  *string
 	window                               *int
 	initTimeout, ackTimeout, drainGrace  *time.Duration
 	idleTimeout, handshakeTimeout        *time.Duration
@@ -47,10 +53,12 @@ type serveFlags struct {
 func addServeFlags(fs flagSet) serveFlags {
 	return serveFlags{
 		listen:           fs.String("listen", "127.0.0.1:7070", "rexi protocol listen address (port 0: any free port)"),
-		admin:            fs.String("admin", "127.0.0.1:7071", "admin HTTP address: /metrics /healthz /errors /jobs /fanout /debug/pprof (\"off\" disables)"),
+		admin:            fs.String("admin", "127.0.0.1:7071", "admin HTTP address: /metrics /healthz /livez /errors /jobs /live /fanout /drain /debug/pprof (\"off\" disables)"),
 		name:             fs.String("name", "", "node name (default: the listen address)"),
 		peers:            fs.String("peers", "", "comma-separated peer node addresses for /fanout; \"self\" is this node (default: self)"),
 		logLevel:         fs.String("log-level", "info", "debug, info, warn or error"),
+		logFormat:        addLogFormat(fs),
+		peersDNS:         fs.String("peers-dns", "", "HOST:PORT: the peers are the A/AAAA records of HOST (a Kubernetes headless Service), each with PORT, re-resolved every 5 s; replaces -peers"),
 		window:           fs.Int("window", node.DefaultWindow, "un-acked STREAM rows per worker"),
 		initTimeout:      fs.Duration("init-timeout", node.DefaultStreamTimeout, "wait for START after STREAM_INIT"),
 		ackTimeout:       fs.Duration("ack-timeout", node.DefaultStreamTimeout, "wait for ACK with a full window"),
@@ -108,7 +116,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, level)
+	if err := checkLogFormat(*f.logFormat); err != nil {
+		return err
+	}
+	log := newLogger(stderr, level, *f.logFormat)
 	secret, err := f.secret.resolve()
 	if err != nil {
 		return err
@@ -198,6 +209,14 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	if err != nil {
 		n.Close()
 		return nil, err
+	}
+	if *f.peersDNS != "" {
+		host, port, err := splitHostPort(*f.peersDNS)
+		if err != nil {
+			n.Close()
+			return nil, fail(exitUsage, "-peers-dns: %v", err)
+		}
+		ccfg.Nodes, ccfg.Resolver = nil, coord.DNSResolver(host, port)
 	}
 	ccfg.Logger = log
 	ccfg.MaxPayload = *f.maxFrame
