@@ -57,8 +57,11 @@ type Stats struct {
 	NodesUp       int
 }
 
-// NewClient starts connecting to every node in cfg.Nodes (in the
-// background, with backoff) and starts the reaper. Close stops both.
+// NewClient starts connecting to every node in cfg.Nodes and returns once
+// each has had its first connection attempt (DialTimeout at most), so a
+// fan-out right after it finds the nodes that were reachable already up.
+// Nodes that were not are retried in the background with backoff;
+// WaitConnected waits for all of them. Close stops everything.
 func NewClient(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -84,6 +87,9 @@ func NewClient(cfg Config) (*Client, error) {
 		cl.wg.Add(1)
 		go cl.resolve()
 	}
+	for _, p := range cl.members.Load().active() {
+		<-p.tried // each attempt is bounded by DialTimeout
+	}
 	return cl, nil
 }
 
@@ -91,8 +97,10 @@ func NewClient(cfg Config) (*Client, error) {
 // coordinator keys list it.
 func (cl *Client) PublicKey() secure.PublicKey { return cl.cfg.Key.Public() }
 
-// WaitConnected blocks until every node has completed a handshake once
-// since its last loss, or ctx ends.
+// WaitConnected blocks until every node is connected, or ctx ends, or a
+// node refused the connection for good (a *HandshakeError whose
+// Permanent is true: wrong secret or key, encryption mismatch, node
+// shutting down), which it returns at once.
 func (cl *Client) WaitConnected(ctx context.Context) error {
 	for _, p := range cl.members.Load().active() {
 		if err := p.waitUp(ctx); err != nil {

@@ -24,6 +24,19 @@ func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("coord: handshake with %s failed: %s: %s", e.Node, e.Code, e.Reason)
 }
 
+// Permanent reports a refusal that retrying will not fix until someone
+// changes a configuration: a wrong secret or key, a protocol or
+// encryption mismatch, a node shutting down. WaitConnected returns such a
+// refusal at once; the client still retries in the background, so a node
+// fixed (or restarted) is picked up.
+func (e *HandshakeError) Permanent() bool {
+	switch e.Code {
+	case frame.CodeAuthFailed, frame.CodeBadVersion, frame.CodeBadHandshake, frame.CodeShuttingDown:
+		return true
+	}
+	return false
+}
+
 // handshakeResult is what a connection's handshake settled.
 type handshakeResult struct {
 	sess     *secure.Session // the record keys; nil on a plaintext connection

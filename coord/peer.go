@@ -24,15 +24,19 @@ type peer struct {
 	gone    chan struct{} // closed when the node is removed from the set
 	removal atomic.Bool
 
+	tried chan struct{} // closed once the first connection attempt is over
+
 	mu      sync.Mutex
 	sess    *session      // nil while down
 	upCh    chan struct{} // closed while a session is up
+	refused chan struct{} // closed while the last attempt was refused for good (Permanent)
 	lastErr error
 	name    string // from the last handshake
 }
 
 func newPeer(cl *Client, idx int, addr string) *peer {
-	return &peer{cl: cl, idx: idx, addr: addr, upCh: make(chan struct{}), gone: make(chan struct{})}
+	return &peer{cl: cl, idx: idx, addr: addr, upCh: make(chan struct{}), gone: make(chan struct{}),
+		tried: make(chan struct{}), refused: make(chan struct{})}
 }
 
 // removed reports whether the node left the set.
@@ -78,13 +82,19 @@ func (p *peer) current() *session {
 	return p.sess
 }
 
+// waitUp waits for a session, and gives up at once on a refusal that
+// retrying will not fix (HandshakeError.Permanent).
 func (p *peer) waitUp(ctx context.Context) error {
 	p.mu.Lock()
-	ch := p.upCh
+	ch, refused := p.upCh, p.refused
 	p.mu.Unlock()
 	select {
 	case <-ch:
 		return nil
+	case <-refused:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.lastErr
 	case <-ctx.Done():
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -102,12 +112,23 @@ func (p *peer) run() {
 	defer p.cl.wg.Done()
 	cfg := &p.cl.cfg
 	backoff := cfg.ReconnectMin
+	tried := sync.OnceFunc(func() { close(p.tried) })
+	defer tried() // even when no attempt was made
 	for !p.removed() {
 		s, err := p.connect()
 		if err != nil {
 			p.mu.Lock()
 			p.lastErr = err
+			var he *HandshakeError
+			if errors.As(err, &he) && he.Permanent() {
+				select {
+				case <-p.refused:
+				default:
+					close(p.refused)
+				}
+			}
 			p.mu.Unlock()
+			tried()
 			wait := jitter(backoff)
 			p.cl.log.Warn("rexi coord: cannot connect to node", "node", p.addr, "err", err, "retry_in", wait)
 			select {
@@ -124,7 +145,13 @@ func (p *peer) run() {
 		p.mu.Lock()
 		p.sess, p.lastErr, p.name = s, nil, s.nodeName
 		close(p.upCh)
+		select {
+		case <-p.refused:
+			p.refused = make(chan struct{})
+		default:
+		}
 		p.mu.Unlock()
+		tried()
 		if p.removed() { // removed while dialling: this session takes no job
 			s.retire(0)
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rexi-go/rexi/node"
 	"github.com/rexi-go/rexi/secure"
@@ -167,12 +166,12 @@ func TestRefusedBeforeAnyJobRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 			defer cancel()
-			err = cl.WaitConnected(ctx)
+			err = cl.WaitConnected(ctx) // returns at once: the refusal is permanent
 			var he *HandshakeError
-			if !errors.As(err, &he) && (err == nil || !strings.Contains(err.Error(), tc.reason)) {
-				t.Fatalf("WaitConnected: %v, want a handshake refusal", err)
+			if !errors.As(err, &he) || !he.Permanent() {
+				t.Fatalf("WaitConnected: %v, want a permanent handshake refusal", err)
 			}
 			if !strings.Contains(err.Error(), tc.reason) {
 				t.Fatalf("refusal %q does not say %q", err, tc.reason)

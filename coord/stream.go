@@ -28,7 +28,9 @@ type StreamOptions struct {
 // for a range is chosen, later ones for a covered range get CANCEL at once,
 // and when the chosen workers cover the ring exactly once they all get
 // START. fn then sees every row (KindRow) and each chosen worker's LAST
-// (KindLast); rows are acknowledged after fn returns. A failed job whose
+// (KindLast); a job that answers with a REPLY instead of streaming serves
+// its range with it (fn sees the first KindReply per range), so Stream
+// runs a cast fan-out too, one answer per range. A failed job whose
 // range has no copy left calls opts.Replace. Stream returns nil when every
 // range's chosen worker has sent LAST.
 func (co *Coordinator) Stream(opts StreamOptions, fn func(Message) error) error {
@@ -66,7 +68,7 @@ func (r *streamRun) handle(m *Message) (bool, error) {
 			return false, nil // only chosen workers stream
 		}
 		return false, r.fn(*m)
-	case KindLast:
+	case KindLast, KindReply: // a job that replies serves its range as a LAST without rows would
 		switch {
 		case sl.chosen:
 			r.running--
@@ -83,7 +85,7 @@ func (r *streamRun) handle(m *Message) (bool, error) {
 	case KindExit, KindNodeDown, KindOverload:
 		return false, r.onFail(i, m.Worker, m.Err)
 	}
-	return false, nil // a REPLY from a streaming handler: ignored
+	return false, nil
 }
 
 // onInit makes worker i a candidate, or cancels it when its range is

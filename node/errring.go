@@ -45,7 +45,7 @@ func (r *errorRing) list() []ErrorRecord {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.full {
-		return append([]ErrorRecord(nil), r.buf[:r.next]...)
+		return append([]ErrorRecord{}, r.buf[:r.next]...) // [] rather than null in JSON
 	}
 	out := make([]ErrorRecord, 0, len(r.buf))
 	out = append(out, r.buf[r.next:]...)

@@ -194,7 +194,7 @@ type JobInfo struct {
 // Jobs lists the live workers of every connection.
 func (n *Node) Jobs() []JobInfo {
 	now := time.Now()
-	var out []JobInfo
+	out := []JobInfo{} // [] rather than null in JSON
 	for _, c := range n.connList() {
 		caller := c.remote
 		if p := c.peerName.Load(); p != nil {

@@ -160,3 +160,45 @@ func TestDrainCommand(t *testing.T) {
 		t.Fatalf("/livez after drain: %d, want 200", got)
 	}
 }
+
+// The first hour: -h is not an error, a usage error is printed once and
+// exits 2, a config error names the type it wanted.
+func TestCLIPapercuts(t *testing.T) {
+	for _, cmd := range []string{"serve", "fanout", "bench", "demo", "keygen", "drain"} {
+		if _, _, code := runCmd(t, cmd, "-h"); code != 0 {
+			t.Errorf("%s -h: exit %d, want 0", cmd, code)
+		}
+	}
+	_, errOut, code := runCmd(t, "fanout", "-nodes", "a:1", "-bogus")
+	if code != exitUsage || strings.Count(errOut, "-bogus") != 1 {
+		t.Errorf("unknown flag: exit %d, stderr %q: want exit 2 and the error once", code, errOut)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(cfg, []byte(`{"drain-grace": 5}`), 0o600)
+	if _, errOut, code := runCmd(t, "serve", "-config", cfg); code != exitUsage || !strings.Contains(errOut, `"5s"`) {
+		t.Errorf("a number for a duration in -config: exit %d, %q: want exit 2 naming the expected type", code, errOut)
+	}
+	if _, errOut, code := runCmd(t, "bench", "-nodes", "a:1", "-secret", "x", "-workload", "w-reap"); code != exitUsage || !strings.Contains(errOut, "-metrics") {
+		t.Errorf("bench -workload w-reap without -metrics: exit %d, %q", code, errOut)
+	}
+}
+
+// fanout goes on when a node is down but every range has a live copy,
+// and any handler works (echo replies: one answer per range).
+func TestFanoutWithANodeDown(t *testing.T) {
+	sf := secretFile(t, "f")
+	a := startServe(t, "-secret-file", sf)
+	b := startServe(t, "-secret-file", sf)
+	down := "127.0.0.1:1" // nothing listens there
+	out, errOut, code := runCmd(t, "fanout", "-nodes", a.Addr+","+b.Addr+","+down, "-secret-file", sf, "-q", "8", "-n", "3", "-rows", "5", "-json")
+	if code != 0 || !strings.Contains(errOut, "going on with 2 of 3 nodes") {
+		t.Fatalf("fanout with a node down: exit %d\n%s", code, errOut)
+	}
+	if !strings.Contains(out, `"rows":40`) {
+		t.Fatalf("fanout result %s, want 40 rows", out)
+	}
+	out, errOut, code = runCmd(t, "fanout", "-nodes", a.Addr+","+b.Addr, "-secret-file", sf, "-q", "4", "-n", "2", "-handler", "echo", "-args", "hi", "-json")
+	if code != 0 || !strings.Contains(out, `"replies":4`) {
+		t.Fatalf("fanout of a replying handler: exit %d, %s\n%s", code, out, errOut)
+	}
+}

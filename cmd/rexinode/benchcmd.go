@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/rexi-go/rexi/bench"
@@ -36,6 +37,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	list := bench.Workloads
 	if *workloads != "all" {
 		list = splitList(*workloads)
+		if slices.Contains(list, bench.WReap) && *admins == "" {
+			return fail(exitUsage, "-workload w-reap needs -metrics: the nodes' admin addresses, whose /live tells when the workers are gone")
+		}
 	}
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
 		o.WatchReap = bench.WatchLive(metricsAddrs)

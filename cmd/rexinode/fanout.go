@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rexi-go/rexi/coord"
@@ -25,8 +27,6 @@ type fanoutSpec struct {
 	Timeout        time.Duration
 	MessageTimeout time.Duration
 }
-
-func (s fanoutSpec) streaming() bool { return s.Handler == "rows" }
 
 func (s *fanoutSpec) validate() error {
 	switch {
@@ -104,15 +104,6 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 		return nil
 	}
 	opts := coord.RecvOptions{Timeout: spec.Timeout, MessageTimeout: spec.MessageTimeout}
-	if !spec.streaming() {
-		err = co.Recv(opts, func(m coord.Message) (bool, error) {
-			if m.Err != nil {
-				return false, m.Err
-			}
-			return false, count(m)
-		})
-		return res, err
-	}
 	starts := make([]int, len(jobs)) // first row of each slot's job
 	rangeIndex := map[coord.Range]int{}
 	for r, rg := range coord.Ranges(spec.Q) {
@@ -133,11 +124,15 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 			if next == "" {
 				return nil, nil // no peer left up: progress not possible
 			}
-			count, size, _, _ := handlers.ParseRowsArgs(spec.Args)
-			from := starts[failed.Slot] + int(failed.Rows)
-			starts = append(starts, from)
 			res.Replaced++
-			return []coord.Job{{Node: next, Handler: spec.Handler, Args: []byte(handlers.RowsArgs(count, size, from)), Range: failed.Range}}, nil
+			args := []byte(spec.Args)
+			if spec.Handler == "rows" { // resume after the rows already received
+				count, size, _, _ := handlers.ParseRowsArgs(spec.Args)
+				from := starts[failed.Slot] + int(failed.Rows)
+				starts = append(starts, from)
+				args = []byte(handlers.RowsArgs(count, size, from))
+			}
+			return []coord.Job{{Node: next, Handler: spec.Handler, Args: args, Range: failed.Range}}, nil
 		},
 	}, count)
 	return res, err
@@ -175,26 +170,32 @@ func fanoutCmd(args []string, stdout, stderr io.Writer) error {
 	if err := spec.validate(); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	cl, err := connect(peers, secret, cc.client, newLogger(stderr, slog.LevelError, *cc.logFormat))
+	cl, err := connectAny(peers, secret, cc.client, newLogger(stderr, slog.LevelError, *cc.logFormat), stderr)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	expected := 0
-	if spec.streaming() {
+	expected := 0 // unknown for a handler of yours: the bar counts without a total
+	if spec.Handler == "rows" {
 		c, _, st, _ := handlers.ParseRowsArgs(spec.Args)
 		expected = spec.Q * (c - st)
-	} else {
-		expected = spec.Q * spec.N
 	}
 	bar := newProgress(stderr, expected)
-	res, err := runFanout(context.Background(), cl, peers, spec, func(m coord.Message) error {
+	// Ctrl-C ends the coordinator: the reaper kills every worker, and what
+	// arrived so far is printed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := runFanout(ctx, cl, peers, spec, func(m coord.Message) error {
 		if m.Kind == coord.KindRow || m.Kind == coord.KindReply {
 			bar.add(1)
 		}
 		return nil
 	})
 	bar.done()
+	if ctx.Err() != nil {
+		printSummary(stdout, res)
+		return fail(exitFailed, "interrupted after %d rows, %d replies; every worker was killed", res.Rows, res.Replies)
+	}
 	if err != nil {
 		return fail(exitFailed, "fan-out failed after %d rows, %d replies: %v", res.Rows, res.Replies, err)
 	}
@@ -288,6 +289,33 @@ func (f clientFlags) config(peers []string, secret []byte) (coord.Config, error)
 	return coord.Config{Nodes: peers, Secret: secret, Name: hostName("rexinode"), Checksum: *f.checksum, Compression: *f.compression,
 		Key: key, NodeKeys: nodeKeys, InsecurePlaintext: *f.security.plaintext,
 		DialTimeout: *f.dialTimeout, HeartbeatInterval: *f.hbInterval, HeartbeatTimeout: *f.hbTimeout}, nil
+}
+
+// connectAny builds a client and goes on with the nodes that answered its
+// first attempt: the fan-out's copies on the others fail at once and are
+// replaced, so it completes while every range has a live copy.
+func connectAny(peers []string, secret []byte, cf clientFlags, log *slog.Logger, stderr io.Writer) (*coord.Client, error) {
+	cfg, err := cf.config(peers, secret)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = log
+	cl, err := coord.NewClient(cfg) // returns after every node's first attempt
+	if err != nil {
+		return nil, fail(exitUsage, "%v", err)
+	}
+	if len(cl.LiveNodes()) == len(peers) {
+		return cl, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	werr := cl.WaitConnected(ctx) // the first node that is not up, and why
+	if len(cl.LiveNodes()) == 0 {
+		cl.Close()
+		return nil, fail(exitUnreachable, "cannot reach any node: %v", werr)
+	}
+	fmt.Fprintf(stderr, "rexinode: going on with %d of %d nodes: %v\n", len(cl.LiveNodes()), len(peers), werr)
+	return cl, nil
 }
 
 // connect builds a client and waits until every node is connected.

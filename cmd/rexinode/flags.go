@@ -20,12 +20,13 @@ import (
 // default.
 type flagSet struct {
 	*flag.FlagSet
+	help io.Writer // where -h prints the flags
 }
 
 func newFlagSet(name string, stderr io.Writer) flagSet {
 	fs := flag.NewFlagSet("rexinode "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return flagSet{fs}
+	fs.SetOutput(io.Discard) // errors are returned and printed once, by run
+	return flagSet{fs, stderr}
 }
 
 func envName(flagName string) string {
@@ -67,9 +68,12 @@ func (fs flagSet) parse(args []string) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(fs.help, "usage: %s [flags]\n\n", fs.Name())
+			fs.SetOutput(fs.help)
+			fs.PrintDefaults()
 			return err
 		}
-		return fail(exitUsage, "%v", err)
+		return fail(exitUsage, "%v (%s -h lists the flags)", err, fs.Name())
 	}
 	if fs.NArg() > 0 {
 		return fail(exitUsage, "unexpected arguments %q", fs.Args())
@@ -102,10 +106,22 @@ func (fs flagSet) applyFile(path string) error {
 			s = strings.Join(parts, ",")
 		}
 		if err := fs.Set(k, s); err != nil {
-			return fmt.Errorf("%s: %w", k, err)
+			typ, _ := flag.UnquoteUsage(fs.Lookup(k))
+			if typ == "" {
+				typ = "boolean"
+			}
+			return fmt.Errorf("%q: want a %s%s, got %v", k, typ, example[typ], v)
 		}
 	}
 	return nil
+}
+
+// example shows a JSON value of a flag's type, for config errors.
+var example = map[string]string{
+	"duration": ` (a string such as "5s")`,
+	"int":      " (a number such as 16777216)",
+	"boolean":  " (true or false)",
+	"string":   "",
 }
 
 // secretFlags registers -secret and -secret-file; resolve returns the

@@ -14,6 +14,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -84,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rexinode: unknown command %q\n\n%s", args[0], usage)
 		return exitUsage
 	}
-	if err == nil {
+	if err == nil || errors.Is(err, flag.ErrHelp) { // -h printed the flags
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "rexinode:", err)
