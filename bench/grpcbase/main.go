@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rexi-go/rexi/bench"
+	"github.com/rexi-go/rexi/internal/live"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -56,7 +56,7 @@ func serve(args []string) error {
 	s := &server{}
 	g := grpc.NewServer()
 	g.RegisterService(&serviceDesc, s)
-	go http.Serve(hl, bench.LiveHandler(s))
+	go http.Serve(hl, live.Handler(s))
 	fmt.Printf("grpcbase listening on %s\nlive http://%s\n", ln.Addr(), hl.Addr())
 	go func() {
 		sig := make(chan os.Signal, 1)
@@ -70,7 +70,7 @@ func serve(args []string) error {
 func benchCmd(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	nodes := fs.String("nodes", "", "comma-separated gRPC node addresses")
-	live := fs.String("live", "", "comma-separated /live HTTP addresses of the nodes (for w-reap)")
+	liveAddrs := fs.String("live", "", "comma-separated /live HTTP addresses of the nodes (for w-reap)")
 	workload := fs.String("workload", "all", "w-cast, w-stream, w-reap, w-conc or all")
 	var o options
 	fs.IntVar(&o.Fanouts, "fanouts", 2000, "timed fan-outs (w-reap: trials)")
@@ -92,8 +92,8 @@ func benchCmd(args []string) error {
 		defer c.Close()
 		conns = append(conns, c)
 	}
-	if *live != "" {
-		o.WatchReap = bench.WatchLive(strings.Split(*live, ","))
+	if *liveAddrs != "" {
+		o.WatchReap = live.Watch(strings.Split(*liveAddrs, ","))
 	}
 	r := newRunner(conns, o)
 	list := []string{"w-cast", "w-stream", "w-reap", "w-conc"}

@@ -55,7 +55,7 @@ func (s *server) done() {
 	s.mu.Unlock()
 }
 
-// Live, Started and WaitNoLive make the server a bench.LiveCounter.
+// Live, Started and WaitNoLive make the server a live.Counter.
 func (s *server) Live() int64    { return s.live.Load() }
 func (s *server) Started() int64 { return s.started.Load() }
 

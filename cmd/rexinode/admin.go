@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/rexi-go/rexi/bench"
 	"github.com/rexi-go/rexi/coord"
+	"github.com/rexi-go/rexi/internal/live"
 	"github.com/rexi-go/rexi/node"
 )
 
@@ -25,7 +25,7 @@ func (d *daemon) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]any{"alive": true}) })
 	guarded := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, d.guard(h)) }
-	guarded("GET /live", bench.LiveHandler(nodeLive{d.node}).ServeHTTP)
+	guarded("GET /live", live.Handler(nodeLive{d.node}).ServeHTTP)
 	guarded("GET /errors", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.RecentErrors()) })
 	guarded("GET /jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.node.Jobs()) })
 	guarded("GET /fanout", d.fanout)
@@ -195,7 +195,7 @@ func parseFanoutQuery(r *http.Request) (fanoutSpec, error) {
 	return spec, spec.validate()
 }
 
-// nodeLive adapts a node to bench.LiveCounter for /live.
+// nodeLive adapts a node to live.Counter for /live.
 type nodeLive struct{ n *node.Node }
 
 func (l nodeLive) Live() int64                          { return l.n.Stats().Live }

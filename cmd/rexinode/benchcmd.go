@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/bench"
+	"github.com/rexi-go/rexi/internal/live"
 )
 
 // benchCmd: rexinode bench runs the anchor workloads against running
@@ -42,7 +43,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
-		o.WatchReap = bench.WatchLive(metricsAddrs)
+		o.WatchReap = live.Watch(metricsAddrs)
 	}
 	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4, "text")) // quiet: the results are the output
 	if err != nil {

@@ -83,7 +83,7 @@ func demo(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	fmt.Fprintf(stdout, "   coordinator ended: %v\n", err)
-	for live(nodes) > 0 {
+	for liveWorkers(nodes) > 0 {
 		if time.Since(killedAt) > 10*time.Second {
 			return fail(exitFailed, "workers still live 10s after the cancel: %s", liveCounts(nodes))
 		}
@@ -95,7 +95,7 @@ func demo(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func live(nodes []*node.Node) int64 {
+func liveWorkers(nodes []*node.Node) int64 {
 	var n int64
 	for _, nd := range nodes {
 		n += nd.Stats().Live

@@ -1,4 +1,7 @@
-package bench
+// Package live serves and reads /live, the admin endpoint that tells how
+// many workers a node has live and, as a long-poll, when the last one left:
+// rexinode serves it, W-reap measurements and the gRPC baseline read it.
+package live
 
 import (
 	"context"
@@ -12,9 +15,9 @@ import (
 	"time"
 )
 
-// LiveCounter is what a node exposes for W-reap: its live workers, how
+// Counter is what a node exposes for W-reap: its live workers, how
 // many it ever started, and a wait for none to be live.
-type LiveCounter interface {
+type Counter interface {
 	Live() int64
 	Started() int64
 	WaitNoLive(ctx context.Context) error
@@ -23,7 +26,7 @@ type LiveCounter interface {
 	IdleSince() (time.Time, bool)
 }
 
-// LiveHandler serves /live: the number of live workers. With
+// Handler serves /live: the number of live workers. With
 // ?wait=DURATION&from=N it answers its headers at once (the watch is
 // armed), then waits until N more workers have started than when the
 // request arrived and none is live any more, and writes the count and the
@@ -32,7 +35,7 @@ type LiveCounter interface {
 // polling, without a goroutine wake-up and without the HTTP answer's
 // latency (all processes share the host's clock). Started is monotonic, so a fan-out
 // that comes and goes between two looks is not missed.
-func LiveHandler(c LiveCounter) http.Handler {
+func Handler(c Counter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if v := q.Get("wait"); v != "" {
@@ -66,10 +69,10 @@ func LiveHandler(c LiveCounter) http.Handler {
 	})
 }
 
-// WatchLive returns an Options.WatchReap that long-polls every node's
-// /live (served by LiveHandler) at the given admin addresses; the reap
+// Watch returns an Options.WatchReap that long-polls every node's
+// /live (served by Handler) at the given admin addresses; the reap
 // ends when the last node saw none live.
-func WatchLive(addrs []string) func(context.Context, time.Duration) func() (int64, time.Time, error) {
+func Watch(addrs []string) func(context.Context, time.Duration) func() (int64, time.Time, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	return func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
 		type answer struct {
