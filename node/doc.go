@@ -20,4 +20,18 @@
 // window opens.
 //
 // The package knows nothing of coordinators beyond the wire protocol.
+//
+// Goroutines: a Node's own goroutines all end in Close. But gnet, the
+// event loop underneath, starts a worker pool when its package is
+// initialised, whose two goroutines live as long as the process. A test
+// of a program that imports node and checks for leaked goroutines with
+// go.uber.org/goleak ignores exactly those:
+//
+//	func TestMain(m *testing.M) {
+//		var opts []goleak.Option
+//		for _, fn := range node.ProcessGoroutines {
+//			opts = append(opts, goleak.IgnoreAnyFunction(fn))
+//		}
+//		goleak.VerifyTestMain(m, opts...)
+//	}
 package node

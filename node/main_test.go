@@ -3,12 +3,16 @@ package node
 import (
 	"testing"
 
-	"github.com/rexi-go/rexi/internal/leak"
 	"go.uber.org/goleak"
 )
 
 // gnet starts an ants worker pool at package init whose two goroutines live
-// for the whole process; everything else must be gone.
+// for the whole process (ProcessGoroutines, ignored the way the package doc
+// tells users to); everything else must be gone.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, leak.IgnoreGnet...)
+	var opts []goleak.Option
+	for _, fn := range ProcessGoroutines {
+		opts = append(opts, goleak.IgnoreAnyFunction(fn))
+	}
+	goleak.VerifyTestMain(m, opts...)
 }

@@ -16,6 +16,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ProcessGoroutines are the functions of the goroutines that gnet starts
+// at package initialisation and keeps for the life of the process (its
+// ants worker pool): a leak check ignores them (see the package doc).
+var ProcessGoroutines = []string{
+	"github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers",
+	"github.com/panjf2000/ants/v2.(*poolCommon).ticktock",
+}
+
 // Node serves rexi coordinators on one TCP listener.
 type Node struct {
 	cfg Config

@@ -202,3 +202,17 @@ func TestFanoutWithANodeDown(t *testing.T) {
 		t.Fatalf("fanout of a replying handler: exit %d, %s\n%s", code, out, errOut)
 	}
 }
+
+func TestVersionAndBuildInfo(t *testing.T) {
+	out, _, code := runCmd(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "rexinode ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("rexinode version: exit %d, %q", code, out)
+	}
+	if out2, _, _ := runCmd(t, "-version"); out2 != out {
+		t.Fatalf("-version printed %q, version %q", out2, out)
+	}
+	p := startServe(t, "-secret-file", secretFile(t, "v"))
+	if !strings.Contains(p.Get("/metrics"), `rexi_build_info{goversion="go1.`) {
+		t.Fatal("/metrics has no rexi_build_info")
+	}
+}

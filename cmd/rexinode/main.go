@@ -51,6 +51,7 @@ commands:
   demo     start a 3-node cluster in-process, stream a Q=64 N=3 fan-out, show the reaper
   keygen   write a static key pair (-out FILE: FILE and FILE.pub) for encrypted connections
   drain    ask a running daemon to drain and wait for its workers (a Kubernetes preStop hook)
+  version  print the version, VCS revision and Go version (also -version)
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 cannot listen, 4 nodes unreachable or secret refused
 `
@@ -78,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = keygen(args[1:], stdout, stderr)
 	case "drain":
 		err = drainCmd(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		err = versionCmd(stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

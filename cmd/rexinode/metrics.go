@@ -21,7 +21,14 @@ func newMetrics(n *node.Node, cl *coord.Client) *metrics {
 		Help:    "Duration of fan-outs run by this daemon's coordinators, by handler and outcome.",
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 20), // 50µs .. 26s
 	}, []string{"handler", "outcome"})
-	m.reg.MustRegister(m.latency, &statsCollector{n: n, cl: cl},
+	b := readBuildInfo()
+	buildInfoGauge := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "rexi_build_info",
+		Help:        "Always 1; the labels tell which build of rexinode runs.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion},
+	})
+	buildInfoGauge.Set(1)
+	m.reg.MustRegister(m.latency, buildInfoGauge, &statsCollector{n: n, cl: cl},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
