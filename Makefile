@@ -2,18 +2,26 @@ GO        ?= go
 FUZZTIME  ?= 5m
 BENCHTIME ?= 1s
 
-.PHONY: test vet fmt-check bench fuzz compare soak test-netns
+.PHONY: test vet fmt-check cross bench fuzz compare soak test-netns
 
 ## test: vet, gofmt check and the race-enabled test suite (what CI runs).
 ## Packages run one at a time (-p 1): the reaping tests assert the bounds the
 ## issues name (50 ms, 100 ms), and two packages' clusters on two cores at
 ## once would measure each other.
-test: vet fmt-check
+test: vet fmt-check cross
 	$(GO) test -race -count=1 -p 1 ./...
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 vet:
 	$(GO) vet ./...
+
+## cross: the platforms README.md lists still build: everything on
+## linux/amd64, linux/arm64 and darwin; the client side (coord and what it
+## imports) on windows too
+cross:
+	GOOS=linux GOARCH=arm64 $(GO) build ./...
+	GOOS=darwin GOARCH=arm64 $(GO) build ./...
+	GOOS=windows GOARCH=amd64 $(GO) build ./coord ./frame ./secure ./reaper
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

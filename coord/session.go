@@ -353,33 +353,7 @@ func (s *session) write(buf []byte, blocking bool) (int, error) {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.p.cl.cfg.HeartbeatTimeout))
 		return s.conn.Write(buf)
 	}
-	s.wbuf, s.wn, s.werr = buf, 0, nil
-	if err := s.raw.Write(s.rawWriteFn); err != nil {
-		return 0, err
-	}
-	n, err := s.wn, s.werr
-	s.wbuf = nil
-	return n, err
-}
-
-// rawWrite runs inside RawConn.Write: the fd is non-blocking, so EAGAIN
-// ends the attempt instead of waiting.
-func (s *session) rawWrite(fd uintptr) bool {
-	for s.wn < len(s.wbuf) {
-		n, err := syscall.Write(int(fd), s.wbuf[s.wn:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			break
-		}
-		if err != nil {
-			s.werr = err
-			break
-		}
-		s.wn += n
-	}
-	return true
+	return s.tryWrite(buf)
 }
 
 // sendError queues ERROR{err} as the session's last frame and writes it,
