@@ -245,3 +245,46 @@ func TestCloseSkipsJobsWhoseFinalMessageArrived(t *testing.T) {
 		t.Fatalf("%d KILL_ALLs sent for jobs that had all replied", s.KillAllSent)
 	}
 }
+
+// A range served by a LAST without rows can be the piece that completes the
+// ring; the workers that asked to stream the other ranges must start then,
+// not wait for the timeout.
+func TestStreamStartsWhenARowlessLastCompletesTheRing(t *testing.T) {
+	c := newCluster(t, 1, nil, nil)
+	co := mustNew(t, c.cl, context.Background(), 2)
+	defer co.Close()
+	rs := Ranges(2)
+	queued := func(n int) { // wait until the inbox holds n events, in arrival order
+		deadline := time.Now().Add(waitFor)
+		for {
+			co.s.inbox.mu.Lock()
+			got := len(co.s.inbox.cur.entries)
+			co.s.inbox.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("inbox holds %d events, want %d", got, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "rows", Args: []byte("5"), Range: rs[0]}); err != nil {
+		t.Fatal(err)
+	}
+	queued(1) // range 0's STREAM_INIT
+	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "rows", Args: []byte("0"), Range: rs[1]}); err != nil {
+		t.Fatal(err)
+	}
+	queued(2) // range 1's LAST, after the INIT
+	rows := 0
+	err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(m Message) error {
+		if m.Kind == KindRow {
+			rows++
+		}
+		return nil
+	})
+	if err != nil || rows != 5 {
+		t.Fatalf("Stream: %v after %d rows, want nil after 5", err, rows)
+	}
+}

@@ -75,10 +75,19 @@ func (r *streamRun) handle(m *Message) (bool, error) {
 		case !r.claimable(sl.rng):
 			return false, nil // a redundant copy that finished without streaming
 		default: // LAST without any row: chosen and done at once
+			if c, ok := r.cands[sl.rng]; ok && c == i {
+				delete(r.cands, sl.rng)
+				r.candLen -= rangeLen(sl.rng)
+			}
 			sl.chosen = true
 			r.fixedLen += rangeLen(sl.rng)
 		}
 		if err := r.fn(*m); err != nil {
+			return false, err
+		}
+		// A range served without rows may be the piece that completes the
+		// ring: the candidates waiting on the other ranges start now.
+		if err := r.maybeStart(); err != nil {
 			return false, err
 		}
 		return r.running == 0 && r.fixedLen == ringSize, nil

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,9 +191,12 @@ func (c *conn) fail(err error) gnet.Action {
 	case *connError:
 		code, msg = e.code, e.msg
 	}
-	if c.phase == phaseReady {
+	shutdown := code == frame.CodeShuttingDown
+	switch {
+	case shutdown && c.phase == phaseReady: // our own doing, not a protocol error
+	case c.phase == phaseReady:
 		c.n.stats.protocolErrors.Add(1)
-	} else {
+	default:
 		c.n.stats.refused.Add(1)
 	}
 	if pe, ok := err.(*peerError); ok {
@@ -199,7 +204,11 @@ func (c *conn) fail(err error) gnet.Action {
 		c.flush()
 		return gnet.Close
 	}
-	c.n.log.Warn("rexi node: closing connection", "remote", c.remote, "code", code.String(), "detail", msg)
+	level := slog.LevelWarn
+	if shutdown {
+		level = slog.LevelInfo
+	}
+	c.n.log.Log(context.Background(), level, "rexi node: closing connection", "remote", c.remote, "code", code.String(), "detail", msg)
 	c.mu.Lock()
 	c.out = c.enc.AppendError(c.out, 0, code, frame.FitMessage(msg, c.peerMax))
 	c.mu.Unlock()
