@@ -21,7 +21,21 @@
 // asks the parent for faults (cut a link, restart a node, check a node's live
 // workers) with JSON lines on stdout and reads the answers on stdin.
 //
-// It needs root, iproute2 and iptables, takes a minute or two, and runs only
-// with REXI_NETNS=1: `make test-netns`. Everything it creates is named rexi-*
-// and torn down at the end; a run that was killed is swept by the next one.
+// It needs Linux (the test files are built only there), root, iproute2 and
+// iptables; it takes under a minute and runs only with REXI_NETNS=1: `make
+// test-netns`. Without it, or without the privileges, it skips saying why.
+// Everything it creates is named rexi-* and torn down at the end, also on a
+// failure, a panic or SIGINT/SIGTERM; what a SIGKILLed run left is swept by
+// the next one (runs are serialised by flock on /run/rexi-netns.lock).
+//
+// Scenarios (one child process each, in this order):
+//
+//	rows_exact       50 W-stream fan-outs (Q=64 N=3): every row once, nothing replaced
+//	node_cut         a node's veth down mid-stream: typed node-down within the
+//	                 heartbeat timeout, ranges resumed elsewhere, every row once;
+//	                 link up: no live worker, the client reconnects
+//	rolling_restart  SIGTERM/restart each node in turn under continuous fan-outs
+//	membership       a Resolver's answer goes {n1,n2} → {n1,n2,n3} → {n2,n3}
+//	                 under fan-outs placed by coord.ShardMap over Client.Nodes
+//	wstream_p50      W-stream latency with +1 ms each way, printed for bench/README.md
 package netns

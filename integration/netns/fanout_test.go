@@ -1,3 +1,5 @@
+//go:build linux
+
 package netns
 
 import (
@@ -22,7 +24,7 @@ type fanout struct {
 	rows, size int
 	jobs       []coord.Job                // the first submission; Handler and Args are set by run
 	pick       func(failed string) string // node for a replacement, "" for none (the fan-out then fails)
-	onRow      func(total int)            // fault injection, called after each row is counted
+	onRow      func(total int) error      // fault injection, called after each row is counted
 	timeout    time.Duration              // the whole Stream; default 30 s
 
 	starts   []int // first row of each slot's job, by slot
@@ -30,7 +32,8 @@ type fanout struct {
 	lasts    map[coord.Range]int
 	replaced []coord.WorkerInfo
 	causes   []error
-	resumed  []int // the start row of each replacement
+	resumed  []int       // the start row of each replacement
+	at       []time.Time // when each replacement was asked for
 	total    int
 }
 
@@ -71,6 +74,7 @@ func (f *fanout) run(ctx context.Context, cl *coord.Client) error {
 func (f *fanout) replace(failed coord.WorkerInfo, cause error) ([]coord.Job, error) {
 	f.replaced = append(f.replaced, failed)
 	f.causes = append(f.causes, cause)
+	f.at = append(f.at, time.Now())
 	if f.pick == nil || len(f.replaced) > 4*len(f.jobs) {
 		return nil, nil
 	}
@@ -101,7 +105,7 @@ func (f *fanout) message(m coord.Message) error {
 		counts[n]++
 		f.total++
 		if f.onRow != nil {
-			f.onRow(f.total)
+			return f.onRow(f.total)
 		}
 	}
 	return nil

@@ -1,3 +1,5 @@
+//go:build linux
+
 package netns
 
 import (
@@ -6,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -63,9 +64,6 @@ func requireNetns(t *testing.T) {
 	t.Helper()
 	if os.Getenv("REXI_NETNS") != "1" {
 		t.Skip("network-namespace tests need root and a minute or two: `make test-netns` runs them (REXI_NETNS=1)")
-	}
-	if runtime.GOOS != "linux" {
-		t.Skipf("network namespaces are Linux only (GOOS=%s)", runtime.GOOS)
 	}
 	if uid := os.Geteuid(); uid != 0 {
 		t.Skipf("creating network namespaces needs root (running as uid %d)", uid)

@@ -1,8 +1,11 @@
+//go:build linux
+
 package netns
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -83,14 +86,16 @@ func startNode(bin, secretFile string, i int) (*nodeProc, error) {
 	if err := startOwned(p.cmd); err != nil {
 		return nil, err
 	}
-	listening := make(chan struct{})
+	listening := make(chan struct{}) // closed once both the rexi and the admin listeners are up
 	go func() {
 		sc := bufio.NewScanner(out)
-		seen := false
+		rexi, admin, closed := false, false, false
 		for sc.Scan() {
-			if !seen && strings.Contains(sc.Text(), " listening on ") {
-				seen = true
+			rexi = rexi || strings.Contains(sc.Text(), " listening on ")
+			admin = admin || strings.HasPrefix(sc.Text(), "admin http://")
+			if rexi && admin && !closed {
 				close(listening)
+				closed = true
 			}
 		}
 		p.cmd.Wait()
@@ -205,4 +210,27 @@ func metric(hc *http.Client, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("metric %s missing from /metrics", name)
+}
+
+// streamingWorkers counts node i's live workers that have sent rows, from
+// its /jobs list (open on a loopback admin address).
+func streamingWorkers(hc *http.Client) (int, error) {
+	resp, err := hc.Get("http://" + adminAddr + "/jobs")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var jobs []struct {
+		Rows uint64 `json:"rows_sent"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jobs); err != nil {
+		return 0, fmt.Errorf("/jobs: %w", err)
+	}
+	n := 0
+	for _, j := range jobs {
+		if j.Rows > 0 {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package netns
 
 import (
@@ -72,8 +74,25 @@ func (c *cluster) waitZeroLive(nodes []int) error {
 }
 
 // restart drains node i with SIGTERM, requires a clean exit, and starts it
-// again on the same address.
-func (c *cluster) restart(i int) (map[string]float64, error) {
+// again on the same address. With busy it first waits until the node has a
+// worker streaming (rows sent), so the drain has work to wait for: a copy
+// waiting for START is cancelled within a round trip when another copy of
+// its range wins.
+func (c *cluster) restart(i int, busy bool) (map[string]float64, error) {
+	streaming, deadline := 0, time.Now().Add(waitFor)
+	for busy {
+		var err error
+		if streaming, err = streamingWorkers(c.admins[i]); err != nil {
+			return nil, err
+		}
+		if streaming > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("n%d had no streaming worker to drain for %v", i+1, waitFor)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	start := time.Now()
 	code, err := c.procs[i].stop(syscall.SIGTERM)
 	if err != nil {
@@ -88,7 +107,7 @@ func (c *cluster) restart(i int) (map[string]float64, error) {
 		return nil, err
 	}
 	c.procs[i] = p
-	return map[string]float64{"drain_ms": ms(drained), "down_ms": ms(time.Since(start))}, nil
+	return map[string]float64{"streaming": float64(streaming), "drain_ms": ms(drained), "down_ms": ms(time.Since(start))}, nil
 }
 
 // restore undoes whatever a scenario left, even one that failed half-way:
@@ -133,7 +152,7 @@ func (c *cluster) handle(req request) reply {
 			err = c.topo.setLoss(i, req.On)
 		case "restart":
 			var v map[string]float64
-			v, err = c.restart(i)
+			v, err = c.restart(i, req.Busy)
 			for k, x := range v {
 				values[fmt.Sprintf("n%d_%s", i+1, k)] = x
 			}
@@ -182,6 +201,7 @@ func (c *cluster) runCoordinator(t *testing.T, sc scenario) {
 	defer owned.Delete(cmd.Process.Pid)
 	enc := json.NewEncoder(stdin)
 	var output []string
+	reported := false // a child that ran no scenario also exits 0
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 64<<10), 4<<20)
 	for lines.Scan() {
@@ -201,6 +221,7 @@ func (c *cluster) runCoordinator(t *testing.T, sc scenario) {
 		}
 		if req.Op == "result" {
 			t.Log(req.Line)
+			reported = true
 			continue
 		}
 		start := time.Now()
@@ -216,6 +237,9 @@ func (c *cluster) runCoordinator(t *testing.T, sc scenario) {
 	if err != nil || ctx.Err() != nil {
 		t.Fatalf("coordinator %s failed: %v (context: %v)\n--- its output ---\n%s\n--- its stderr ---\n%s",
 			sc.name, err, ctx.Err(), strings.Join(output, "\n"), stderr.String())
+	}
+	if !reported {
+		t.Fatalf("coordinator %s exited 0 without reporting a result\n--- its output ---\n%s", sc.name, strings.Join(output, "\n"))
 	}
 	if err := c.waitZeroLive(allNodes); err != nil {
 		t.Errorf("after the coordinator exited: %v", err)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package netns
 
 import (
@@ -21,7 +23,8 @@ const (
 // Requests (Op):
 //
 //	cut, heal   bring the veth of Nodes down or up, inside their namespaces
-//	restart     SIGTERM each of Nodes, wait for exit 0, start it again on its address
+//	restart     SIGTERM each of Nodes, wait for exit 0, start it again on its address;
+//	            with Busy, only once the node has live workers, so the drain has work to wait for
 //	live0       wait until each of Nodes reports rexi_node_live_workers 0
 //	loss        add (On) or remove the 1 % loss rule of Nodes
 //	result      no reply: the parent logs Line and keeps Values
@@ -29,6 +32,7 @@ type request struct {
 	Op     string             `json:"op"`
 	Nodes  []int              `json:"nodes,omitempty"` // 0-based: node i is rexi-n(i+1)
 	On     bool               `json:"on,omitempty"`
+	Busy   bool               `json:"busy,omitempty"`
 	Line   string             `json:"line,omitempty"`
 	Values map[string]float64 `json:"values,omitempty"`
 }

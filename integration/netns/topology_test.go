@@ -1,3 +1,5 @@
+//go:build linux
+
 package netns
 
 import (
@@ -7,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,12 +27,10 @@ const (
 	lossProb   = "0.01"
 )
 
-func nodeNS(i int) string   { return fmt.Sprintf("rexi-n%d", i+1) }
-func nodeAddr(i int) string { return fmt.Sprintf("10.77.0.%d:%d", 11+i, nodePort) }
-func vethIn(ns string) string {
-	return ns + "-eth" // the end inside ns, holding its address
-}
-func vethBr(ns string) string { return ns + "-br" } // the end enslaved to the bridge
+func nodeNS(i int) string     { return fmt.Sprintf("rexi-n%d", i+1) }
+func nodeAddr(i int) string   { return fmt.Sprintf("10.77.0.%d:%d", 11+i, nodePort) }
+func vethIn(ns string) string { return ns + "-eth" } // the end inside ns, holding its address
+func vethBr(ns string) string { return ns + "-br" }  // the end enslaved to the bridge
 
 // cmdTimeout bounds every ip/iptables command: they take milliseconds.
 const cmdTimeout = 10 * time.Second
@@ -48,12 +47,11 @@ func run(args ...string) (string, error) {
 	return string(out), nil
 }
 
-// topology is the five namespaces and their links. Its methods are called
-// from the test goroutine only, except teardown (also from the signal trap).
+// topology is the five namespaces and their links, used from the test
+// goroutine only (the signal trap calls sweep instead).
 type topology struct {
 	lossOn  [numNodes]bool
 	dropped int64 // packets the loss rules dropped, from rules since removed
-	once    sync.Once
 }
 
 // newTopology builds the namespaces, the bridge, one veth pair per
@@ -95,6 +93,13 @@ func newTopology(t *testing.T) *topology {
 		if _, err := run(s...); err != nil {
 			t.Fatalf("building the topology: %v", err)
 		}
+	}
+	// toxiproxy dials a node synchronously in its accept loop, with no
+	// timeout: while a node's link is down that proxy (and its Stop, if
+	// the scenario fails then) would wait out the kernel's SYN retries,
+	// about 2 minutes. Two retries make a dial give up after 7 s.
+	if _, err := run("ip", "netns", "exec", coordNS, "sh", "-c", "echo 2 > /proc/sys/net/ipv4/tcp_syn_retries"); err != nil {
+		t.Fatalf("building the topology: %v", err)
 	}
 	for i := 0; i < numNodes; i++ {
 		if err := topo.setLoss(i, true); err != nil {
@@ -183,17 +188,15 @@ func setLink(i int, up bool) error {
 // namespace a process still holds outlives its name, so one is reported.
 func (topo *topology) teardown() []error {
 	var errs []error
-	topo.once.Do(func() {
-		for _, ns := range ourNamespaces() {
-			if pids := nsPids(ns); len(pids) > 0 {
-				errs = append(errs, fmt.Errorf("processes %v still in namespace %s at teardown; killing them", pids, ns))
-				killPids(pids)
-			}
-			if _, err := run("ip", "netns", "del", ns); err != nil {
-				errs = append(errs, err)
-			}
+	for _, ns := range ourNamespaces() {
+		if pids := nsPids(ns); len(pids) > 0 {
+			errs = append(errs, fmt.Errorf("processes %v still in namespace %s at teardown; killing them", pids, ns))
+			killPids(pids)
 		}
-	})
+		if _, err := run("ip", "netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errs
 }
 
