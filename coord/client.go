@@ -9,6 +9,7 @@ import (
 
 	"github.com/rexi-go/rexi/reaper"
 	"github.com/rexi-go/rexi/secure"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // refSlotBits: a ref is coordinator id << refSlotBits | slot, so a frame is
@@ -24,6 +25,7 @@ const (
 type Client struct {
 	cfg     Config
 	log     *slog.Logger
+	tracer  trace.Tracer               // nil without Config.TracerProvider
 	members atomic.Pointer[membership] // replaced whole by SetNodes
 	setMu   sync.Mutex                 // serialises SetNodes
 	reaper  *reaper.Reaper
@@ -78,6 +80,9 @@ func NewClient(cfg Config) (*Client, error) {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		coords: make(map[uint64]*state),
+	}
+	if cfg.TracerProvider != nil {
+		cl.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	cl.members.Store(&membership{index: map[string]int{}})
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())

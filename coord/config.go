@@ -8,6 +8,7 @@ import (
 
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/secure"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Client. Zero values mean the documented defaults,
@@ -73,6 +74,13 @@ type Config struct {
 
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
+
+	// TracerProvider, when set, traces fan-outs with OpenTelemetry: each
+	// coordinator is a span "rexi.fanout" (a child of the span in New's
+	// ctx, if any), and every DOIT carries its W3C trace context, so that
+	// a node with tracing makes each job a child span. Nil: no tracing,
+	// and DOITs carry no context.
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults for Config fields.
@@ -157,6 +165,10 @@ func (c Config) features() frame.Feature {
 	}
 	if c.Compression {
 		f |= frame.FeatureCompression
+	}
+	f |= frame.FeatureRange // a node's workers learn the range they serve
+	if c.TracerProvider != nil {
+		f |= frame.FeatureTraceContext
 	}
 	return f
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/reaper"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Job is one unit of remote work: run Handler with Args on Node.
@@ -91,6 +92,9 @@ type state struct {
 	// smallCluster nodes: no allocation per fan-out for them.
 	sessArr, pushArr, submitArr [smallCluster]*session
 
+	span  trace.Span        // the fan-out's span; nil without tracing
+	trace frame.TraceParent // its context, carried by every DOIT
+
 	hookBetweenBatches func(node int) // tests only
 }
 
@@ -122,7 +126,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		s.table.Close()
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancelCause(ctx)
+	s.ctx, s.cancel = context.WithCancelCause(s.startSpan(ctx))
 	s.stopCtx = context.AfterFunc(s.ctx, s.table.Fire)
 	co := &Coordinator{s: s}
 	co.cleanup = runtime.AddCleanup(co, (*state).abandon, s)
@@ -134,6 +138,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 // (its goroutine returned early or died in a recovered panic).
 func (s *state) abandon() {
 	s.absorbFinals()
+	s.endSpan(true)
 	s.table.Fire()
 	s.release()
 }
@@ -199,6 +204,7 @@ func (co *Coordinator) Close() error {
 	}
 	s.closed = true
 	s.absorbFinals()
+	s.endSpan(false)
 	s.table.Close() // KILL_ALLs queued, then disarmed
 	s.release()
 	co.cleanup.Stop()

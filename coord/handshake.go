@@ -95,7 +95,8 @@ func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error)
 // settled is what a WELCOME settles.
 func settled(cfg *Config, w frame.Welcome, sess *secure.Session) handshakeResult {
 	feat := w.Features
-	enc := frame.Encoder{Checksum: feat&frame.FeatureChecksum != 0, Compress: feat&frame.FeatureCompression != 0, CompressThreshold: cfg.CompressThreshold}
+	enc := frame.Encoder{Checksum: feat&frame.FeatureChecksum != 0, Compress: feat&frame.FeatureCompression != 0, CompressThreshold: cfg.CompressThreshold,
+		Doit: feat & (frame.FeatureRange | frame.FeatureTraceContext)}
 	return handshakeResult{
 		sess:     sess,
 		enc:      enc,

@@ -116,6 +116,10 @@ func (s *session) queueControl(t frame.Type, ref uint64, ack uint32) {
 	s.mu.Unlock()
 }
 
+// doitFieldsMax is the most the optional DOIT fields add: a range and a
+// trace context.
+const doitFieldsMax = 8 + 1 + 26
+
 // submit queues the DOITs of co's jobs for this node in one locked batch
 // and puts co on the list of coordinators this session's loss must reach;
 // the caller writes them (push or kickWriter). It reports whether co's
@@ -140,7 +144,7 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 			failed = true
 			continue
 		}
-		size := frame.HeaderSize + 16 + len(j.Handler) + len(j.Nonce) + len(j.Args)
+		size := frame.HeaderSize + 16 + doitFieldsMax + len(j.Handler) + len(j.Nonce) + len(j.Args)
 		if len(s.out)+size > s.p.cl.cfg.OutboundLimit || size > s.peerMax {
 			failed = true
 			s.p.cl.stats.overloads.Add(1)
@@ -152,6 +156,9 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 			TimeoutMillis: uint32(j.Timeout / time.Millisecond),
 			Handler:       co.handler,
 			Nonce:         j.Nonce,
+			RangeLo:       j.Range.Lo,
+			RangeHi:       j.Range.Hi,
+			Trace:         co.trace,
 			Args:          j.Args,
 		})
 	}

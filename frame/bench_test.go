@@ -87,7 +87,7 @@ func parseTyped(b *testing.B, t Type, p []byte) {
 	var err error
 	switch t {
 	case TypeDoit:
-		_, err = ParseDoit(p)
+		_, err = ParseDoit(p, 0)
 	case TypeAck:
 		_, err = ParseAck(p)
 	case TypeKillAll:

@@ -8,7 +8,7 @@ import (
 
 // describe renders a decoded frame in the canonical text form used by
 // testdata/golden.txt: type, ref, flags, then the typed payload fields.
-func describe(f Frame) string {
+func describe(f Frame, doit Feature) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s ref=%#x flags=%s", f.Type, f.Ref, flagString(f.Flags))
 	p, _, err := Payload(f, nil, 0)
@@ -36,11 +36,22 @@ func describe(f Frame) string {
 		}
 		fmt.Fprintf(&b, " mac=%x", m)
 	case TypeDoit:
-		d, err := ParseDoit(p)
+		d, err := ParseDoit(p, doit)
 		if err != nil {
 			return b.String() + fmt.Sprintf(" error=%q", err)
 		}
-		fmt.Fprintf(&b, " timeout_ms=%d handler=%q nonce=%q args=%q", d.TimeoutMillis, d.Handler, d.Nonce, d.Args)
+		fmt.Fprintf(&b, " timeout_ms=%d handler=%q nonce=%q", d.TimeoutMillis, d.Handler, d.Nonce)
+		if doit&FeatureRange != 0 {
+			fmt.Fprintf(&b, " range=%#08x-%#08x", d.RangeLo, d.RangeHi)
+		}
+		if doit&FeatureTraceContext != 0 {
+			if d.Trace.Valid() {
+				fmt.Fprintf(&b, " traceparent=00-%x-%x-%02x", d.Trace.TraceID, d.Trace.SpanID, d.Trace.Flags)
+			} else {
+				b.WriteString(" traceparent=none")
+			}
+		}
+		fmt.Fprintf(&b, " args=%q", d.Args)
 	case TypeAck:
 		n, err := ParseAck(p)
 		if err != nil {

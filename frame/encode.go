@@ -25,6 +25,9 @@ type Encoder struct {
 	// CompressThreshold in bytes; 0 means DefaultCompressThreshold.
 	// Payloads of this size or smaller are never compressed.
 	CompressThreshold int
+	// Doit lists the optional DOIT fields in force (FeatureRange,
+	// FeatureTraceContext): AppendDoit writes those fields.
+	Doit Feature
 
 	scratch []byte
 }
@@ -84,7 +87,7 @@ func AppendRaw(dst []byte, f Frame) []byte {
 // AppendDoit appends a DOIT frame.
 func (e *Encoder) AppendDoit(dst []byte, ref uint64, d Doit) []byte {
 	dst, s := e.begin(dst, TypeDoit, ref)
-	dst = appendDoitPayload(dst, d)
+	dst = appendDoitPayload(dst, d, e.Doit)
 	return e.finish(dst, s, true)
 }
 

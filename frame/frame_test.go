@@ -54,7 +54,7 @@ func TestRoundTripEveryType(t *testing.T) {
 				t.Errorf("frame %d: flags %v, checksum=%t", i, f.Flags, checksum)
 			}
 		}
-		dt, _ := ParseDoit(fs[0].Payload)
+		dt, _ := ParseDoit(fs[0].Payload, 0)
 		if dt.TimeoutMillis != 9 || string(dt.Handler) != "h" || string(dt.Nonce) != "n" || string(dt.Args) != "a" {
 			t.Errorf("DOIT parsed as %+v", dt)
 		}
@@ -124,10 +124,18 @@ func TestPayloadParsersRejectMalformed(t *testing.T) {
 		name  string
 		parse func() error
 	}{
-		{"doit empty", func() error { _, err := ParseDoit(nil); return err }},
-		{"doit zero handler", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 0, 0, 0}); return err }},
-		{"doit handler past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 9, 'a'}); return err }},
-		{"doit nonce past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 5, 'x'}); return err }},
+		{"doit empty", func() error { _, err := ParseDoit(nil, 0); return err }},
+		{"doit zero handler", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 0, 0, 0}, 0); return err }},
+		{"doit handler past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 9, 'a'}, 0); return err }},
+		{"doit nonce past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 5, 'x'}, 0); return err }},
+		{"doit range missing", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 0, 0, 0}, FeatureRange); return err }},
+		{"doit range lo above hi", func() error {
+			_, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 0, 0, 0, 2, 0, 0, 0, 1}, FeatureRange)
+			return err
+		}},
+		{"doit trace_len missing", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0}, FeatureTraceContext); return err }},
+		{"doit trace_len 5", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 5, 1, 2, 3, 4, 5}, FeatureTraceContext); return err }},
+		{"doit trace past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 26, 0, 1}, FeatureTraceContext); return err }},
 		{"ack short", func() error { _, err := ParseAck([]byte{0, 1}); return err }},
 		{"ack zero", func() error { _, err := ParseAck([]byte{0, 0, 0, 0}); return err }},
 		{"kill_all ragged", func() error { _, err := ParseKillAll(make([]byte, 12)); return err }},

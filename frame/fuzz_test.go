@@ -9,13 +9,13 @@ import (
 const fuzzMax = 1 << 16
 
 // FuzzDecode feeds arbitrary bytes to the decoder. Byte 0 picks the
-// receiver's settings. Properties: no panic; every error is ErrIncomplete or
+// receiver's settings (bits 0-1) and the DOIT fields in force (bits 2-3). Properties: no panic; every error is ErrIncomplete or
 // a *ProtocolError; a decoded frame re-encodes to exactly its bytes; typed
 // payloads that parse re-encode to the same payload; decompression never
 // yields more than the maximum.
 func FuzzDecode(f *testing.F) {
 	for _, v := range vectors() {
-		f.Add(append([]byte{settingsByte(v.dec)}, v.build()...))
+		f.Add(append([]byte{settingsByte(v.dec) | byte(v.doit)}, v.build()...))
 	}
 	e := Encoder{Checksum: true}
 	two := e.AppendStream(nil, 1, []byte("a"))
@@ -39,7 +39,7 @@ func FuzzDecode(f *testing.F) {
 			if re := AppendRaw(nil, fr); !bytes.Equal(re, buf[:n]) {
 				t.Fatalf("re-encode differs:\n in %x\nout %x", buf[:n], re)
 			}
-			checkPayload(t, fr)
+			checkPayload(t, fr, Feature(in[0])&(FeatureRange|FeatureTraceContext))
 			buf = buf[n:]
 		}
 	})
@@ -56,7 +56,7 @@ func settingsByte(d Decoder) byte {
 	return b
 }
 
-func checkPayload(t *testing.T, fr Frame) {
+func checkPayload(t *testing.T, fr Frame, doit Feature) {
 	p, scratch, err := Payload(fr, nil, fuzzMax)
 	if cap(scratch) > fuzzMax {
 		t.Fatalf("decompression buffer grew to %d, max %d", cap(scratch), fuzzMax)
@@ -68,11 +68,23 @@ func checkPayload(t *testing.T, fr Frame) {
 	var re []byte
 	switch fr.Type {
 	case TypeDoit:
-		d, err := ParseDoit(p)
+		d, err := ParseDoit(p, doit)
 		if err != nil {
 			return
 		}
+		e.Doit = doit
 		re = e.AppendDoit(nil, fr.Ref, d)
+		if doit&FeatureTraceContext != 0 && !d.Trace.Valid() {
+			// A dropped context (another version, zero ids) re-encodes
+			// as none: compare meanings instead of bytes.
+			d2, err := ParseDoit(re[HeaderSize:], doit)
+			if err != nil || d2.TimeoutMillis != d.TimeoutMillis || !bytes.Equal(d2.Handler, d.Handler) ||
+				!bytes.Equal(d2.Nonce, d.Nonce) || d2.RangeLo != d.RangeLo || d2.RangeHi != d.RangeHi ||
+				d2.Trace != d.Trace || !bytes.Equal(d2.Args, d.Args) {
+				t.Fatalf("DOIT %+v re-parses as %+v (%v)", d, d2, err)
+			}
+			return
+		}
 	case TypeExit:
 		x, err := ParseExit(p)
 		if err != nil {

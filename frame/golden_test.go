@@ -19,6 +19,7 @@ const goldenPath = "testdata/golden.txt"
 type vector struct {
 	name  string
 	dec   Decoder // settings the receiver negotiated
+	doit  Feature // DOIT fields in force (FeatureRange, FeatureTraceContext)
 	build func() []byte
 	err   error // for bad vectors: the sentinel Decode returns
 }
@@ -44,6 +45,12 @@ func vectors() []vector {
 	welcome.MAC = NodeMAC(secret, helloFrame[HeaderSize:], WelcomeBody(welcome))
 	welcomeFrame := AppendWelcome(nil, welcome)
 	auth := CoordMAC(secret, helloFrame[HeaderSize:], welcomeFrame[HeaderSize:])
+	fields := Encoder{Doit: FeatureRange | FeatureTraceContext}
+	traced := Doit{TimeoutMillis: 30000, Handler: []byte("rows"), Nonce: []byte("req-8"), RangeLo: 0x40000000, RangeHi: 0x7fffffff,
+		Trace: TraceParent{ // the W3C specification's example traceparent
+			TraceID: [16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID:  [8]byte{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, Flags: 1},
+		Args: []byte(`{"n":10}`)}
 	raw := func(s string) func() []byte {
 		return func() []byte { b, _ := hex.DecodeString(s); return b }
 	}
@@ -57,6 +64,17 @@ func vectors() []vector {
 		{name: "doit no deadline, empty nonce and args", build: func() []byte {
 			return plain.AppendDoit(nil, 0xfedcba9876543210, Doit{Handler: []byte("echo")})
 		}},
+		{name: "doit with range and trace context", doit: fields.Doit, build: func() []byte { return fields.AppendDoit(nil, 1, traced) }},
+		{name: "doit with range, no trace context", doit: fields.Doit, build: func() []byte {
+			d := traced
+			d.Trace = TraceParent{}
+			return fields.AppendDoit(nil, 2, d)
+		}},
+		{name: "doit with range only (trace context not negotiated)", doit: FeatureRange, build: func() []byte {
+			return (&Encoder{Doit: FeatureRange}).AppendDoit(nil, 3, traced)
+		}},
+		{name: "doit whose trace_len is 5 (payload malformed)", doit: fields.Doit, build: raw("0000001910000000" + "0000000000000004" +
+			"00000000" + "04726f7773" + "0000" + "00000000ffffffff" + "050102030405")},
 		{name: "reply", build: func() []byte { return plain.AppendReply(nil, 1, []byte("pong")) }},
 		{name: "stream_init", build: func() []byte { return plain.AppendEmpty(nil, TypeStreamInit, 2) }},
 		{name: "start", build: func() []byte { return plain.AppendEmpty(nil, TypeStart, 2) }},
@@ -104,8 +122,15 @@ func vectors() []vector {
 	}
 }
 
-func decoderSettings(d Decoder) string {
-	return fmt.Sprintf("checksum=%t compression=%t", d.Checksum, d.Compression)
+func decoderSettings(v vector) string {
+	s := fmt.Sprintf("checksum=%t compression=%t", v.dec.Checksum, v.dec.Compression)
+	if v.doit&FeatureRange != 0 {
+		s += " range=true"
+	}
+	if v.doit&FeatureTraceContext != 0 {
+		s += " trace_context=true"
+	}
+	return s
 }
 
 func TestGolden(t *testing.T) {
@@ -125,8 +150,8 @@ func TestGolden(t *testing.T) {
 	for i, v := range vs {
 		e := entries[i]
 		t.Run(v.name, func(t *testing.T) {
-			if e.name != v.name || e.settings != decoderSettings(v.dec) {
-				t.Fatalf("vector %d is %q [%s] in the file, %q [%s] in code", i, e.name, e.settings, v.name, decoderSettings(v.dec))
+			if e.name != v.name || e.settings != decoderSettings(v) {
+				t.Fatalf("vector %d is %q [%s] in the file, %q [%s] in code", i, e.name, e.settings, v.name, decoderSettings(v))
 			}
 			// Encode direction: building the frame yields the file's bytes.
 			if got := v.build(); !bytes.Equal(got, e.bytes) {
@@ -146,7 +171,7 @@ func TestGolden(t *testing.T) {
 			if err != nil || n != len(e.bytes) {
 				t.Fatalf("decode = (n=%d, %v), want (n=%d, nil)", n, err, len(e.bytes))
 			}
-			if got := describe(fr); got != e.meaning {
+			if got := describe(fr, v.doit); got != e.meaning {
 				t.Fatalf("decoded meaning\n %s\nfile says\n %s", got, e.meaning)
 			}
 			if re := AppendRaw(nil, fr); !bytes.Equal(re, e.bytes) {
@@ -200,6 +225,8 @@ func writeGolden(t *testing.T, vs []vector) {
 # Each entry: a name; the receiver's negotiated settings; the frame's bytes in
 # hex; and what a conforming decoder must make of them. For "bad:" entries
 # the meaning is the error a receiver must report (then send ERROR and close).
+# "range=true" and "trace_context=true" in the receiver's settings: those
+# features are in force, so DOIT payloads carry their fields (section 4).
 # Strings are Go-quoted; refs and features are hex; nonce and mac are hex.
 # The compressed entry's bytes come from klauspost/compress/s2: another S2
 # encoder may produce different (equally valid) bytes, so test that entry in
@@ -216,9 +243,9 @@ func writeGolden(t *testing.T, vs []vector) {
 			if err != nil {
 				t.Fatalf("vector %q does not decode: %v", v.name, err)
 			}
-			meaning = describe(fr)
+			meaning = describe(fr, v.doit)
 		}
-		fmt.Fprintf(&b, "\nname: %s\nreceiver: %s\nhex: %x\nmeaning: %s\n", v.name, decoderSettings(v.dec), bs, meaning)
+		fmt.Fprintf(&b, "\nname: %s\nreceiver: %s\nhex: %x\nmeaning: %s\n", v.name, decoderSettings(v), bs, meaning)
 	}
 	if err := os.WriteFile(goldenPath, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)

@@ -69,9 +69,11 @@ type Feature uint32
 
 // Features. Unknown bits are ignored by the receiver and never echoed.
 const (
-	FeatureChecksum    Feature = 1 << 0 // xxhash64 trailer on every frame
-	FeatureCompression Feature = 1 << 1 // S2 compression of large payloads
-	knownFeatures              = FeatureChecksum | FeatureCompression
+	FeatureChecksum     Feature = 1 << 0 // xxhash64 trailer on every frame
+	FeatureCompression  Feature = 1 << 1 // S2 compression of large payloads
+	FeatureRange        Feature = 1 << 2 // every DOIT carries its shard range
+	FeatureTraceContext Feature = 1 << 3 // every DOIT carries a W3C trace context field
+	knownFeatures               = FeatureChecksum | FeatureCompression | FeatureRange | FeatureTraceContext
 )
 
 // MinMaxPayload is the smallest max_payload a peer may announce: a node

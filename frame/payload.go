@@ -21,15 +21,54 @@ type Doit struct {
 	TimeoutMillis uint32
 	Handler       []byte // registered handler name, 1..255 bytes
 	Nonce         []byte // opaque request id, up to 65535 bytes
-	Args          []byte // opaque handler arguments, the rest of the payload
+	// RangeLo and RangeHi bound the shard range the job serves, inclusive,
+	// on the 32-bit ring. On the wire only when FeatureRange is in force.
+	RangeLo, RangeHi uint32
+	// Trace is the caller's trace context. On the wire only when
+	// FeatureTraceContext is in force; the zero value means none.
+	Trace TraceParent
+	Args  []byte // opaque handler arguments, the rest of the payload
 }
 
-func appendDoitPayload(dst []byte, d Doit) []byte {
+// TraceParent is a W3C trace context (the traceparent header, version
+// 00) in binary form: the DOIT's sender's span is the parent of the job.
+type TraceParent struct {
+	TraceID [16]byte
+	SpanID  [8]byte // the parent span
+	Flags   byte    // W3C trace flags; bit 0 is "sampled"
+}
+
+// traceFieldSize is the DOIT trace field's length when a context is
+// present: version byte, trace-id, parent span id, flags.
+const traceFieldSize = 1 + 16 + 8 + 1
+
+// Valid reports a usable context: W3C forbids all-zero ids.
+func (t TraceParent) Valid() bool {
+	return t.TraceID != [16]byte{} && t.SpanID != [8]byte{}
+}
+
+// appendDoitPayload encodes d; features says which optional fields the
+// connection carries.
+func appendDoitPayload(dst []byte, d Doit, features Feature) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, d.TimeoutMillis)
 	dst = append(dst, byte(len(d.Handler)))
 	dst = append(dst, d.Handler...)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(d.Nonce)))
 	dst = append(dst, d.Nonce...)
+	if features&FeatureRange != 0 {
+		dst = binary.BigEndian.AppendUint32(dst, d.RangeLo)
+		dst = binary.BigEndian.AppendUint32(dst, d.RangeHi)
+	}
+	if features&FeatureTraceContext != 0 {
+		if d.Trace.Valid() {
+			dst = append(dst, traceFieldSize, 0) // length, version 00
+			dst = append(dst, d.Trace.TraceID[:]...)
+			dst = append(dst, d.Trace.SpanID[:]...)
+			dst = append(dst, d.Trace.Flags)
+		} else {
+			dst = append(dst, 0)
+		}
+	}
 	return append(dst, d.Args...)
 }
 
@@ -47,10 +86,15 @@ func (d Doit) Validate() error {
 var (
 	errDoitShort   = &ProtocolError{Code: CodeMalformed, Detail: "DOIT payload shorter than its length fields say"}
 	errDoitHandler = &ProtocolError{Code: CodeMalformed, Detail: "DOIT handler name is empty"}
+	errDoitRange   = &ProtocolError{Code: CodeMalformed, Detail: "DOIT range_lo is above range_hi"}
+	errDoitTrace   = &ProtocolError{Code: CodeMalformed, Detail: "DOIT trace_len must be 0 or 26"}
 )
 
 // ParseDoit parses a DOIT payload (decompressed, if it was compressed).
-func ParseDoit(p []byte) (Doit, error) {
+// features are those in force on the connection: they say which optional
+// fields the payload has. A trace context of a version other than 00, or
+// with an all-zero id, is dropped (Trace stays zero), as W3C asks.
+func ParseDoit(p []byte, features Feature) (Doit, error) {
 	var d Doit
 	if len(p) < 5 {
 		return d, errDoitShort
@@ -71,7 +115,39 @@ func ParseDoit(p []byte) (Doit, error) {
 		return d, errDoitShort
 	}
 	d.Nonce = p[:nl:nl]
-	d.Args = p[nl:]
+	p = p[nl:]
+	if features&FeatureRange != 0 {
+		if len(p) < 8 {
+			return d, errDoitShort
+		}
+		d.RangeLo, d.RangeHi = binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:])
+		if d.RangeLo > d.RangeHi {
+			return d, errDoitRange
+		}
+		p = p[8:]
+	}
+	if features&FeatureTraceContext != 0 {
+		if len(p) < 1 {
+			return d, errDoitShort
+		}
+		tl := int(p[0])
+		if tl != 0 && tl != traceFieldSize {
+			return d, errDoitTrace
+		}
+		if len(p) < 1+tl {
+			return d, errDoitShort
+		}
+		if tl == traceFieldSize && p[1] == 0 {
+			copy(d.Trace.TraceID[:], p[2:18])
+			copy(d.Trace.SpanID[:], p[18:26])
+			d.Trace.Flags = p[26]
+			if !d.Trace.Valid() {
+				d.Trace = TraceParent{}
+			}
+		}
+		p = p[1+tl:]
+	}
+	d.Args = p
 	return d, nil
 }
 

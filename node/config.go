@@ -8,6 +8,7 @@ import (
 
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/secure"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Node. The zero value of every field but Secret means
@@ -105,6 +106,13 @@ type Config struct {
 	EventLoops int
 	// Logger receives connection-level events. Default slog.Default().
 	Logger *slog.Logger
+
+	// TracerProvider, when set, makes every job an OpenTelemetry span
+	// "rexi.job" (handler, range, node, outcome, rows), the child of the
+	// coordinator's span when its DOIT carried a trace context; a Handle
+	// handler's ctx carries the span. Loop handlers' spans end on the
+	// event loop, so use a batching span processor. Nil: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults for Config fields.
@@ -225,5 +233,7 @@ func (c Config) features() frame.Feature {
 	if !c.DisableCompression {
 		f |= frame.FeatureCompression
 	}
-	return f
+	// A node always reads a DOIT's range and trace context when the
+	// coordinator sends them; it uses the context only with a tracer.
+	return f | frame.FeatureRange | frame.FeatureTraceContext
 }

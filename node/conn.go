@@ -65,6 +65,7 @@ type conn struct {
 	flushPending bool
 	gnetBuffered int
 	peerMax      int
+	doitFields   frame.Feature // optional DOIT fields in force (event loop)
 	closed       bool
 	overflowed   bool // the output gate refused a frame: the connection is ending
 	jobs         map[uint64]*Worker
@@ -255,7 +256,7 @@ func (c *conn) handle(f frame.Frame) error {
 	}
 	switch f.Type {
 	case frame.TypeDoit:
-		d, err := frame.ParseDoit(p)
+		d, err := frame.ParseDoit(p, c.doitFields)
 		if err != nil {
 			return err
 		}

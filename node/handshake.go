@@ -91,6 +91,7 @@ func (c *conn) agree(h frame.Hello, plaintext bool) (frame.Welcome, error) {
 		CompressThreshold: c.n.cfg.CompressThreshold,
 	}
 	c.peerMax = int(h.MaxPayload)
+	c.doitFields = w.Features & (frame.FeatureRange | frame.FeatureTraceContext)
 	c.mu.Unlock()
 	return w, nil
 }

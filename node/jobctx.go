@@ -21,8 +21,9 @@ type jobContext struct {
 	done     chan struct{}
 	err      error
 	deadline time.Time
-	timer    *time.Timer   // the DOIT deadline, if any
-	wake     chan struct{} // the worker's signal channel
+	timer    *time.Timer     // the DOIT deadline, if any
+	wake     chan struct{}   // the worker's signal channel
+	values   context.Context // the job's span, when traced; nil otherwise
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -50,8 +51,14 @@ func (c *jobContext) Err() error {
 	return c.err
 }
 
-// Value implements context.Context; a job's context carries no values.
-func (c *jobContext) Value(any) any { return nil }
+// Value implements context.Context: a traced job's context carries its
+// span, and nothing else.
+func (c *jobContext) Value(key any) any {
+	if c.values == nil {
+		return nil
+	}
+	return c.values.Value(key)
+}
 
 // stop cancels the job with cause, once, and wakes its worker.
 func (c *jobContext) stop(cause error) {

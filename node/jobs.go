@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Job table operations. doit, start, ack, kill and killAll run on the event
@@ -64,6 +65,10 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	}
 	c.jobs[ref] = w
 	c.mu.Unlock()
+	w.rangeLo, w.rangeHi, w.ranged = d.RangeLo, d.RangeHi, c.doitFields&frame.FeatureRange != 0
+	if w.span = c.startSpan(ref, h.name, d); w.span != nil { // its goroutine starts later: no race
+		w.jc.values = trace.ContextWithSpan(context.Background(), w.span)
+	}
 	c.n.stats.live.Add(1)
 	c.n.stats.started.Add(1)
 	c.n.stats.running.Add(1)
@@ -223,6 +228,9 @@ func (c *conn) queueExit(ref uint64, x frame.Exit) {
 func (n *Node) killed(w *Worker) {
 	n.stats.killed.Add(1)
 	n.liveDown()
+	if w.src != nil { // a loop job ends here; a goroutine job's run ends its span
+		w.endSpan(outcomeKilled, nil, ErrKilled)
+	}
 	w.stop(ErrKilled)
 }
 
@@ -242,6 +250,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 	cause := w.jc.Err()
 	w.jc.stop(context.Canceled) // the job is over: whatever the handler left running on ctx stops
 	if !wasLive {
+		w.endSpan(outcomeKilled, nil, cause)
 		return // killed: nobody wants an EXIT
 	}
 	n.liveDown()
@@ -253,8 +262,13 @@ func (n *Node) run(fn Handler, w *Worker) {
 	} else if err != nil {
 		x.Kind, x.Reason = frame.ExitError, []byte(err.Error())
 	} else {
+		c.mu.Lock()
+		final := w.final
+		c.mu.Unlock()
+		w.endSpan(finalOutcome(final), nil, nil)
 		return
 	}
+	w.endSpan(outcomeExit, &x, nil)
 	n.countExit(x, w.handler, w.nonce, time.Now())
 	c.mu.Lock()
 	if !c.closed {

@@ -59,18 +59,21 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.n.stats.started.Add(1)
+	span := c.startSpan(ref, h.name, d)
 	reply, stack, err := callReply(h.reply, d.Args, d.Nonce, c.rowBuf[:0])
 	if err == nil && len(reply) > c.peerMax {
 		err = ErrPayloadTooLarge
 	}
 	if err != nil {
-		c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		x := c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
 	c.growRowBuf(len(reply))
 	if c.queueLocked(frame.TypeReply, ref, reply) {
 		c.n.stats.replied.Add(1)
 	}
+	endSpan(span, outcomeReply, 0, nil, nil)
 	return nil
 }
 
@@ -82,12 +85,14 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.n.stats.started.Add(1)
+	span := c.startSpan(ref, h.name, d)
 	src, stack, err := callOpen(h.stream, d.Args, d.Nonce)
 	if err != nil {
-		c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		x := c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
-	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now,
+	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now, span: span,
 		state: stateInitWait, wait: waitStart, waitSince: now.UnixNano()}
 	if d.TimeoutMillis > 0 {
 		w.deadline = now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond).UnixNano()
@@ -123,6 +128,7 @@ func (c *conn) pumpLocked(w *Worker) {
 			}
 			c.appendLocked(frame.TypeLast, w.ref, last)
 			c.removeLoopLocked(w)
+			w.endSpan(outcomeLast, nil, nil)
 			return
 		}
 		if len(row) > c.peerMax {
@@ -195,19 +201,21 @@ func (c *conn) removeLoopLocked(w *Worker) {
 func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack []byte) {
 	c.removeLoopLocked(w)
 	x := frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack}
+	w.endSpan(outcomeExit, &x, nil)
 	c.n.countExit(x, w.handler, w.nonce, time.Now())
 	c.queueExitLocked(w.ref, x)
 	c.kickLocked() // the janitor may call this off the loop
 }
 
 // exitLoopLocked answers a loop job that failed before it started.
-func (c *conn) exitLoopLocked(ref uint64, handler string, nonce []byte, err error, stack []byte, now time.Time) {
+func (c *conn) exitLoopLocked(ref uint64, handler string, nonce []byte, err error, stack []byte, now time.Time) frame.Exit {
 	x := frame.Exit{Kind: frame.ExitError, Reason: []byte(err.Error()), Stack: stack}
 	if stack != nil {
 		x.Kind = frame.ExitPanic
 	}
 	c.n.countExit(x, handler, nonce, now)
 	c.queueExitLocked(ref, x)
+	return x
 }
 
 // The call wrappers turn a panic in a loop handler into an EXIT for its

@@ -13,6 +13,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/secure"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,8 +27,9 @@ var ProcessGoroutines = []string{
 
 // Node serves rexi coordinators on one TCP listener.
 type Node struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer // nil without Config.TracerProvider
 
 	handlers atomic.Pointer[map[string]handlerEntry] // copy-on-write
 	hmu      sync.Mutex                              // serialises Handle
@@ -94,6 +96,9 @@ func New(cfg Config) (*Node, error) {
 		runDone:  make(chan struct{}),
 		connGone: make(chan struct{}, 1),
 		tasks:    make(chan task),
+	}
+	if cfg.TracerProvider != nil {
+		n.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	empty := map[string]handlerEntry{}
 	n.handlers.Store(&empty)

@@ -141,6 +141,9 @@ func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 		return err
 	}
 	c.appendLocked(t, w.ref, payload)
+	if t != frame.TypePing {
+		w.final = t
+	}
 	c.kickLocked()
 	c.mu.Unlock()
 	if t == frame.TypeReply {

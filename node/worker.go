@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler runs one job. ctx is cancelled whenever the worker must stop
@@ -42,14 +43,19 @@ type Worker struct {
 	// wake-up, so a spurious one (a recycled worker woken for its previous
 	// job) is harmless.
 	started time.Time
+	span    trace.Span // the job's span; nil without tracing
+	rangeLo uint32
+	rangeHi uint32
+	ranged  bool // the DOIT carried a range
 
 	// Guarded by c.mu.
 	state     jobState
 	unacked   int
 	rows      uint64
-	removed   bool     // out of the job table: killed or finished
-	wait      waitKind // what Stream is blocked on; the janitor times it out
-	waitSince int64    // unix nanos when that wait began
+	removed   bool       // out of the job table: killed or finished
+	final     frame.Type // REPLY or LAST once sent (for the span)
+	wait      waitKind   // what Stream is blocked on; the janitor times it out
+	waitSince int64      // unix nanos when that wait began
 
 	// Loop jobs (HandleStream) only; event loop, under c.mu.
 	src      RowSource
@@ -77,6 +83,12 @@ func (w *Worker) Args() []byte { return w.args }
 
 // Nonce is the DOIT's nonce (the coordinator's request id).
 func (w *Worker) Nonce() []byte { return w.nonce }
+
+// Range is the shard range the job serves, [lo, hi] on the 32-bit ring,
+// as the coordinator's Job named it. ok is false when the DOIT carried no
+// range (a coordinator that did not negotiate it; this package's always
+// does).
+func (w *Worker) Range() (lo, hi uint32, ok bool) { return w.rangeLo, w.rangeHi, w.ranged }
 
 // Reply sends a REPLY. It may wait for room under the connection's
 // outbound limit; it fails once the worker must stop.
