@@ -134,8 +134,14 @@ func TestPayloadParsersRejectMalformed(t *testing.T) {
 			return err
 		}},
 		{"doit trace_len missing", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0}, FeatureTraceContext); return err }},
-		{"doit trace_len 5", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 5, 1, 2, 3, 4, 5}, FeatureTraceContext); return err }},
-		{"doit trace past end", func() error { _, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 26, 0, 1}, FeatureTraceContext); return err }},
+		{"doit trace_len 5", func() error {
+			_, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 5, 1, 2, 3, 4, 5}, FeatureTraceContext)
+			return err
+		}},
+		{"doit trace past end", func() error {
+			_, err := ParseDoit([]byte{0, 0, 0, 0, 1, 'a', 0, 0, 26, 0, 1}, FeatureTraceContext)
+			return err
+		}},
 		{"ack short", func() error { _, err := ParseAck([]byte{0, 1}); return err }},
 		{"ack zero", func() error { _, err := ParseAck([]byte{0, 0, 0, 0}); return err }},
 		{"kill_all ragged", func() error { _, err := ParseKillAll(make([]byte, 12)); return err }},
