@@ -120,6 +120,7 @@ func (fs flagSet) applyFile(path string) error {
 var example = map[string]string{
 	"duration": ` (a string such as "5s")`,
 	"int":      " (a number such as 16777216)",
+	"float":    " (a number such as 0.25)",
 	"boolean":  " (true or false)",
 	"string":   "",
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/handlers"
 	"github.com/rexi-go/rexi/node"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // newLogger writes text, or JSON lines with -log-format json.
@@ -47,6 +49,8 @@ type serveFlags struct {
 	secret                               secretFlags
 	security                             securityFlags
 	adminTokenFile, adminCert, adminKey  *string
+	otlpEndpoint                         *string
+	otlpRatio                            *float64
 	client                               clientFlags
 }
 
@@ -80,6 +84,8 @@ func addServeFlags(fs flagSet) serveFlags {
 		adminTokenFile:   fs.String("admin-token-file", "", "file holding the bearer token the admin endpoints that run or reveal work require (all but /metrics and /healthz); without it they answer only on a loopback admin address"),
 		adminCert:        fs.String("admin-tls-cert", "", "PEM certificate for the admin listener (with -admin-tls-key): HTTPS"),
 		adminKey:         fs.String("admin-tls-key", "", "PEM private key for -admin-tls-cert"),
+		otlpEndpoint:     fs.String("otlp-endpoint", "", "export OpenTelemetry spans (a rexi.fanout span per /fanout, a rexi.job span per job) over OTLP/HTTP to this collector: http://HOST:4318, https://..., or HOST:PORT (http)"),
+		otlpRatio:        fs.Float64("otlp-sample-ratio", 1, "fraction of traces started here (by /fanout) that are sampled; jobs follow their coordinator's decision"),
 	}
 }
 
@@ -91,7 +97,8 @@ type daemon struct {
 	// none, only a loopback admin address serves them.
 	adminToken    []byte
 	adminLoopback bool
-	adminScheme   string // http or https
+	adminScheme   string                   // http or https
+	tracing       *sdktrace.TracerProvider // nil without -otlp-endpoint
 	client        *coord.Client
 	peers         []string
 	metrics       *metrics
@@ -181,6 +188,13 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	if err != nil {
 		return nil, err
 	}
+	var tp *sdktrace.TracerProvider
+	if *f.otlpEndpoint != "" {
+		if tp, err = startTracing(*f.otlpEndpoint, *f.otlpRatio, cmp.Or(*f.name, *f.listen), log); err != nil {
+			return nil, err
+		}
+		nc.TracerProvider = tp
+	}
 	n, err := node.New(nc)
 	if err != nil {
 		return nil, fail(exitUsage, "%v", err)
@@ -196,7 +210,7 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	if err := n.Start(); err != nil {
 		return nil, fail(exitListen, "cannot listen on %s: %v", *f.listen, err)
 	}
-	d := &daemon{log: log, node: n, peers: splitList(*f.peers), adminToken: adminToken}
+	d := &daemon{log: log, node: n, peers: splitList(*f.peers), adminToken: adminToken, tracing: tp}
 	if len(d.peers) == 0 {
 		d.peers = []string{"self"}
 	}
@@ -220,6 +234,9 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	}
 	ccfg.Logger = log
 	ccfg.MaxPayload = *f.maxFrame
+	if tp != nil {
+		ccfg.TracerProvider = tp
+	}
 	if d.client, err = coord.NewClient(ccfg); err != nil {
 		n.Close()
 		return nil, fail(exitUsage, "peers: %v", err)
@@ -290,4 +307,7 @@ func (d *daemon) shutdown(grace time.Duration) {
 	}
 	d.client.Close()
 	d.node.Close()
+	if err := stopTracing(d.tracing); err != nil {
+		d.log.Warn("spans lost at shutdown", "err", err)
+	}
 }

@@ -130,6 +130,8 @@ func TestOperatorErrors(t *testing.T) {
 		{"wrong secret", []string{"fanout", "-secret-file", wrong, "-nodes", p.Addr, "-dial-timeout", "500ms"}, exitUnreachable, "secret"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
 		{"bad q", []string{"fanout", "-secret-file", sf, "-nodes", p.Addr, "-q", "0"}, exitUsage, "q=0"},
+		{"bad otlp endpoint", []string{"serve", "-secret-file", sf, "-listen", "127.0.0.1:0", "-admin", "off", "-otlp-endpoint", "ftp://x"}, exitUsage, "-otlp-endpoint"},
+		{"bad sample ratio", []string{"serve", "-secret-file", sf, "-listen", "127.0.0.1:0", "-admin", "off", "-otlp-endpoint", "x:4318", "-otlp-sample-ratio", "2"}, exitUsage, "want a number in [0, 1]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
