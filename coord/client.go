@@ -103,9 +103,10 @@ func NewClient(cfg Config) (*Client, error) {
 func (cl *Client) PublicKey() secure.PublicKey { return cl.cfg.Key.Public() }
 
 // WaitConnected blocks until every node is connected, or ctx ends, or a
-// node refused the connection for good (a *HandshakeError whose
-// Permanent is true: wrong secret or key, encryption mismatch, node
-// shutting down), which it returns at once.
+// node refused an attempt that ended during the wait for good (a
+// *HandshakeError whose Permanent is true: wrong secret or key,
+// encryption mismatch, node shutting down), which it returns then —
+// within one reconnect backoff, instead of waiting for ctx.
 func (cl *Client) WaitConnected(ctx context.Context) error {
 	for _, p := range cl.members.Load().active() {
 		if err := p.waitUp(ctx); err != nil {

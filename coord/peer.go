@@ -26,17 +26,22 @@ type peer struct {
 
 	tried chan struct{} // closed once the first connection attempt is over
 
-	mu      sync.Mutex
-	sess    *session      // nil while down
-	upCh    chan struct{} // closed while a session is up
-	refused chan struct{} // closed while the last attempt was refused for good (Permanent)
-	lastErr error
-	name    string // from the last handshake
+	mu   sync.Mutex
+	sess *session      // nil while down
+	upCh chan struct{} // closed while a session is up
+	// attempts counts finished connection attempts; refusedAt is the
+	// number of the last one when it was refused for good (Permanent),
+	// else 0; attempted is closed, and replaced, as each attempt ends.
+	attempts  uint64
+	refusedAt uint64
+	attempted chan struct{}
+	lastErr   error
+	name      string // from the last handshake
 }
 
 func newPeer(cl *Client, idx int, addr string) *peer {
 	return &peer{cl: cl, idx: idx, addr: addr, upCh: make(chan struct{}), gone: make(chan struct{}),
-		tried: make(chan struct{}), refused: make(chan struct{})}
+		tried: make(chan struct{}), attempted: make(chan struct{})}
 }
 
 // removed reports whether the node left the set.
@@ -82,27 +87,48 @@ func (p *peer) current() *session {
 	return p.sess
 }
 
-// waitUp waits for a session, and gives up at once on a refusal that
-// retrying will not fix (HandshakeError.Permanent).
+// waitUp waits for a session, and gives up on a refusal that retrying
+// will not fix (HandshakeError.Permanent) — one to an attempt that ended
+// after the call, so that a refusal from before (a node that was
+// restarting) does not fail a wait for the node that is back.
 func (p *peer) waitUp(ctx context.Context) error {
 	p.mu.Lock()
-	ch, refused := p.upCh, p.refused
+	start := p.attempts
 	p.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-refused:
+	for {
 		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.lastErr
-	case <-ctx.Done():
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.lastErr != nil {
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), p.lastErr)
+		up, attempted := p.upCh, p.attempted
+		if p.refusedAt > start {
+			err := p.lastErr
+			p.mu.Unlock()
+			return err
 		}
-		return ctx.Err()
+		p.mu.Unlock()
+		select {
+		case <-up:
+			return nil
+		case <-attempted:
+		case <-ctx.Done():
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.lastErr != nil {
+				return fmt.Errorf("%w (last error: %v)", ctx.Err(), p.lastErr)
+			}
+			return ctx.Err()
+		}
 	}
+}
+
+// attemptOverLocked records the end of a connection attempt; refused
+// says it was refused for good. Caller holds p.mu.
+func (p *peer) attemptOverLocked(refused bool) {
+	p.attempts++
+	p.refusedAt = 0
+	if refused {
+		p.refusedAt = p.attempts
+	}
+	close(p.attempted)
+	p.attempted = make(chan struct{})
 }
 
 // run is the peer's manager goroutine: it dials, runs one session at a
@@ -120,13 +146,7 @@ func (p *peer) run() {
 			p.mu.Lock()
 			p.lastErr = err
 			var he *HandshakeError
-			if errors.As(err, &he) && he.Permanent() {
-				select {
-				case <-p.refused:
-				default:
-					close(p.refused)
-				}
-			}
+			p.attemptOverLocked(errors.As(err, &he) && he.Permanent())
 			p.mu.Unlock()
 			tried()
 			wait := jitter(backoff)
@@ -145,11 +165,7 @@ func (p *peer) run() {
 		p.mu.Lock()
 		p.sess, p.lastErr, p.name = s, nil, s.nodeName
 		close(p.upCh)
-		select {
-		case <-p.refused:
-			p.refused = make(chan struct{})
-		default:
-		}
+		p.attemptOverLocked(false)
 		p.mu.Unlock()
 		tried()
 		if p.removed() { // removed while dialling: this session takes no job

@@ -30,7 +30,7 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	h, ok := c.n.handler(d.Handler)
 	if !ok {
 		x := frame.Exit{Kind: frame.ExitUnknownHandler, Reason: fmt.Appendf(nil, "unknown handler %q", d.Handler)}
-		c.n.countExit(x, string(d.Handler), d.Nonce, now)
+		c.n.countExit(x, nil, string(d.Handler), d.Nonce, now)
 		c.queueExit(ref, x)
 		return nil
 	}
@@ -48,7 +48,7 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	// A pooled worker keeps its signal channel and its buffer for the
 	// copies of nonce and args (the frame's bytes belong to the loop).
 	w := c.n.getWorker()
-	w.c, w.ref, w.handler, w.started = c, ref, h.name, now
+	w.c, w.ref, w.handler, w.started, w.hs = c, ref, h.name, now, h.stats
 	w.in = append(append(w.in[:0], d.Nonce...), d.Args...)
 	w.nonce = w.in[:len(d.Nonce):len(d.Nonce)]
 	w.args = w.in[len(d.Nonce):]
@@ -72,6 +72,8 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	c.n.stats.live.Add(1)
 	c.n.stats.started.Add(1)
 	c.n.stats.running.Add(1)
+	h.stats.live.Add(1)
+	h.stats.started.Add(1)
 	c.spawns = append(c.spawns, task{h.fn, w}) // started after this read's output is flushed
 	return nil
 }
@@ -227,7 +229,8 @@ func (c *conn) queueExit(ref uint64, x frame.Exit) {
 // recycle it.
 func (n *Node) killed(w *Worker) {
 	n.stats.killed.Add(1)
-	n.liveDown()
+	w.hs.killed.Add(1)
+	n.liveDown(w)
 	if w.src != nil { // a loop job ends here; a goroutine job's run ends its span
 		w.endSpan(outcomeKilled, nil, ErrKilled)
 	}
@@ -253,7 +256,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 		w.endSpan(outcomeKilled, nil, cause)
 		return // killed: nobody wants an EXIT
 	}
-	n.liveDown()
+	n.liveDown(w)
 	x := frame.Exit{}
 	if kind, ok := exitKindFor(cause); ok {
 		x.Kind, x.Reason = kind, []byte(cause.Error())
@@ -269,7 +272,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 		return
 	}
 	w.endSpan(outcomeExit, &x, nil)
-	n.countExit(x, w.handler, w.nonce, time.Now())
+	n.countExit(x, w.hs, w.handler, w.nonce, time.Now())
 	c.mu.Lock()
 	if !c.closed {
 		c.queueExitLocked(w.ref, x)
@@ -321,18 +324,25 @@ func (c *conn) expireWaits(now int64) {
 // countExit is the one place an EXIT is accounted for: its counter and,
 // for failures an operator wants to see, the recent-error ring. (Stream
 // timeouts are counted where they are detected, by the janitor.)
-func (n *Node) countExit(x frame.Exit, handler string, nonce []byte, at time.Time) {
+func (n *Node) countExit(x frame.Exit, hs *handlerCounters, handler string, nonce []byte, at time.Time) {
+	if hs == nil { // no such handler
+		hs = &handlerCounters{}
+	}
 	switch x.Kind {
 	case frame.ExitDeadline:
 		n.stats.deadlines.Add(1)
+		hs.deadlines.Add(1)
 		return
 	case frame.ExitUnknownHandler:
 		n.stats.unknown.Add(1)
 	case frame.ExitPanic:
 		n.stats.panics.Add(1)
 		n.stats.errors.Add(1)
+		hs.panics.Add(1)
+		hs.errors.Add(1)
 	case frame.ExitError:
 		n.stats.errors.Add(1)
+		hs.errors.Add(1)
 	default:
 		return
 	}
@@ -342,7 +352,8 @@ func (n *Node) countExit(x frame.Exit, handler string, nonce []byte, at time.Tim
 // liveDown counts a job leaving the tables and wakes WaitNoLive callers
 // when none is left. The moment none is left is recorded here, where it
 // happens (usually on the event loop), not when a waiter wakes up.
-func (n *Node) liveDown() {
+func (n *Node) liveDown(w *Worker) {
+	w.hs.live.Add(-1)
 	if n.stats.live.Add(-1) != 0 {
 		return
 	}

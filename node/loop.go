@@ -59,19 +59,21 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.n.stats.started.Add(1)
+	h.stats.started.Add(1)
 	span := c.startSpan(ref, h.name, d)
 	reply, stack, err := callReply(h.reply, d.Args, d.Nonce, c.rowBuf[:0])
 	if err == nil && len(reply) > c.peerMax {
 		err = ErrPayloadTooLarge
 	}
 	if err != nil {
-		x := c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		x := c.exitLoopLocked(ref, h, d.Nonce, err, stack, now)
 		endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
 	c.growRowBuf(len(reply))
 	if c.queueLocked(frame.TypeReply, ref, reply) {
 		c.n.stats.replied.Add(1)
+		h.stats.replied.Add(1)
 	}
 	endSpan(span, outcomeReply, 0, nil, nil)
 	return nil
@@ -85,14 +87,15 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.n.stats.started.Add(1)
+	h.stats.started.Add(1)
 	span := c.startSpan(ref, h.name, d)
 	src, stack, err := callOpen(h.stream, d.Args, d.Nonce)
 	if err != nil {
-		x := c.exitLoopLocked(ref, h.name, d.Nonce, err, stack, now)
+		x := c.exitLoopLocked(ref, h, d.Nonce, err, stack, now)
 		endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
-	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now, span: span,
+	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now, span: span, hs: h.stats,
 		state: stateInitWait, wait: waitStart, waitSince: now.UnixNano()}
 	if d.TimeoutMillis > 0 {
 		w.deadline = now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond).UnixNano()
@@ -102,6 +105,7 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 	}
 	c.jobs[ref] = w
 	c.n.stats.live.Add(1)
+	h.stats.live.Add(1)
 	c.queueLocked(frame.TypeStreamInit, ref, nil) // on overflow the connection ends, and the job with it
 	return nil
 }
@@ -138,6 +142,7 @@ func (c *conn) pumpLocked(w *Worker) {
 		c.growRowBuf(len(row))
 		c.appendLocked(frame.TypeStream, w.ref, row)
 		c.n.stats.streamed.Add(1)
+		w.hs.rows.Add(1)
 		w.unacked++
 		w.rows++
 	}
@@ -194,7 +199,7 @@ func (c *conn) removeLoopLocked(w *Worker) {
 	}
 	delete(c.jobs, w.ref)
 	w.removed = true
-	c.n.liveDown()
+	c.n.liveDown(w)
 }
 
 // failLoopLocked ends a loop job with an EXIT.
@@ -202,18 +207,18 @@ func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack [
 	c.removeLoopLocked(w)
 	x := frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack}
 	w.endSpan(outcomeExit, &x, nil)
-	c.n.countExit(x, w.handler, w.nonce, time.Now())
+	c.n.countExit(x, w.hs, w.handler, w.nonce, time.Now())
 	c.queueExitLocked(w.ref, x)
 	c.kickLocked() // the janitor may call this off the loop
 }
 
 // exitLoopLocked answers a loop job that failed before it started.
-func (c *conn) exitLoopLocked(ref uint64, handler string, nonce []byte, err error, stack []byte, now time.Time) frame.Exit {
+func (c *conn) exitLoopLocked(ref uint64, h handlerEntry, nonce []byte, err error, stack []byte, now time.Time) frame.Exit {
 	x := frame.Exit{Kind: frame.ExitError, Reason: []byte(err.Error()), Stack: stack}
 	if stack != nil {
 		x.Kind = frame.ExitPanic
 	}
-	c.n.countExit(x, handler, nonce, now)
+	c.n.countExit(x, h.stats, h.name, nonce, now)
 	c.queueExitLocked(ref, x)
 	return x
 }

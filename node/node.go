@@ -70,6 +70,7 @@ type handlerEntry struct {
 	fn     Handler    // a goroutine per job
 	reply  ReplyFunc  // or: a reply computed on the event loop
 	stream StreamFunc // or: rows pulled on the event loop
+	stats  *handlerCounters
 }
 
 // New returns a node configured by cfg; call Handle to register handlers
@@ -125,6 +126,10 @@ func (n *Node) register(h handlerEntry) {
 	m := make(map[string]handlerEntry, len(old)+1)
 	for k, v := range old {
 		m[k] = v
+	}
+	h.stats = &handlerCounters{}
+	if prev, ok := old[h.name]; ok { // a replaced handler keeps counting
+		h.stats = prev.stats
 	}
 	m[h.name] = h
 	n.handlers.Store(&m)

@@ -1,6 +1,10 @@
 package node
 
-import "sync/atomic"
+import (
+	"slices"
+	"strings"
+	"sync/atomic"
+)
 
 // Stats is a snapshot of a node's counters. Counters only grow; Live and
 // Running are gauges.
@@ -60,4 +64,36 @@ func (c *counters) snapshot() Stats {
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		FramesOut: c.framesOut.Load(), Writes: c.writes.Load(),
 	}
+}
+
+// HandlerStats counts the jobs of one registered handler.
+type HandlerStats struct {
+	Handler   string
+	Live      int64  // its jobs in the job tables now
+	Started   uint64 // jobs started
+	Replied   uint64 // REPLY frames sent
+	Rows      uint64 // STREAM rows sent
+	Killed    uint64 // jobs killed by CANCEL, KILL_ALL, connection loss or Close
+	Errors    uint64 // jobs ended by an error or panic (EXIT sent)
+	Panics    uint64 // of those, panics
+	Deadlines uint64 // jobs stopped at their DOIT deadline
+}
+
+type handlerCounters struct {
+	live                                                      atomic.Int64
+	started, replied, rows, killed, errors, panics, deadlines atomic.Uint64
+}
+
+// HandlerStats returns the counters of every registered handler, sorted
+// by name. A handler registered again under its name keeps its counts.
+func (n *Node) HandlerStats() []HandlerStats {
+	hs := *n.handlers.Load()
+	out := make([]HandlerStats, 0, len(hs))
+	for name, h := range hs {
+		c := h.stats
+		out = append(out, HandlerStats{Handler: name, Live: c.live.Load(), Started: c.started.Load(), Replied: c.replied.Load(),
+			Rows: c.rows.Load(), Killed: c.killed.Load(), Errors: c.errors.Load(), Panics: c.panics.Load(), Deadlines: c.deadlines.Load()})
+	}
+	slices.SortFunc(out, func(a, b HandlerStats) int { return strings.Compare(a.Handler, b.Handler) })
+	return out
 }

@@ -43,7 +43,8 @@ type Worker struct {
 	// wake-up, so a spurious one (a recycled worker woken for its previous
 	// job) is harmless.
 	started time.Time
-	span    trace.Span // the job's span; nil without tracing
+	span    trace.Span       // the job's span; nil without tracing
+	hs      *handlerCounters // its handler's counters
 	rangeLo uint32
 	rangeHi uint32
 	ranged  bool // the DOIT carried a range
@@ -149,6 +150,7 @@ func (w *Worker) Stream(row []byte) error {
 	c.kickLocked()
 	c.mu.Unlock()
 	c.n.stats.streamed.Add(1)
+	w.hs.rows.Add(1)
 	return nil
 }
 
