@@ -14,6 +14,7 @@ test: vet fmt-check cross
 
 vet:
 	$(GO) vet ./...
+	cd bench/grpcbase && $(GO) vet ./...   # its own module: the gRPC baseline make compare builds
 
 ## cross: the platforms README.md lists still build: everything on
 ## linux/amd64, linux/arm64 and darwin; the client side (coord and what it
