@@ -321,12 +321,15 @@ func (c *conn) expireWaits(now int64) {
 	c.mu.Unlock()
 }
 
+// noHandler absorbs the per-handler counts of DOITs naming no handler.
+var noHandler handlerCounters
+
 // countExit is the one place an EXIT is accounted for: its counter and,
 // for failures an operator wants to see, the recent-error ring. (Stream
 // timeouts are counted where they are detected, by the janitor.)
 func (n *Node) countExit(x frame.Exit, hs *handlerCounters, handler string, nonce []byte, at time.Time) {
-	if hs == nil { // no such handler
-		hs = &handlerCounters{}
+	if hs == nil { // no such handler: nothing per handler to count
+		hs = &noHandler
 	}
 	switch x.Kind {
 	case frame.ExitDeadline:
