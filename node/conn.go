@@ -104,6 +104,7 @@ func (c *conn) traffic() (action gnet.Action) {
 	defer func() {
 		if r := recover(); r != nil { // a bug of ours must not take the loop down
 			c.n.log.Error("rexi node: panic handling traffic", "remote", c.remote, "panic", r)
+			c.dropDeferred()
 			action = c.fail(newConnError(frame.CodeInternal, "internal error"))
 		}
 	}()
@@ -169,6 +170,7 @@ func (c *conn) traffic() (action gnet.Action) {
 		_, _ = c.gc.Discard(used)
 	}
 	if err != nil {
+		c.dropDeferred()
 		return c.fail(err)
 	}
 	c.flush()
@@ -350,6 +352,27 @@ func (c *conn) runDeferred() {
 	c.wakes = c.wakes[:0]
 	for i, t := range c.spawns {
 		c.n.spawn(t)
+		c.spawns[i] = task{}
+	}
+	c.spawns = c.spawns[:0]
+}
+
+// dropDeferred releases the jobs this read accepted but did not start,
+// because the read failed and the connection is ending: each is killed
+// before its handler ever runs. Event loop only.
+func (c *conn) dropDeferred() {
+	for i, t := range c.spawns {
+		w := t.w
+		c.mu.Lock()
+		if !w.removed {
+			delete(c.jobs, w.ref)
+			w.removed = true
+			c.n.killed(w)
+		}
+		c.mu.Unlock()
+		c.n.stats.running.Add(-1)
+		w.endSpan(outcomeKilled, nil, ErrKilled)
+		c.n.putWorker(w)
 		c.spawns[i] = task{}
 	}
 	c.spawns = c.spawns[:0]

@@ -232,3 +232,21 @@ func TestKillAllNeverTouchesOtherConnections(t *testing.T) {
 		t.Fatalf("cause %v", err)
 	}
 }
+
+// A goroutine job accepted earlier in a read that then fails is never
+// started: it must still be accounted for (not left running, not live).
+func TestJobQueuedInAFailingReadIsReleased(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := connect(t, n, 0)
+	c.Out = c.Enc.AppendDoit(c.Out, 1, frame.Doit{Handler: []byte("echo"), Args: []byte("x")})
+	c.Out = c.Enc.AppendEmpty(c.Out, frame.TypeStreamInit, 1) // not valid from a coordinator
+	c.Send()
+	c.ExpectClosedWith(frame.CodeUnexpected)
+	deadline := time.Now().Add(10 * time.Second)
+	for s := n.Stats(); s.Running != 0 || s.Live != 0; s = n.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("running %d live %d after the connection failed, want 0 and 0", s.Running, s.Live)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
