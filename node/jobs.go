@@ -30,7 +30,8 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	h, ok := c.n.handler(d.Handler)
 	if !ok {
 		x := frame.Exit{Kind: frame.ExitUnknownHandler, Reason: fmt.Appendf(nil, "unknown handler %q", d.Handler)}
-		c.n.countExit(x, nil, string(d.Handler), d.Nonce, now)
+		c.n.stats.unknown.Add(1)
+		c.n.recordError(ErrorRecord{Time: now, Handler: string(d.Handler), Nonce: string(d.Nonce), Kind: x.Kind, Reason: string(x.Reason)})
 		c.queueExit(ref, x)
 		return nil
 	}
@@ -70,7 +71,6 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		w.jc.values = trace.ContextWithSpan(context.Background(), w.span)
 	}
 	c.n.stats.live.Add(1)
-	c.n.stats.started.Add(1)
 	c.n.stats.running.Add(1)
 	h.stats.live.Add(1)
 	h.stats.started.Add(1)
@@ -228,7 +228,6 @@ func (c *conn) queueExit(ref uint64, x frame.Exit) {
 // the lock released, nothing of the node's refers to it, so run can
 // recycle it.
 func (n *Node) killed(w *Worker) {
-	n.stats.killed.Add(1)
 	w.hs.killed.Add(1)
 	n.liveDown(w)
 	if w.src != nil { // a loop job ends here; a goroutine job's run ends its span
@@ -265,10 +264,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 	} else if err != nil {
 		x.Kind, x.Reason = frame.ExitError, []byte(err.Error())
 	} else {
-		c.mu.Lock()
-		final := w.final
-		c.mu.Unlock()
-		w.endSpan(finalOutcome(final), nil, nil)
+		w.endSpan(finalOutcome(w.final), nil, nil) // final was written by this goroutine (send)
 		return
 	}
 	w.endSpan(outcomeExit, &x, nil)
@@ -321,30 +317,19 @@ func (c *conn) expireWaits(now int64) {
 	c.mu.Unlock()
 }
 
-// noHandler absorbs the per-handler counts of DOITs naming no handler.
-var noHandler handlerCounters
-
-// countExit is the one place an EXIT is accounted for: its counter and,
-// for failures an operator wants to see, the recent-error ring. (Stream
-// timeouts are counted where they are detected, by the janitor.)
+// countExit is the one place a job's EXIT is accounted for: its
+// handler's counter and, for failures an operator wants to see, the
+// recent-error ring. (Stream timeouts are counted where they are
+// detected, by the janitor; an unknown handler where the DOIT is.)
 func (n *Node) countExit(x frame.Exit, hs *handlerCounters, handler string, nonce []byte, at time.Time) {
-	if hs == nil { // no such handler: nothing per handler to count
-		hs = &noHandler
-	}
 	switch x.Kind {
 	case frame.ExitDeadline:
-		n.stats.deadlines.Add(1)
 		hs.deadlines.Add(1)
 		return
-	case frame.ExitUnknownHandler:
-		n.stats.unknown.Add(1)
 	case frame.ExitPanic:
-		n.stats.panics.Add(1)
-		n.stats.errors.Add(1)
 		hs.panics.Add(1)
 		hs.errors.Add(1)
 	case frame.ExitError:
-		n.stats.errors.Add(1)
 		hs.errors.Add(1)
 	default:
 		return

@@ -58,7 +58,6 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 	if _, dup := c.jobs[ref]; dup {
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
-	c.n.stats.started.Add(1)
 	h.stats.started.Add(1)
 	span := c.startSpan(ref, h.name, d)
 	reply, stack, err := callReply(h.reply, d.Args, d.Nonce, c.rowBuf[:0])
@@ -72,7 +71,6 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 	}
 	c.growRowBuf(len(reply))
 	if c.queueLocked(frame.TypeReply, ref, reply) {
-		c.n.stats.replied.Add(1)
 		h.stats.replied.Add(1)
 	}
 	endSpan(span, outcomeReply, 0, nil, nil)
@@ -86,7 +84,6 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 	if _, dup := c.jobs[ref]; dup {
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
-	c.n.stats.started.Add(1)
 	h.stats.started.Add(1)
 	span := c.startSpan(ref, h.name, d)
 	src, stack, err := callOpen(h.stream, d.Args, d.Nonce)
@@ -115,7 +112,7 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 func (c *conn) pumpLocked(w *Worker) {
 	window, limit := c.n.cfg.Window, c.n.cfg.OutboundLimit
 	for w.unacked < window {
-		if pending := len(c.out) + c.gnetBuffered; pending > 0 && pending >= limit {
+		if pending := c.pendingLocked(); pending > 0 && pending >= limit {
 			c.waitRoomLoopLocked(w)
 			return
 		}
@@ -141,7 +138,6 @@ func (c *conn) pumpLocked(w *Worker) {
 		}
 		c.growRowBuf(len(row))
 		c.appendLocked(frame.TypeStream, w.ref, row)
-		c.n.stats.streamed.Add(1)
 		w.hs.rows.Add(1)
 		w.unacked++
 		w.rows++
@@ -179,7 +175,7 @@ func (c *conn) waitRoomLoopLocked(w *Worker) {
 // resumeParkedLocked pumps parked loop jobs once there is room. Caller
 // holds c.mu; event loop only.
 func (c *conn) resumeParkedLocked() {
-	if len(c.parked) == 0 || len(c.out)+c.gnetBuffered >= c.n.cfg.OutboundLimit {
+	if len(c.parked) == 0 || c.pendingLocked() >= c.n.cfg.OutboundLimit {
 		return
 	}
 	parked := c.parked

@@ -187,6 +187,16 @@ func (n *Node) Name() string { return n.name }
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
 	s := n.stats.snapshot()
+	for name, h := range *n.handlers.Load() { // handlers are never removed: their sums are the node's
+		hs := h.stats.snapshot(name)
+		s.Started += hs.Started
+		s.Replied += hs.Replied
+		s.Streamed += hs.Rows
+		s.Killed += hs.Killed
+		s.Errors += hs.Errors
+		s.Panics += hs.Panics
+		s.Deadlines += hs.Deadlines
+	}
 	s.Idle = int64(n.idle.Load())
 	s.Handshaking = n.handshaking.Load()
 	s.Tombstones = n.tombCount.Load()

@@ -147,7 +147,6 @@ func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 	c.kickLocked()
 	c.mu.Unlock()
 	if t == frame.TypeReply {
-		c.n.stats.replied.Add(1)
 		w.hs.replied.Add(1)
 	}
 	return nil

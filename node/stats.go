@@ -41,23 +41,25 @@ type Stats struct {
 	Writes    uint64 // socket writes that carried them (FramesOut/Writes is the batching)
 }
 
+// counters are the node-wide counts. What is counted per job (started,
+// replies, rows, kills, failures) is counted once, per handler
+// (handlerCounters), and summed by Stats; live is counted both ways
+// because admission control reads the node's total on every DOIT.
 type counters struct {
 	live, running atomic.Int64
 
-	started, replied, streamed, killed, errors, panics, unknown, tombstoned atomic.Uint64
-	initTimeouts, ackTimeouts, deadlines                                    atomic.Uint64
-	connections, refused, protocolErrors, outputWaits                       atomic.Uint64
-	handshakeRefusals, overloaded, overflows                                atomic.Uint64
-	bytesIn, bytesOut, framesOut, writes                                    atomic.Uint64
+	unknown, tombstoned                               atomic.Uint64
+	initTimeouts, ackTimeouts                         atomic.Uint64
+	connections, refused, protocolErrors, outputWaits atomic.Uint64
+	handshakeRefusals, overloaded, overflows          atomic.Uint64
+	bytesIn, bytesOut, framesOut, writes              atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Live: c.live.Load(), Running: c.running.Load(),
-		Started: c.started.Load(), Replied: c.replied.Load(), Streamed: c.streamed.Load(),
-		Killed: c.killed.Load(), Errors: c.errors.Load(), Panics: c.panics.Load(),
 		Unknown: c.unknown.Load(), Tombstoned: c.tombstoned.Load(),
-		InitTimeouts: c.initTimeouts.Load(), AckTimeouts: c.ackTimeouts.Load(), Deadlines: c.deadlines.Load(),
+		InitTimeouts: c.initTimeouts.Load(), AckTimeouts: c.ackTimeouts.Load(),
 		Connections: c.connections.Load(), Refused: c.refused.Load(),
 		HandshakeRefusals: c.handshakeRefusals.Load(), Overloaded: c.overloaded.Load(), Overflows: c.overflows.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), OutputWaits: c.outputWaits.Load(),
@@ -84,15 +86,18 @@ type handlerCounters struct {
 	started, replied, rows, killed, errors, panics, deadlines atomic.Uint64
 }
 
+func (c *handlerCounters) snapshot(name string) HandlerStats {
+	return HandlerStats{Handler: name, Live: c.live.Load(), Started: c.started.Load(), Replied: c.replied.Load(),
+		Rows: c.rows.Load(), Killed: c.killed.Load(), Errors: c.errors.Load(), Panics: c.panics.Load(), Deadlines: c.deadlines.Load()}
+}
+
 // HandlerStats returns the counters of every registered handler, sorted
 // by name. A handler registered again under its name keeps its counts.
 func (n *Node) HandlerStats() []HandlerStats {
 	hs := *n.handlers.Load()
 	out := make([]HandlerStats, 0, len(hs))
 	for name, h := range hs {
-		c := h.stats
-		out = append(out, HandlerStats{Handler: name, Live: c.live.Load(), Started: c.started.Load(), Replied: c.replied.Load(),
-			Rows: c.rows.Load(), Killed: c.killed.Load(), Errors: c.errors.Load(), Panics: c.panics.Load(), Deadlines: c.deadlines.Load()})
+		out = append(out, h.stats.snapshot(name))
 	}
 	slices.SortFunc(out, func(a, b HandlerStats) int { return strings.Compare(a.Handler, b.Handler) })
 	return out

@@ -54,7 +54,7 @@ type Worker struct {
 	unacked   int
 	rows      uint64
 	removed   bool       // out of the job table: killed or finished
-	final     frame.Type // REPLY or LAST once sent (for the span)
+	final     frame.Type // REPLY or LAST once sent (for the span); written and read by the handler's goroutine only
 	wait      waitKind   // what Stream is blocked on; the janitor times it out
 	waitSince int64      // unix nanos when that wait began
 
@@ -149,7 +149,6 @@ func (w *Worker) Stream(row []byte) error {
 	c.appendLocked(frame.TypeStream, w.ref, row)
 	c.kickLocked()
 	c.mu.Unlock()
-	c.n.stats.streamed.Add(1)
 	w.hs.rows.Add(1)
 	return nil
 }
