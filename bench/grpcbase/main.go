@@ -93,7 +93,7 @@ func benchCmd(args []string) error {
 		conns = append(conns, c)
 	}
 	if *liveAddrs != "" {
-		o.WatchReap = live.Watch(strings.Split(*liveAddrs, ","))
+		o.WatchReap = live.Watch(live.NewAdminClient(nil, false), strings.Split(*liveAddrs, ","))
 	}
 	r := newRunner(conns, o)
 	list := []string{"w-cast", "w-stream", "w-reap", "w-conc"}

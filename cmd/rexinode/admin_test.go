@@ -216,3 +216,45 @@ func TestVersionAndBuildInfo(t *testing.T) {
 		t.Fatal("/metrics has no rexi_build_info")
 	}
 }
+
+// rexinode bench's w-reap reads /live of daemons that guard it: with
+// -admin-token-file and -admin-tls it measures; without the token it says
+// which URL refused it and how.
+func TestBenchReapWithGuardedAdmin(t *testing.T) {
+	sf := secretFile(t, "guarded-bench")
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("bench-token\n"), 0o600)
+	certFile, keyFile := selfSigned(t, dir)
+	var nodes, admins []string
+	for range 3 { // the bench places every range's 3 copies on 3 nodes
+		p := startServe(t, "-secret-file", sf, "-admin-token-file", tokenFile, "-admin-tls-cert", certFile, "-admin-tls-key", keyFile)
+		nodes, admins = append(nodes, p.Addr), append(admins, p.Admin)
+	}
+	bench := []string{"bench", "-nodes", strings.Join(nodes, ","), "-secret-file", sf, "-metrics", strings.Join(admins, ","),
+		"-workload", "w-reap", "-fanouts", "1", "-admin-tls"}
+	out, errOut, code := runCmd(t, append(bench, "-admin-token-file", tokenFile)...)
+	if code != 0 || !strings.Contains(out, "w-reap") || !strings.Contains(out, "leaked 0") {
+		t.Fatalf("bench w-reap with the admin token: exit %d\n%s\n%s", code, out, errOut)
+	}
+	_, errOut, code = runCmd(t, bench...)
+	if code != exitFailed || !strings.Contains(errOut, "https://"+admins[0]+"/live?") || !strings.Contains(errOut, "401 Unauthorized") {
+		t.Fatalf("bench w-reap without the admin token: exit %d, want %d and the refused URL and status:\n%s", code, exitFailed, errOut)
+	}
+}
+
+// rexinode drain sends the admin token; refused, it names the status.
+func TestDrainWithToken(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("drain-token\n"), 0o600)
+	p := startServe(t, "-secret-file", secretFile(t, "d"), "-admin-token-file", tokenFile)
+	if _, errOut, code := runCmd(t, "drain", "-admin", p.Admin, "-grace", "2s"); code != exitFailed || !strings.Contains(errOut, "401 Unauthorized") {
+		t.Fatalf("drain without the token: exit %d, want %d and the status:\n%s", code, exitFailed, errOut)
+	}
+	if out, errOut, code := runCmd(t, "drain", "-admin", p.Admin, "-grace", "2s", "-admin-token-file", tokenFile); code != 0 {
+		t.Fatalf("drain with the token: exit %d: %s %s", code, out, errOut)
+	}
+	if got := status(t, httpClient, "http://"+p.Admin+"/healthz", ""); got != http.StatusServiceUnavailable {
+		t.Fatalf("/healthz after drain: %d, want 503", got)
+	}
+}

@@ -21,6 +21,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", stderr)
 	cc := addClientCmd(fs)
 	admins := fs.String("metrics", "", "comma-separated admin addresses (host:port) of the nodes; w-reap polls their /live")
+	ac := addAdminClientFlags(fs)
 	workloads := fs.String("workload", "all", "w-cast, w-stream, w-reap, w-conc, a comma list, or all")
 	var o bench.Options
 	fs.IntVar(&o.Fanouts, "fanouts", 2000, "timed fan-outs (w-reap: trials)")
@@ -43,7 +44,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
-		o.WatchReap = live.Watch(metricsAddrs)
+		admin, err := ac.client()
+		if err != nil {
+			return err
+		}
+		o.WatchReap = live.Watch(admin, metricsAddrs)
 	}
 	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4, "text")) // quiet: the results are the output
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/rexi-go/rexi/internal/live"
 )
 
 // flagSet wraps flag.FlagSet so that every flag can also come from an
@@ -154,6 +156,32 @@ func (s secretFlags) resolve() ([]byte, error) {
 		return nil, fail(exitUsage, "no secret: set -secret-file, $REXI_SECRET_FILE or $REXI_SECRET")
 	}
 	return []byte(*s.secret), nil
+}
+
+// adminClientFlags are how a command reaches daemons' admin endpoints
+// (rexinode drain and bench): the bearer token and HTTPS.
+type adminClientFlags struct {
+	tokenFile *string
+	tls       *bool
+}
+
+func addAdminClientFlags(fs flagSet) adminClientFlags {
+	return adminClientFlags{
+		tokenFile: fs.String("admin-token-file", "", "file holding the admin bearer token (the daemon's -admin-token-file)"),
+		tls:       fs.Bool("admin-tls", false, "the admin address speaks HTTPS (the certificate is not verified: the daemon's is typically self-signed)"),
+	}
+}
+
+// client reads the token file; a mistake in it is a usage error.
+func (f adminClientFlags) client() (*live.AdminClient, error) {
+	var token []byte
+	if *f.tokenFile != "" {
+		var err error
+		if token, err = live.ReadAdminToken(*f.tokenFile); err != nil {
+			return nil, fail(exitUsage, "admin token: %v", err)
+		}
+	}
+	return live.NewAdminClient(token, *f.tls), nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -14,13 +14,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rexi-go/rexi/coord"
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/handlers"
+	"github.com/rexi-go/rexi/internal/live"
 	"github.com/rexi-go/rexi/node"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -158,12 +158,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 // starts, so that a mistake in them is a usage error.
 func (f serveFlags) adminSecurity() (token []byte, tlsCfg *tls.Config, err error) {
 	if *f.adminTokenFile != "" {
-		b, err := os.ReadFile(*f.adminTokenFile)
-		if err != nil {
+		if token, err = live.ReadAdminToken(*f.adminTokenFile); err != nil {
 			return nil, nil, fail(exitUsage, "admin token: %v", err)
-		}
-		if token = []byte(strings.TrimSpace(string(b))); len(token) == 0 {
-			return nil, nil, fail(exitUsage, "admin token file %s is empty", *f.adminTokenFile)
 		}
 	}
 	if (*f.adminCert == "") != (*f.adminKey == "") {

@@ -1,6 +1,7 @@
 // Package live serves and reads /live, the admin endpoint that tells how
 // many workers a node has live and, as a long-poll, when the last one left:
 // rexinode serves it, W-reap measurements and the gRPC baseline read it.
+// AdminClient is how rexinode's tools reach the admin endpoints.
 package live
 
 import (
@@ -70,10 +71,11 @@ func Handler(c Counter) http.Handler {
 }
 
 // Watch returns an Options.WatchReap that long-polls every node's
-// /live (served by Handler) at the given admin addresses; the reap
-// ends when the last node saw none live.
-func Watch(addrs []string) func(context.Context, time.Duration) func() (int64, time.Time, error) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+// /live (served by Handler) at the given admin addresses through c; the
+// reap ends when the last node saw none live. An answer other than 200
+// OK (a missing token, a guarded endpoint off loopback) is an error that
+// names the URL and the status.
+func Watch(c *AdminClient, addrs []string) func(context.Context, time.Duration) func() (int64, time.Time, error) {
 	return func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
 		type answer struct {
 			live int64
@@ -84,11 +86,10 @@ func Watch(addrs []string) func(context.Context, time.Duration) func() (int64, t
 		armed := make(chan struct{}, len(addrs))
 		for _, a := range addrs {
 			go func() {
-				url := fmt.Sprintf("http://%s/live?from=1&wait=%s", a, timeout)
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				req, err := c.NewRequest(ctx, http.MethodGet, a, fmt.Sprintf("/live?from=1&wait=%s", timeout))
 				var resp *http.Response
 				if err == nil {
-					resp, err = client.Do(req) // returns once the node has armed the watch
+					resp, err = c.Do(req) // returns once the node has armed the watch
 				}
 				armed <- struct{}{}
 				if err != nil {
@@ -103,11 +104,7 @@ func Watch(addrs []string) func(context.Context, time.Duration) func() (int64, t
 				}
 				ans := parseLive(string(b))
 				if ans.live > 0 { // a leak: say which workers, for whoever investigates
-					if jobs, err := client.Get("http://" + a + "/jobs"); err == nil {
-						detail, _ := io.ReadAll(jobs.Body)
-						jobs.Body.Close()
-						fmt.Fprintf(os.Stderr, "bench: w-reap: node %s still has %d live workers:\n%s\n", a, ans.live, detail)
-					}
+					reportJobs(ctx, c, a, ans.live)
 				}
 				answers <- ans
 			}()
@@ -130,6 +127,22 @@ func Watch(addrs []string) func(context.Context, time.Duration) func() (int64, t
 			return left, last, errors.Join(errs...)
 		}
 	}
+}
+
+// reportJobs prints the node's /jobs to stderr: which workers leaked.
+func reportJobs(ctx context.Context, c *AdminClient, addr string, live int64) {
+	req, err := c.NewRequest(ctx, http.MethodGet, addr, "/jobs")
+	if err != nil {
+		return
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: w-reap: node %s still has %d live workers (%v)\n", addr, live, err)
+		return
+	}
+	detail, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Fprintf(os.Stderr, "bench: w-reap: node %s still has %d live workers:\n%s\n", addr, live, detail)
 }
 
 // parseLive reads "LIVE [ZERO_UNIX_NS]".

@@ -1,0 +1,140 @@
+package live
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// counter is a node whose workers the test starts and ends by hand.
+type counter struct {
+	live, started atomic.Int64
+	idle          time.Time
+}
+
+func (c *counter) Live() int64    { return c.live.Load() }
+func (c *counter) Started() int64 { return c.started.Load() }
+func (c *counter) WaitNoLive(ctx context.Context) error {
+	if c.live.Load() == 0 {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (c *counter) IdleSince() (time.Time, bool) { return c.idle, c.live.Load() == 0 }
+
+// guarded serves Handler(c) at /live and a /jobs, both behind token as
+// rexinode guards them, and records the Authorization of every /jobs.
+type guarded struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	jobAuth []string
+}
+
+func serveGuarded(t *testing.T, c Counter, token string, useTLS bool) *guarded {
+	g := &guarded{}
+	mux := http.NewServeMux()
+	mux.Handle("GET /live", Handler(c))
+	mux.HandleFunc("GET /jobs", func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.jobAuth = append(g.jobAuth, r.Header.Get("Authorization"))
+		g.mu.Unlock()
+		w.Write([]byte("[]"))
+	})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "send the admin token", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	if useTLS {
+		g.srv = httptest.NewTLSServer(h)
+	} else {
+		g.srv = httptest.NewServer(h)
+	}
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *guarded) addr() string { return g.srv.Listener.Addr().String() }
+
+func newClient(t *testing.T, token string, useTLS bool) *AdminClient {
+	c := NewAdminClient([]byte(token), useTLS)
+	t.Cleanup(c.CloseIdleConnections) // before the server closes: no idle goroutine outlives the test
+	return c
+}
+
+// Watch carries the admin token, over HTTP or HTTPS, and reads the moment
+// the node's last worker left.
+func TestWatchWithTokenAndTLS(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) {
+			idle := time.Unix(0, 1234567890)
+			node := &counter{idle: idle}
+			g := serveGuarded(t, node, "tok", useTLS)
+			wait := Watch(newClient(t, "tok", useTLS), []string{g.addr()})(context.Background(), time.Minute)
+			node.started.Add(1) // a worker came and went after the watch was armed
+			left, zero, err := wait()
+			if err != nil || left != 0 || !zero.Equal(idle) {
+				t.Fatalf("wait: %d live, zero at %v, %v; want 0, %v, nil", left, zero, err, idle)
+			}
+		})
+	}
+}
+
+// A refused watch is an error naming the URL and the status, not a
+// malformed answer.
+func TestWatchReportsStatus(t *testing.T) {
+	g := serveGuarded(t, &counter{}, "tok", false)
+	_, _, err := Watch(newClient(t, "wrong", false), []string{g.addr()})(context.Background(), time.Minute)()
+	for _, want := range []string{"http://" + g.addr() + "/live?", "401 Unauthorized", "send the admin token"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("wait with a wrong token: %v, want an error mentioning %q", err, want)
+		}
+	}
+}
+
+// When workers are still live at the end, the watch reads /jobs, with the
+// token, to say which.
+func TestWatchLeakReadsJobsWithToken(t *testing.T) {
+	node := &counter{}
+	node.live.Store(1)
+	g := serveGuarded(t, node, "tok", false)
+	wait := Watch(newClient(t, "tok", false), []string{g.addr()})(context.Background(), 20*time.Millisecond)
+	if left, _, err := wait(); left != 1 || err != nil {
+		t.Fatalf("wait: %d live, %v; want 1 leaked worker", left, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.jobAuth) != 1 || g.jobAuth[0] != "Bearer tok" {
+		t.Fatalf("/jobs requests carried %q, want one with the token", g.jobAuth)
+	}
+}
+
+func TestReadAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "token")
+	os.WriteFile(f, []byte("  s3cret\n"), 0o600)
+	if tok, err := ReadAdminToken(f); err != nil || string(tok) != "s3cret" {
+		t.Fatalf("ReadAdminToken: %q, %v; want the content without white space", tok, err)
+	}
+	os.WriteFile(f, []byte("\n"), 0o600)
+	if _, err := ReadAdminToken(f); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("an empty token file: %v, want an error", err)
+	}
+	if _, err := ReadAdminToken(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a missing token file: no error")
+	}
+}
