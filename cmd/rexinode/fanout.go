@@ -73,18 +73,16 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 	res = fanoutResult{Handler: spec.Handler, Q: spec.Q, N: spec.N, PerNode: map[string]int{}}
 	start := time.Now()
 	defer func() { res.Elapsed = time.Since(start) }()
+	jobs, order, n, err := placeFanout(spec, peers)
+	if err != nil {
+		return res, err
+	}
+	res.N = n
 	co, err := cl.New(ctx, spec.Q*spec.N)
 	if err != nil {
 		return res, err
 	}
 	defer co.Close()
-	m := coord.ShardMap{Q: spec.Q, N: min(spec.N, len(slices.Compact(slices.Sorted(slices.Values(peers)))))}
-	res.N = m.N
-	place, err := m.Place(peers)
-	if err != nil {
-		return res, err
-	}
-	jobs, _ := m.Jobs(peers, spec.Handler, []byte(spec.Args))
 	if _, err := co.Submit(jobs...); err != nil {
 		return res, err
 	}
@@ -114,13 +112,7 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 		RecvOptions: opts,
 		Replace: func(failed coord.WorkerInfo, cause error) ([]coord.Job, error) {
 			tried[failed.Range] = append(tried[failed.Range], failed.Node)
-			next := ""
-			for _, n := range preference(place[rangeIndex[failed.Range]], peers) {
-				if !slices.Contains(tried[failed.Range], n) && cl.NodeUp(n) {
-					next = n
-					break
-				}
-			}
+			next := nextPeer(order[rangeIndex[failed.Range]], tried[failed.Range], cl.NodeUp)
 			if next == "" {
 				return nil, nil // no peer left up: progress not possible
 			}
@@ -138,15 +130,36 @@ func runFanout(ctx context.Context, cl *coord.Client, peers []string, spec fanou
 	return res, err
 }
 
-// preference is a range's placement followed by the other peers.
-func preference(placed, peers []string) []string {
-	out := slices.Clone(placed)
-	for _, p := range slices.Sorted(slices.Values(peers)) {
-		if !slices.Contains(out, p) {
-			out = append(out, p)
+// placeFanout places spec over peers once: every range's N copies go to
+// the first N peers of its rendezvous order (N capped at the number of
+// distinct peers), and order keeps each range's full order, every peer
+// ranked, where a failed copy's replacement is looked for: the peer the
+// shard map would pick if the failed ones were gone.
+func placeFanout(spec fanoutSpec, peers []string) (jobs []coord.Job, order [][]string, n int, err error) {
+	distinct := len(slices.Compact(slices.Sorted(slices.Values(peers))))
+	n = min(spec.N, distinct)
+	if order, err = (coord.ShardMap{Q: spec.Q, N: distinct}).Place(peers); err != nil {
+		return nil, nil, 0, err
+	}
+	args := []byte(spec.Args)
+	jobs = make([]coord.Job, 0, spec.Q*n)
+	for r, rg := range coord.Ranges(spec.Q) {
+		for _, node := range order[r][:n] {
+			jobs = append(jobs, coord.Job{Node: node, Handler: spec.Handler, Args: args, Range: rg})
 		}
 	}
-	return out
+	return jobs, order, n, nil
+}
+
+// nextPeer is the first peer in a range's order not tried yet and up, or
+// "" when none is left.
+func nextPeer(order, tried []string, up func(string) bool) string {
+	for _, p := range order {
+		if !slices.Contains(tried, p) && up(p) {
+			return p
+		}
+	}
+	return ""
 }
 
 // fanoutCmd: rexinode fanout.
