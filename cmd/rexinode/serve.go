@@ -100,7 +100,6 @@ type daemon struct {
 	adminScheme   string                   // http or https
 	tracing       *sdktrace.TracerProvider // nil without -otlp-endpoint
 	client        *coord.Client
-	peers         []string
 	metrics       *metrics
 	admin         *http.Server
 	adminLn       net.Listener
@@ -206,16 +205,17 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	if err := n.Start(); err != nil {
 		return nil, fail(exitListen, "cannot listen on %s: %v", *f.listen, err)
 	}
-	d := &daemon{log: log, node: n, peers: splitList(*f.peers), adminToken: adminToken, tracing: tp}
-	if len(d.peers) == 0 {
-		d.peers = []string{"self"}
+	d := &daemon{log: log, node: n, adminToken: adminToken, tracing: tp}
+	peers := splitList(*f.peers) // the client's initial set; /fanout reads d.members()
+	if len(peers) == 0 {
+		peers = []string{"self"}
 	}
-	for i, p := range d.peers {
+	for i, p := range peers {
 		if p == "self" {
-			d.peers[i] = n.Addr()
+			peers[i] = n.Addr()
 		}
 	}
-	ccfg, err := f.client.config(d.peers, secret)
+	ccfg, err := f.client.config(peers, secret)
 	if err != nil {
 		n.Close()
 		return nil, err
