@@ -294,14 +294,20 @@ func addClientFlags(fs flagSet, features bool) clientFlags {
 	return f
 }
 
+// config reads the key files and returns the client's configuration.
 func (f clientFlags) config(peers []string, secret []byte) (coord.Config, error) {
-	key, _, nodeKeys, err := f.security.keys()
+	ks, err := f.security.keys()
 	if err != nil {
 		return coord.Config{}, err
 	}
+	return f.configWith(peers, secret, ks), nil
+}
+
+// configWith is the client's configuration with keys already read.
+func (f clientFlags) configWith(peers []string, secret []byte, ks keySet) coord.Config {
 	return coord.Config{Nodes: peers, Secret: secret, Name: hostName("rexinode"), Checksum: *f.checksum, Compression: *f.compression,
-		Key: key, NodeKeys: nodeKeys, InsecurePlaintext: *f.security.plaintext,
-		DialTimeout: *f.dialTimeout, HeartbeatInterval: *f.hbInterval, HeartbeatTimeout: *f.hbTimeout}, nil
+		Key: ks.key, NodeKeys: ks.nodeKeys, InsecurePlaintext: *f.security.plaintext,
+		DialTimeout: *f.dialTimeout, HeartbeatInterval: *f.hbInterval, HeartbeatTimeout: *f.hbTimeout}
 }
 
 // connectAny builds a client and goes on with the nodes that answered its

@@ -24,22 +24,29 @@ func addSecurityFlags(fs flagSet, node bool) securityFlags {
 	return f
 }
 
+// keySet is what the key files hold. A daemon reads them once and gives
+// the same keys to its node and to its client of the peers.
+type keySet struct {
+	key               secure.PrivateKey
+	allowed, nodeKeys []secure.PublicKey
+}
+
 // keys reads the configured key files.
-func (f securityFlags) keys() (key secure.PrivateKey, allowed, nodeKeys []secure.PublicKey, err error) {
+func (f securityFlags) keys() (ks keySet, err error) {
 	if *f.keyFile != "" {
-		if key, err = secure.ReadPrivateKeyFile(*f.keyFile); err != nil {
-			return key, nil, nil, fail(exitUsage, "key file: %v", err)
+		if ks.key, err = secure.ReadPrivateKeyFile(*f.keyFile); err != nil {
+			return keySet{}, fail(exitUsage, "key file: %v", err)
 		}
 	}
 	if f.allowedFile != nil && *f.allowedFile != "" {
-		if allowed, err = secure.ReadPublicKeysFile(*f.allowedFile); err != nil {
-			return key, nil, nil, fail(exitUsage, "allowed keys: %v", err)
+		if ks.allowed, err = secure.ReadPublicKeysFile(*f.allowedFile); err != nil {
+			return keySet{}, fail(exitUsage, "allowed keys: %v", err)
 		}
 	}
 	if *f.nodeKeysFile != "" {
-		if nodeKeys, err = secure.ReadPublicKeysFile(*f.nodeKeysFile); err != nil {
-			return key, nil, nil, fail(exitUsage, "node keys: %v", err)
+		if ks.nodeKeys, err = secure.ReadPublicKeysFile(*f.nodeKeysFile); err != nil {
+			return keySet{}, fail(exitUsage, "node keys: %v", err)
 		}
 	}
-	return key, allowed, nodeKeys, nil
+	return ks, nil
 }

@@ -179,10 +179,11 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := f.nodeConfig(secret, log)
+	ks, err := f.security.keys() // once: the node and its client of the peers share them
 	if err != nil {
 		return nil, err
 	}
+	nc := f.nodeConfig(secret, ks, log)
 	var tp *sdktrace.TracerProvider
 	if *f.otlpEndpoint != "" {
 		if tp, err = startTracing(*f.otlpEndpoint, *f.otlpRatio, cmp.Or(*f.name, *f.listen), log); err != nil {
@@ -215,11 +216,7 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 			peers[i] = n.Addr()
 		}
 	}
-	ccfg, err := f.client.config(peers, secret)
-	if err != nil {
-		n.Close()
-		return nil, err
-	}
+	ccfg := f.client.configWith(peers, secret, ks)
 	if *f.peersDNS != "" {
 		host, port, err := splitHostPort(*f.peersDNS)
 		if err != nil {
@@ -266,11 +263,7 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 }
 
 // nodeConfig is the node's configuration from the flags.
-func (f serveFlags) nodeConfig(secret []byte, log *slog.Logger) (node.Config, error) {
-	key, allowed, _, err := f.security.keys()
-	if err != nil {
-		return node.Config{}, err
-	}
+func (f serveFlags) nodeConfig(secret []byte, ks keySet, log *slog.Logger) node.Config {
 	idle := *f.idleTimeout
 	if idle == 0 { // the flag's 0 means never, as its help says; the library's 0 means the default
 		idle = -1
@@ -281,9 +274,9 @@ func (f serveFlags) nodeConfig(secret []byte, log *slog.Logger) (node.Config, er
 		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
 		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
 		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
-		Key: key, AllowedKeys: allowed, InsecurePlaintext: *f.security.plaintext,
+		Key: ks.key, AllowedKeys: ks.allowed, InsecurePlaintext: *f.security.plaintext,
 		Logger: log,
-	}, nil
+	}
 }
 
 // shutdown drains: no new work, running workers get grace, then every

@@ -184,14 +184,28 @@ func TestFlagValues(t *testing.T) {
 	if err := fs.parse([]string{"-config", cfgFile}); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := f.nodeConfig([]byte("s"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := f.nodeConfig([]byte("s"), keySet{}, nil)
 	if nc.MaxPayload != 16777216 || nc.OutboundLimit != 1000000 {
 		t.Fatalf("max-frame %d, outbound-limit %d from the config file", nc.MaxPayload, nc.OutboundLimit)
 	}
 	if nc.IdleTimeout >= 0 {
 		t.Fatalf("-idle-timeout 0 gave IdleTimeout %v, want disabled (negative)", nc.IdleTimeout)
 	}
+}
+
+// A daemon's node and its client of the peers use the same -key-file: a
+// peer that admits only that key as a coordinator accepts the daemon.
+func TestServeSharesItsKeyWithItsPeers(t *testing.T) {
+	dir := t.TempDir()
+	keyA, keyB := filepath.Join(dir, "a.key"), filepath.Join(dir, "b.key")
+	for _, k := range []string{keyA, keyB} {
+		if _, errOut, code := runCmd(t, "keygen", "-out", k); code != 0 {
+			t.Fatalf("keygen: exit %d: %s", code, errOut)
+		}
+	}
+	sf := secretFile(t, "keys")
+	b := startServe(t, "-secret-file", sf, "-name", "b", "-key-file", keyB, "-allowed-keys-file", keyA+".pub")
+	a := startServe(t, "-secret-file", sf, "-name", "a", "-key-file", keyA, "-allowed-keys-file", keyA+".pub",
+		"-node-keys-file", keyB+".pub", "-peers", b.Addr)
+	waitPeers(t, a, 1)
 }
