@@ -55,7 +55,7 @@ type serveFlags struct {
 }
 
 func addServeFlags(fs flagSet) serveFlags {
-	return serveFlags{
+	f := serveFlags{
 		listen:           fs.String("listen", "127.0.0.1:7070", "rexi protocol listen address (port 0: any free port)"),
 		admin:            fs.String("admin", "127.0.0.1:7071", "admin HTTP address: /metrics /healthz /livez /errors /jobs /live /fanout /drain /debug/pprof (\"off\" disables)"),
 		name:             fs.String("name", "", "node name (default: the listen address)"),
@@ -87,6 +87,10 @@ func addServeFlags(fs flagSet) serveFlags {
 		otlpEndpoint:     fs.String("otlp-endpoint", "", "export OpenTelemetry spans (a rexi.fanout span per /fanout, a rexi.job span per job) over OTLP/HTTP to this collector: http://HOST:4318, https://..., or HOST:PORT (http)"),
 		otlpRatio:        fs.Float64("otlp-sample-ratio", 1, "fraction of traces started here (by /fanout) that are sampled; jobs follow their coordinator's decision"),
 	}
+	f.client = addClientFlags(fs, false)
+	f.client.checksum, f.client.compression = f.checksum, f.compression // a node asks its peers for what it offers
+	f.client.security = f.security                                      // and uses its own key with them
+	return f
 }
 
 // daemon is a running rexinode serve.
@@ -108,9 +112,6 @@ type daemon struct {
 func serve(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	f := addServeFlags(fs)
-	f.client = addClientFlags(fs, false)
-	f.client.checksum, f.client.compression = f.checksum, f.compression // a node asks its peers for what it offers
-	f.client.security = f.security                                      // and uses its own key with them
 	fs.String("config", "", "JSON file of flag values, e.g. {\"listen\": \":7070\", \"peers\": [\"a:7070\", \"b:7070\"]}")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -174,7 +175,26 @@ func (f serveFlags) adminSecurity() (token []byte, tlsCfg *tls.Config, err error
 	return token, tlsCfg, nil
 }
 
-func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error) {
+// registerHandlers is how -handler-mode registers the built-in handlers.
+func (f serveFlags) registerHandlers() (func(*node.Node), error) {
+	switch *f.handlerMode {
+	case "loop":
+		return handlers.Register, nil
+	case "goroutine":
+		return handlers.RegisterOnGoroutines, nil
+	}
+	return nil, fail(exitUsage, "-handler-mode %q: want loop or goroutine", *f.handlerMode)
+}
+
+// startDaemon checks every flag and reads every file before it starts
+// anything, so that a mistake is a usage error with nothing to undo; a
+// failure once things run (a port in use) stops what had started, in one
+// place.
+func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (_ *daemon, err error) {
+	register, err := f.registerHandlers()
+	if err != nil {
+		return nil, err
+	}
 	adminToken, adminTLS, err := f.adminSecurity()
 	if err != nil {
 		return nil, err
@@ -184,61 +204,57 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 		return nil, err
 	}
 	nc := f.nodeConfig(secret, ks, log)
-	var tp *sdktrace.TracerProvider
-	if *f.otlpEndpoint != "" {
-		if tp, err = startTracing(*f.otlpEndpoint, *f.otlpRatio, cmp.Or(*f.name, *f.listen), log); err != nil {
-			return nil, err
-		}
-		nc.TracerProvider = tp
-	}
-	n, err := node.New(nc)
-	if err != nil {
+	if err := nc.Validate(); err != nil {
 		return nil, fail(exitUsage, "%v", err)
 	}
-	switch *f.handlerMode {
-	case "loop":
-		handlers.Register(n)
-	case "goroutine":
-		handlers.RegisterOnGoroutines(n)
-	default:
-		return nil, fail(exitUsage, "-handler-mode %q: want loop or goroutine", *f.handlerMode)
-	}
-	if err := n.Start(); err != nil {
-		return nil, fail(exitListen, "cannot listen on %s: %v", *f.listen, err)
-	}
-	d := &daemon{log: log, node: n, adminToken: adminToken, tracing: tp}
 	peers := splitList(*f.peers) // the client's initial set; /fanout reads d.members()
 	if len(peers) == 0 {
-		peers = []string{"self"}
-	}
-	for i, p := range peers {
-		if p == "self" {
-			peers[i] = n.Addr()
-		}
+		peers = []string{"self"} // replaced by the node's address once it listens
 	}
 	ccfg := f.client.configWith(peers, secret, ks)
 	if *f.peersDNS != "" {
 		host, port, err := splitHostPort(*f.peersDNS)
 		if err != nil {
-			n.Close()
 			return nil, fail(exitUsage, "-peers-dns: %v", err)
 		}
 		ccfg.Nodes, ccfg.Resolver = nil, coord.DNSResolver(host, port)
 	}
 	ccfg.Logger = log
 	ccfg.MaxPayload = *f.maxFrame
-	if tp != nil {
-		ccfg.TracerProvider = tp
-	}
-	if d.client, err = coord.NewClient(ccfg); err != nil {
-		n.Close()
+	if err := ccfg.Validate(); err != nil {
 		return nil, fail(exitUsage, "peers: %v", err)
 	}
-	d.metrics = newMetrics(n, d.client)
+
+	d := &daemon{log: log, adminToken: adminToken}
+	defer func() {
+		if err != nil {
+			d.abort()
+		}
+	}()
+	if *f.otlpEndpoint != "" {
+		if d.tracing, err = startTracing(*f.otlpEndpoint, *f.otlpRatio, cmp.Or(*f.name, *f.listen), log); err != nil {
+			return nil, err
+		}
+		nc.TracerProvider, ccfg.TracerProvider = d.tracing, d.tracing
+	}
+	if d.node, err = node.New(nc); err != nil {
+		return nil, fail(exitUsage, "%v", err)
+	}
+	register(d.node)
+	if err := d.node.Start(); err != nil {
+		return nil, fail(exitListen, "cannot listen on %s: %v", *f.listen, err)
+	}
+	for i, p := range ccfg.Nodes {
+		if p == "self" {
+			ccfg.Nodes[i] = d.node.Addr()
+		}
+	}
+	if d.client, err = coord.NewClient(ccfg); err != nil {
+		return nil, fail(exitUsage, "peers: %v", err)
+	}
+	d.metrics = newMetrics(d.node, d.client)
 	if *f.admin != "off" {
 		if d.adminLn, err = net.Listen("tcp", *f.admin); err != nil {
-			d.client.Close()
-			n.Close()
 			return nil, fail(exitListen, "cannot listen on admin address %s: %v", *f.admin, err)
 		}
 		if ap, err := netip.ParseAddrPort(d.adminLn.Addr().String()); err == nil {
@@ -260,6 +276,19 @@ func startDaemon(f serveFlags, secret []byte, log *slog.Logger) (*daemon, error)
 		}()
 	}
 	return d, nil
+}
+
+// abort stops what a failed startDaemon had started, the latest first.
+func (d *daemon) abort() {
+	if d.client != nil {
+		d.client.Close()
+	}
+	if d.node != nil {
+		d.node.Close()
+	}
+	if err := stopTracing(d.tracing); err != nil {
+		d.log.Warn("stopping the tracer", "err", err)
+	}
 }
 
 // nodeConfig is the node's configuration from the flags.

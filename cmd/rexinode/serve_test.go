@@ -3,12 +3,18 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/rexi-go/rexi/internal/leak"
+	"go.uber.org/goleak"
 )
 
 // cluster3 starts three daemons; the first lists all three as peers.
@@ -208,4 +214,45 @@ func TestServeSharesItsKeyWithItsPeers(t *testing.T) {
 	a := startServe(t, "-secret-file", sf, "-name", "a", "-key-file", keyA, "-allowed-keys-file", keyA+".pub",
 		"-node-keys-file", keyB+".pub", "-peers", b.Addr)
 	waitPeers(t, a, 1)
+}
+
+// startDaemon checks every flag before it starts anything (a bad flag is
+// a usage error even when the listen address is taken), and a failure
+// once things run stops them: no tracer, node or client outlives it.
+func TestStartDaemonFailures(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().String()
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"bad handler mode", []string{"-listen", taken, "-handler-mode", "bogus"}, exitUsage, "-handler-mode"},
+		{"bad peers-dns", []string{"-listen", taken, "-peers-dns", "no-port"}, exitUsage, "-peers-dns"},
+		{"bad heartbeats", []string{"-listen", taken, "-heartbeat-interval", "5s", "-heartbeat-timeout", "1s"}, exitUsage, "HeartbeatTimeout"},
+		{"bad window", []string{"-listen", taken, "-window", "-1"}, exitUsage, "indow"},
+		{"listen address taken, tracing on", []string{"-listen", taken, "-otlp-endpoint", "127.0.0.1:1"}, exitListen, "cannot listen on " + taken},
+		{"admin address taken, tracing on", []string{"-listen", "127.0.0.1:0", "-admin", taken, "-otlp-endpoint", "127.0.0.1:1"}, exitListen, "admin address"},
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fs := newFlagSet("serve", io.Discard)
+			f := addServeFlags(fs)
+			if err := fs.parse(c.args); err != nil {
+				t.Fatal(err)
+			}
+			d, err := startDaemon(f, []byte("secret"), log)
+			var ee *exitError
+			if d != nil || !errors.As(err, &ee) || ee.code != c.code || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("startDaemon: %v, %v; want exit %d mentioning %q", d, err, c.code, c.want)
+			}
+			goleak.VerifyNone(t, leak.IgnoreGnet...)
+		})
+	}
 }
