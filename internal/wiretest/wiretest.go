@@ -194,36 +194,30 @@ func (c *Client) KillAll(refs ...uint64) {
 func (c *Client) ReadFrame(d time.Duration) (frame.Frame, error) {
 	deadline := time.Now().Add(d)
 	for {
+		buf := &c.in // frames arrive in the clear, or opened from RECORDs into c.plain
 		if c.Sess != nil {
 			if err := c.openRecords(); err != nil {
 				return frame.Frame{}, err
 			}
-			f, n, err := c.Dec.Decode(c.plain)
-			if err == nil {
-				p, _, err := frame.Payload(f, nil, 0)
-				if err != nil {
-					return f, err
-				}
-				f.Payload = append([]byte(nil), p...)
-				c.plain = c.plain[n:]
-				return f, nil
-			}
-			if !errors.Is(err, frame.ErrIncomplete) {
-				return f, err
-			}
-			if f, ok := c.plaintextError(); ok { // a refusal sent before the keys existed
-				return f, nil
-			}
-		} else if f, n, err := c.Dec.Decode(c.in); err == nil {
+			buf = &c.plain
+		}
+		f, n, err := c.Dec.Decode(*buf)
+		if err == nil {
 			p, _, err := frame.Payload(f, nil, 0)
 			if err != nil {
 				return f, err
 			}
 			f.Payload = append([]byte(nil), p...)
-			c.in = c.in[n:]
+			*buf = (*buf)[n:]
 			return f, nil
-		} else if !errors.Is(err, frame.ErrIncomplete) {
+		}
+		if !errors.Is(err, frame.ErrIncomplete) {
 			return f, err
+		}
+		if c.Sess != nil {
+			if f, ok := c.plaintextError(); ok { // a refusal sent before the keys existed
+				return f, nil
+			}
 		}
 		_ = c.NC.SetReadDeadline(deadline)
 		m, err := c.NC.Read(c.tmp)
