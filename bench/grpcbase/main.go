@@ -93,7 +93,9 @@ func benchCmd(args []string) error {
 		conns = append(conns, c)
 	}
 	if *liveAddrs != "" {
-		o.WatchReap = live.Watch(live.NewAdminClient(nil, false), strings.Split(*liveAddrs, ","))
+		w := live.NewWatcher(live.NewAdminClient(nil, false), strings.Split(*liveAddrs, ","))
+		o.WatchReap = w.Watch
+		defer w.Wait() // each trial ends its long-polls (runner.reapOnce)
 	}
 	r := newRunner(conns, o)
 	list := []string{"w-cast", "w-stream", "w-reap", "w-conc"}

@@ -226,32 +226,10 @@ func (r *runner) reap(ctx context.Context) (result, error) {
 	var s []time.Duration
 	var leaked int64
 	for i := 0; i < r.o.Fanouts+r.o.Warmup/10; i++ {
-		wait := r.o.WatchReap(ctx, 5*time.Second)
-		cctx, kill := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		inited := make(chan struct{})
-		go func() {
-			// stream returns at 192 INITs; keep its streams open until kill.
-			done <- r.streamHold(cctx, inited)
-		}()
-		select {
-		case <-inited:
-		case err := <-done:
-			kill()
-			return result{}, err
-		}
-		t := time.Now()
-		kill()
-		left, zeroAt, err := wait()
+		d, left, err := r.reapOnce(ctx)
 		if err != nil {
 			return result{}, err
 		}
-		end := time.Now()
-		if !zeroAt.IsZero() && zeroAt.Before(end) {
-			end = zeroAt // timed on the node, as rexinode bench does
-		}
-		d := max(0, end.Sub(t))
-		<-done
 		if i >= r.o.Warmup/10 {
 			s = append(s, d)
 			leaked += left
@@ -260,6 +238,41 @@ func (r *runner) reap(ctx context.Context) (result, error) {
 	res := bench.Summarize("w-reap", s)
 	res.Leaked = leaked
 	return res, nil
+}
+
+// reapOnce is one W-reap trial. What it started, the watch's long-polls
+// and the streams, has ended when it returns, early or not.
+func (r *runner) reapOnce(ctx context.Context) (time.Duration, int64, error) {
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	wait := r.o.WatchReap(wctx, 5*time.Second)
+	cctx, kill := context.WithCancel(ctx)
+	defer kill()
+	done := make(chan error, 1)
+	inited := make(chan struct{})
+	go func() {
+		// stream returns at 192 INITs; keep its streams open until kill.
+		done <- r.streamHold(cctx, inited)
+	}()
+	select {
+	case <-inited:
+	case err := <-done:
+		stopWatch()
+		wait() // returns once the cancelled long-polls have
+		return 0, 0, err
+	}
+	t := time.Now()
+	kill()
+	left, zeroAt, err := wait()
+	end := time.Now()
+	<-done
+	if err != nil {
+		return 0, 0, err
+	}
+	if !zeroAt.IsZero() && zeroAt.Before(end) {
+		end = zeroAt // timed on the node, as rexinode bench does
+	}
+	return max(0, end.Sub(t)), left, nil
 }
 
 // streamHold opens the 192 streams, signals once every INIT is in, and

@@ -43,12 +43,18 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 			return fail(exitUsage, "-workload w-reap needs -metrics: the nodes' admin addresses, whose /live tells when the workers are gone")
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
 		admin, err := ac.client()
 		if err != nil {
 			return err
 		}
-		o.WatchReap = live.Watch(admin, metricsAddrs)
+		w := live.NewWatcher(admin, metricsAddrs)
+		o.WatchReap = w.Watch
+		// A w-reap trial that fails before it waits leaves its long-polls
+		// armed: end them with the run, and wait for them.
+		defer func() { cancel(); w.Wait() }()
 	}
 	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4, "text")) // quiet: the results are the output
 	if err != nil {
@@ -76,7 +82,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "rexinode bench: skipping w-reap: it needs -metrics to read the nodes' live workers")
 			continue
 		}
-		res, err := r.Run(context.Background(), w)
+		res, err := r.Run(ctx, w)
 		if err != nil {
 			return fail(exitFailed, "%v", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -70,64 +71,80 @@ func Handler(c Counter) http.Handler {
 	})
 }
 
-// Watch returns an Options.WatchReap that long-polls every node's
-// /live (served by Handler) at the given admin addresses through c; the
-// reap ends when the last node saw none live. An answer other than 200
-// OK (a missing token, a guarded endpoint off loopback) is an error that
-// names the URL and the status.
-func Watch(c *AdminClient, addrs []string) func(context.Context, time.Duration) func() (int64, time.Time, error) {
-	return func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
-		type answer struct {
-			live int64
-			zero time.Time
-			err  error
-		}
-		answers := make(chan answer, len(addrs))
-		armed := make(chan struct{}, len(addrs))
-		for _, a := range addrs {
-			go func() {
-				req, err := c.NewRequest(ctx, http.MethodGet, a, fmt.Sprintf("/live?from=1&wait=%s", timeout))
-				var resp *http.Response
-				if err == nil {
-					resp, err = c.Do(req) // returns once the node has armed the watch
-				}
-				armed <- struct{}{}
-				if err != nil {
-					answers <- answer{err: err}
-					return
-				}
-				defer resp.Body.Close()
-				b, err := io.ReadAll(resp.Body)
-				if err != nil {
-					answers <- answer{err: err}
-					return
-				}
-				ans := parseLive(string(b))
-				if ans.live > 0 { // a leak: say which workers, for whoever investigates
-					reportJobs(ctx, c, a, ans.live)
-				}
-				answers <- ans
-			}()
-		}
-		for range addrs {
-			<-armed
-		}
-		return func() (int64, time.Time, error) {
-			var left int64
-			var last time.Time
-			var errs []error
-			for range addrs {
-				a := <-answers
-				left += a.live
-				if a.zero.After(last) {
-					last = a.zero
-				}
-				errs = append(errs, a.err)
+// Watcher long-polls nodes' /live (served by Handler) for W-reap.
+type Watcher struct {
+	c     *AdminClient
+	addrs []string
+	wg    sync.WaitGroup // the long-polls in flight
+}
+
+// NewWatcher returns a Watcher of the nodes at the admin addresses addrs,
+// reached through c.
+func NewWatcher(c *AdminClient, addrs []string) *Watcher {
+	return &Watcher{c: c, addrs: addrs}
+}
+
+// Watch is an Options.WatchReap: it arms a long-poll of every node's /live
+// and returns a wait that ends when the last node saw none live. An answer
+// other than 200 OK (a missing token, a guarded endpoint off loopback) is
+// an error that names the URL and the status. The long-polls end with ctx:
+// a caller that returns without calling wait cancels it.
+func (w *Watcher) Watch(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
+	c, addrs := w.c, w.addrs
+	type answer struct {
+		live int64
+		zero time.Time
+		err  error
+	}
+	answers := make(chan answer, len(addrs))
+	armed := make(chan struct{}, len(addrs))
+	for _, a := range addrs {
+		w.wg.Go(func() {
+			req, err := c.NewRequest(ctx, http.MethodGet, a, fmt.Sprintf("/live?from=1&wait=%s", timeout))
+			var resp *http.Response
+			if err == nil {
+				resp, err = c.Do(req) // returns once the node has armed the watch
 			}
-			return left, last, errors.Join(errs...)
+			armed <- struct{}{}
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			ans := parseLive(string(b))
+			if ans.live > 0 { // a leak: say which workers, for whoever investigates
+				reportJobs(ctx, c, a, ans.live)
+			}
+			answers <- ans
+		})
+	}
+	for range addrs {
+		<-armed
+	}
+	return func() (int64, time.Time, error) {
+		var left int64
+		var last time.Time
+		var errs []error
+		for range addrs {
+			a := <-answers
+			left += a.live
+			if a.zero.After(last) {
+				last = a.zero
+			}
+			errs = append(errs, a.err)
 		}
+		return left, last, errors.Join(errs...)
 	}
 }
+
+// Wait returns once every long-poll Watch started has ended: after their
+// answers were read, or their contexts cancelled.
+func (w *Watcher) Wait() { w.wg.Wait() }
 
 // reportJobs prints the node's /jobs to stderr: which workers leaked.
 func reportJobs(ctx context.Context, c *AdminClient, addr string, live int64) {

@@ -84,7 +84,7 @@ func TestWatchWithTokenAndTLS(t *testing.T) {
 			idle := time.Unix(0, 1234567890)
 			node := &counter{idle: idle}
 			g := serveGuarded(t, node, "tok", useTLS)
-			wait := Watch(newClient(t, "tok", useTLS), []string{g.addr()})(context.Background(), time.Minute)
+			wait := NewWatcher(newClient(t, "tok", useTLS), []string{g.addr()}).Watch(context.Background(), time.Minute)
 			node.started.Add(1) // a worker came and went after the watch was armed
 			left, zero, err := wait()
 			if err != nil || left != 0 || !zero.Equal(idle) {
@@ -98,7 +98,7 @@ func TestWatchWithTokenAndTLS(t *testing.T) {
 // malformed answer.
 func TestWatchReportsStatus(t *testing.T) {
 	g := serveGuarded(t, &counter{}, "tok", false)
-	_, _, err := Watch(newClient(t, "wrong", false), []string{g.addr()})(context.Background(), time.Minute)()
+	_, _, err := NewWatcher(newClient(t, "wrong", false), []string{g.addr()}).Watch(context.Background(), time.Minute)()
 	for _, want := range []string{"http://" + g.addr() + "/live?", "401 Unauthorized", "send the admin token"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("wait with a wrong token: %v, want an error mentioning %q", err, want)
@@ -112,7 +112,7 @@ func TestWatchLeakReadsJobsWithToken(t *testing.T) {
 	node := &counter{}
 	node.live.Store(1)
 	g := serveGuarded(t, node, "tok", false)
-	wait := Watch(newClient(t, "tok", false), []string{g.addr()})(context.Background(), 20*time.Millisecond)
+	wait := NewWatcher(newClient(t, "tok", false), []string{g.addr()}).Watch(context.Background(), 20*time.Millisecond)
 	if left, _, err := wait(); left != 1 || err != nil {
 		t.Fatalf("wait: %d live, %v; want 1 leaked worker", left, err)
 	}
@@ -120,6 +120,24 @@ func TestWatchLeakReadsJobsWithToken(t *testing.T) {
 	defer g.mu.Unlock()
 	if len(g.jobAuth) != 1 || g.jobAuth[0] != "Bearer tok" {
 		t.Fatalf("/jobs requests carried %q, want one with the token", g.jobAuth)
+	}
+}
+
+// A caller that gives up before it waits (a trial failing early) cancels
+// the watch's context, and Wait returns once every long-poll has ended,
+// without waiting out their timeout.
+func TestWatcherCancelledBeforeWait(t *testing.T) {
+	g := serveGuarded(t, &counter{}, "tok", false) // no worker ever starts: the long-poll would run its minute
+	w := NewWatcher(newClient(t, "tok", false), []string{g.addr(), g.addr()})
+	ctx, cancel := context.WithCancel(context.Background())
+	w.Watch(ctx, time.Minute) // armed on both
+	cancel()
+	done := make(chan struct{})
+	go func() { w.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after the watch's context was cancelled")
 	}
 }
 
