@@ -165,8 +165,8 @@ func TestDrainCommand(t *testing.T) {
 // exits 2, a config error names the type it wanted.
 func TestCLIPapercuts(t *testing.T) {
 	for _, cmd := range []string{"serve", "fanout", "bench", "demo", "keygen", "drain"} {
-		if _, _, code := runCmd(t, cmd, "-h"); code != 0 {
-			t.Errorf("%s -h: exit %d, want 0", cmd, code)
+		if _, errOut, code := runCmd(t, cmd, "-h"); code != 0 || !strings.Contains(errOut, "usage: rexinode "+cmd) || strings.Contains(errOut, "help requested") {
+			t.Errorf("%s -h: exit %d, stderr %q: want 0, the flags and no error", cmd, code, errOut)
 		}
 	}
 	_, errOut, code := runCmd(t, "fanout", "-nodes", "a:1", "-bogus")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,9 +19,6 @@ func drainCmd(args []string, stdout, stderr io.Writer) error {
 	ac := addAdminClientFlags(fs)
 	grace := fs.Duration("grace", 10*time.Second, "how long to wait for running workers (match the daemon's -drain-grace)")
 	if err := fs.parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	c, err := ac.client()

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,9 +15,6 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "private key file to write; the public key goes to the same name + .pub")
 	force := fs.Bool("force", false, "overwrite existing files")
 	if err := fs.parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if *out == "" {

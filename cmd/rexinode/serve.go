@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -114,9 +113,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	f := addServeFlags(fs)
 	fs.String("config", "", "JSON file of flag values, e.g. {\"listen\": \":7070\", \"peers\": [\"a:7070\", \"b:7070\"]}")
 	if err := fs.parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	level, err := parseLevel(*f.logLevel)
