@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -256,5 +257,31 @@ func TestDrainWithToken(t *testing.T) {
 	}
 	if got := status(t, httpClient, "http://"+p.Admin+"/healthz", ""); got != http.StatusServiceUnavailable {
 		t.Fatalf("/healthz after drain: %d, want 503", got)
+	}
+}
+
+// rexinode bench with every workload but no -metrics leaves w-reap out,
+// and says so, once.
+func TestBenchAllWithoutMetricsSkipsReap(t *testing.T) {
+	sf := secretFile(t, "bench-all")
+	var nodes []string
+	for range 3 {
+		nodes = append(nodes, startServe(t, "-secret-file", sf).Addr)
+	}
+	out, errOut, code := runCmd(t, "bench", "-nodes", strings.Join(nodes, ","), "-secret-file", sf,
+		"-fanouts", "1", "-warmup", "1", "-duration", "50ms", "-concurrency", "1", "-json")
+	if code != 0 || strings.Count(errOut, "skipping w-reap") != 1 {
+		t.Fatalf("bench: exit %d, want 0 and w-reap skipped once:\n%s", code, errOut)
+	}
+	var results []struct{ Workload string }
+	if err := json.Unmarshal([]byte(out), &results); err != nil {
+		t.Fatalf("bench -json: %v\n%s", err, out)
+	}
+	var got []string
+	for _, r := range results {
+		got = append(got, r.Workload)
+	}
+	if strings.Join(got, ",") != "w-cast,w-stream,w-conc" {
+		t.Fatalf("bench ran %v, want every workload but w-reap", got)
 	}
 }

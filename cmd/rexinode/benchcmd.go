@@ -36,16 +36,23 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if o.Nodes, secret, err = cc.parse(fs, args); err != nil {
 		return err
 	}
-	list := bench.Workloads
+	list := slices.Clone(bench.Workloads)
 	if *workloads != "all" {
 		list = splitList(*workloads)
-		if slices.Contains(list, bench.WReap) && *admins == "" {
+	}
+	metricsAddrs := splitList(*admins)
+	if len(metricsAddrs) == 0 && slices.Contains(list, bench.WReap) {
+		// w-reap reads the nodes' /live: asked for by name, it is a usage
+		// error; as part of "all", it is left out.
+		if *workloads != "all" {
 			return fail(exitUsage, "-workload w-reap needs -metrics: the nodes' admin addresses, whose /live tells when the workers are gone")
 		}
+		fmt.Fprintln(stderr, "rexinode bench: skipping w-reap: it needs -metrics to read the nodes' live workers")
+		list = slices.DeleteFunc(list, func(w string) bool { return w == bench.WReap })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if metricsAddrs := splitList(*admins); len(metricsAddrs) > 0 {
+	if len(metricsAddrs) > 0 {
 		admin, err := ac.client()
 		if err != nil {
 			return err
@@ -56,7 +63,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		// armed: end them with the run, and wait for them.
 		defer func() { cancel(); w.Wait() }()
 	}
-	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4, "text")) // quiet: the results are the output
+	cl, err := connect(o.Nodes, secret, cc.client, newLogger(stderr, slog.LevelError+4, *cc.logFormat)) // quiet: the results are the output
 	if err != nil {
 		return err
 	}
@@ -78,10 +85,6 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	var results []bench.Result
 	for _, w := range list {
-		if w == bench.WReap && o.WatchReap == nil {
-			fmt.Fprintln(stderr, "rexinode bench: skipping w-reap: it needs -metrics to read the nodes' live workers")
-			continue
-		}
 		res, err := r.Run(ctx, w)
 		if err != nil {
 			return fail(exitFailed, "%v", err)
