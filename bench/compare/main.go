@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +32,7 @@ type result struct {
 
 type system struct {
 	name       string
+	baseline   bool     // the gRPC-go baseline (grpcbase); the others are rexi (rexinode) variants
 	flags      []string // extra flags for its node processes
 	benchFlags []string // and for its coordinator
 	nodes      []*exec.Cmd
@@ -74,40 +76,39 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 		return []string{"-workload", w, "-fanouts", fmt.Sprint(fanouts), "-warmup", fmt.Sprint(warmup),
 			"-duration", duration.String(), "-json", "-samples"}
 	}
-	// The rexi variants and the baseline; gRPC comes last, the ratios
-	// are to it, and each variant is also compared with the first.
-	// The headline rexi rows are plaintext on loopback, like the gRPC
-	// baseline's insecure credentials; the encrypted row is rexi's default.
+	// The rexi variants and the baseline: the ratios are to the baseline,
+	// and each variant is also compared with the first. The headline rexi
+	// rows are plaintext on loopback, like the gRPC baseline's insecure
+	// credentials; the encrypted row is rexi's default.
 	plain := []string{"-insecure-plaintext"}
 	systems := []*system{
 		{name: "rexi", bin: rexinode, flags: plain, benchFlags: plain},
 		{name: "rexi, goroutine handlers", bin: rexinode, flags: append([]string{"-handler-mode", "goroutine"}, plain...), benchFlags: plain},
 		{name: "rexi, encrypted", bin: rexinode},
-		{name: "gRPC-go", bin: grpcbase},
+		{name: "gRPC-go", bin: grpcbase, baseline: true},
 	}
-	grpc := systems[len(systems)-1]
 	for _, s := range systems {
 		defer s.stop()
 	}
 	for i := 0; i < 3; i++ {
-		for _, s := range systems[:len(systems)-1] {
+		for _, s := range systems {
 			args := append([]string{"serve", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-secret-file", secret, "-log-level", "error"}, s.flags...)
-			if err := s.start(rexinode, args...); err != nil {
+			if s.baseline {
+				args = []string{"serve", "-listen", "127.0.0.1:0", "-live", "127.0.0.1:0"}
+			}
+			if err := s.start(args...); err != nil {
 				return err
 			}
 		}
-		if err := grpc.start(grpcbase, "serve", "-listen", "127.0.0.1:0", "-live", "127.0.0.1:0"); err != nil {
-			return err
-		}
 	}
-	for _, s := range systems[:len(systems)-1] {
+	for _, s := range systems {
 		s.benchFn = func(w string) []string {
+			if s.baseline {
+				return append([]string{"bench", "-nodes", strings.Join(s.addrs, ","), "-live", strings.Join(s.live, ",")}, common(w)...)
+			}
 			args := append([]string{"bench", "-secret-file", secret, "-nodes", strings.Join(s.addrs, ","), "-metrics", strings.Join(s.live, ",")}, s.benchFlags...)
 			return append(args, common(w)...)
 		}
-	}
-	grpc.benchFn = func(w string) []string {
-		return append([]string{"bench", "-nodes", strings.Join(grpc.addrs, ","), "-live", strings.Join(grpc.live, ",")}, common(w)...)
 	}
 	results := map[string][]result{}
 	for _, w := range workloads {
@@ -130,11 +131,12 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 	for i, s := range systems {
 		names[i] = s.name
 	}
-	return report(names, results, workloads, out)
+	baseline := slices.IndexFunc(systems, func(s *system) bool { return s.baseline })
+	return report(os.Stdout, names, baseline, results, workloads, out)
 }
 
-func (s *system) start(bin string, args ...string) error {
-	cmd := exec.Command(bin, args...)
+func (s *system) start(args ...string) error {
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -158,7 +160,7 @@ func (s *system) start(bin string, args ...string) error {
 		}
 	}
 	if addr == "" || live == "" {
-		return fmt.Errorf("%s did not print its addresses", bin)
+		return fmt.Errorf("%s did not print its addresses", s.bin)
 	}
 	go io.Copy(io.Discard, stdout)
 	s.addrs = append(s.addrs, addr)

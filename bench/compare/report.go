@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -29,22 +30,28 @@ func cpuPerFanout(r result) float64 {
 	return (r.CPUSeconds + r.NodeCPU) * 1000 / float64(r.TotalRuns)
 }
 
-// report prints and writes the table: one column per system (gRPC-go
-// last), then each rexi variant's ratio to gRPC and, for the variants
-// after the first, to the first.
-func report(names []string, results map[string][]result, workloads []string, out string) error {
+// report prints and writes the table: one column per system (names, in
+// the order of results' rows), then each rexi variant's ratio to the gRPC
+// baseline (the system at index baseline) and, for the variants after the
+// first, to the first; the table also goes to stdout.
+func report(stdout io.Writer, names []string, baseline int, results map[string][]result, workloads []string, out string) error {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Run %s on %s (%d cores, %s/%s, %s); 3 node processes + 1 coordinator process per system, on 127.0.0.1.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-	g := len(names) - 1
+	var variants []int // the rexi systems, in order
+	for i := range names {
+		if i != baseline {
+			variants = append(variants, i)
+		}
+	}
 	head := []string{"workload", "metric"}
 	head = append(head, names...)
-	for i := range names[:g] {
+	for _, i := range variants {
 		head = append(head, names[i]+" / gRPC")
 	}
-	for i := 1; i < g; i++ {
-		head = append(head, names[i]+" / "+names[0])
+	for _, i := range variants[1:] {
+		head = append(head, names[i]+" / "+names[variants[0]])
 	}
 	fmt.Fprintf(&b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
 	row := func(w, metric string, rs []result, val func(result) float64, show func(float64) string) {
@@ -52,11 +59,11 @@ func report(names []string, results map[string][]result, workloads []string, out
 		for _, r := range rs {
 			cells = append(cells, show(val(r)))
 		}
-		for i := range rs[:g] {
-			cells = append(cells, ratio(val(rs[i]), val(rs[g])))
+		for _, i := range variants {
+			cells = append(cells, ratio(val(rs[i]), val(rs[baseline])))
 		}
-		for i := 1; i < g; i++ {
-			cells = append(cells, ratio(val(rs[i]), val(rs[0])))
+		for _, i := range variants[1:] {
+			cells = append(cells, ratio(val(rs[i]), val(rs[variants[0]])))
 		}
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
 	}
@@ -93,7 +100,7 @@ func report(names []string, results map[string][]result, workloads []string, out
 			row(w, "CPU ms / fan-out (all processes)", rs, cpuPerFanout, show3)
 		}
 	}
-	fmt.Print(b.String())
+	fmt.Fprint(stdout, b.String())
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -104,7 +111,7 @@ func report(names []string, results map[string][]result, workloads []string, out
 	if err := os.WriteFile(filepath.Join(out, "compare.json"), js, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(out, "latency.svg"), []byte(plot(names, results)), 0o644)
+	return os.WriteFile(filepath.Join(out, "latency.svg"), []byte(plot(names, baseline, results)), 0o644)
 }
 
 // summaryJSON drops the raw samples: workload → system → result.
@@ -122,7 +129,7 @@ func summaryJSON(names []string, results map[string][]result) map[string]map[str
 
 // plot draws latency CDFs (log-scale x) for W-cast, W-stream and W-reap,
 // every system, as an SVG.
-func plot(names []string, results map[string][]result) string {
+func plot(names []string, baseline int, results map[string][]result) string {
 	const w, h, pad = 900, 300, 50
 	var panels []string
 	for _, wl := range []string{"w-cast", "w-stream", "w-reap"} {
@@ -135,8 +142,11 @@ func plot(names []string, results map[string][]result) string {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`)
 	colors := []string{"#d62728", "#ff9896", "#9467bd", "#2ca02c", "#1f77b4"}
 	color := func(i int) string {
-		if i == len(names)-1 {
+		switch {
+		case i == baseline:
 			return colors[len(colors)-1] // gRPC keeps its blue
+		case i > baseline:
+			i-- // the variants share the other colours, in order
 		}
 		return colors[i%(len(colors)-1)]
 	}
