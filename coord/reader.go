@@ -159,23 +159,38 @@ type refCount struct {
 	n   uint32
 }
 
-// endBatch wakes the coordinators that got entries and sends the ACKs
-// for rows taken into their buffers: one write for the whole read.
+// endBatch sends the ACKs for rows taken into coordinators' buffers, one
+// write for the whole read, and then wakes the coordinators that got
+// entries. The ACKs go first: they are what the workers wait for, and
+// the write would otherwise delay a coordinator just woken on this thread.
 func (s *session) endBatch(rb *readBatch) {
+	if len(rb.acks) > 0 {
+		s.queueAcks(rb.acks)
+		rb.acks = rb.acks[:0]
+		s.push()
+	}
 	for i, co := range rb.touched {
 		co.inbox.notify()
 		rb.touched[i] = nil
 	}
 	rb.touched = rb.touched[:0]
 	rb.last, rb.lastID = nil, 0
-	if len(rb.acks) == 0 {
-		return
+}
+
+// ackLookback is how far back a job's final frame looks for its rows'
+// pending ACK: a worker's last rows and its LAST usually arrive together.
+const ackLookback = 8
+
+// dropAck forgets the pending receipt-ACK of ref, whose job just ended:
+// the worker no longer waits for it, and sending it would cost a write
+// and wake the node for nothing.
+func (rb *readBatch) dropAck(ref uint64) {
+	for i := len(rb.acks) - 1; i >= max(0, len(rb.acks)-ackLookback); i-- {
+		if rb.acks[i].ref == ref {
+			rb.acks = append(rb.acks[:i], rb.acks[i+1:]...)
+			return
+		}
 	}
-	for _, a := range rb.acks {
-		s.queueControl(frame.TypeAck, a.ref, a.n)
-	}
-	rb.acks = rb.acks[:0]
-	s.push()
 }
 
 // dispatch routes one frame. p is valid only during this call.
@@ -213,6 +228,9 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 	if co == nil {
 		s.p.cl.stats.dropped.Add(1) // its coordinator closed: nobody wants it
 		return nil
+	}
+	if k == KindLast || k == KindExit {
+		rb.dropAck(f.Ref)
 	}
 	queued, ackNow := co.inbox.pushRow(entry{kind: k, slot: int32(f.Ref & slotMask)}, p)
 	if !queued {

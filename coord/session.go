@@ -116,6 +116,17 @@ func (s *session) queueControl(t frame.Type, ref uint64, ack uint32) {
 	s.mu.Unlock()
 }
 
+// queueAcks appends one ACK per entry, under one lock; the caller pushes.
+func (s *session) queueAcks(acks []refCount) {
+	s.mu.Lock()
+	if !s.closed {
+		for _, a := range acks {
+			s.out = s.enc.AppendAck(s.out, a.ref, a.n)
+		}
+	}
+	s.mu.Unlock()
+}
+
 // doitFieldsMax is the most the optional DOIT fields add: a range and a
 // trace context.
 const doitFieldsMax = 8 + 1 + 26

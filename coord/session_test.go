@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,5 +157,16 @@ func TestBackoffIsJittered(t *testing.T) {
 	}
 	if len(seen) < 100 {
 		t.Fatalf("only %d distinct delays in 1000: not jittered", len(seen))
+	}
+}
+
+// A job's final frame takes back the receipt-ACK of its rows queued in
+// the same read: the worker no longer waits for it.
+func TestFinalFrameDropsItsPendingAck(t *testing.T) {
+	rb := readBatch{acks: []refCount{{1, 5}, {2, 5}, {3, 4}}}
+	rb.dropAck(2)
+	rb.dropAck(9) // none pending: nothing changes
+	if want := []refCount{{1, 5}, {3, 4}}; !slices.Equal(rb.acks, want) {
+		t.Fatalf("acks %v, want %v", rb.acks, want)
 	}
 }

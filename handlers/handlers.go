@@ -161,6 +161,9 @@ func (r *rowSource) Next(dst []byte) ([]byte, bool) {
 
 var dots = strings.Repeat(".", 1024)
 
+// More implements node.MoreRows, so the LAST follows the last row at once.
+func (r *rowSource) More() bool { return r.next < r.count }
+
 func (r *rowSource) Last(dst []byte) []byte {
 	return strconv.AppendInt(dst, int64(max(0, r.count-r.start)), 10)
 }

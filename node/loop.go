@@ -34,6 +34,15 @@ type RowSource interface {
 	Last(dst []byte) []byte
 }
 
+// MoreRows is an optional interface of a RowSource that can tell, without
+// producing it, whether another row follows. LAST does not count against
+// the window, so with it the node sends LAST right after the last row even
+// when that row filled the window; without it, LAST waits for the ACK that
+// lets the node call Next again, a round trip more.
+type MoreRows interface {
+	More() bool
+}
+
 // HandleReply registers a cast handler that runs on the event loop.
 func (n *Node) HandleReply(name string, fn ReplyFunc) {
 	if fn == nil {
@@ -111,9 +120,20 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 // bound allow, and LAST at the end. Caller holds c.mu; event loop only.
 func (c *conn) pumpLocked(w *Worker) {
 	window, limit := c.n.cfg.Window, c.n.cfg.OutboundLimit
-	for w.unacked < window {
+	for {
 		if pending := c.pendingLocked(); pending > 0 && pending >= limit {
 			c.waitRoomLoopLocked(w)
+			return
+		}
+		if w.unacked >= window {
+			more, stack, err := moreRows(w.src)
+			if err != nil {
+				c.failLoopLocked(w, frame.ExitPanic, err, stack)
+			} else if !more {
+				c.lastLocked(w)
+			} else {
+				w.wait, w.waitSince = waitAck, c.n.coarseNow()
+			}
 			return
 		}
 		row, ok, stack, err := nextRow(w.src, c.rowBuf[:0])
@@ -122,14 +142,7 @@ func (c *conn) pumpLocked(w *Worker) {
 			return
 		}
 		if !ok {
-			last, stack, err := lastRow(w.src, c.rowBuf[:0])
-			if err != nil {
-				c.failLoopLocked(w, frame.ExitPanic, err, stack)
-				return
-			}
-			c.appendLocked(frame.TypeLast, w.ref, last)
-			c.removeLoopLocked(w)
-			w.endSpan(outcomeLast, nil, nil)
+			c.lastLocked(w)
 			return
 		}
 		if len(row) > c.peerMax {
@@ -142,7 +155,19 @@ func (c *conn) pumpLocked(w *Worker) {
 		w.unacked++
 		w.rows++
 	}
-	w.wait, w.waitSince = waitAck, c.n.coarseNow()
+}
+
+// lastLocked sends a loop job's LAST and removes it. Caller holds c.mu;
+// event loop only.
+func (c *conn) lastLocked(w *Worker) {
+	last, stack, err := lastRow(w.src, c.rowBuf[:0])
+	if err != nil {
+		c.failLoopLocked(w, frame.ExitPanic, err, stack)
+		return
+	}
+	c.appendLocked(frame.TypeLast, w.ref, last)
+	c.removeLoopLocked(w)
+	w.endSpan(outcomeLast, nil, nil)
 }
 
 // growRowBuf makes the scratch row as large as the last row needed, so
@@ -250,6 +275,21 @@ func nextRow(src RowSource, dst []byte) (row []byte, ok bool, stack []byte, err 
 	}()
 	row, ok = src.Next(dst)
 	return row, ok, nil, nil
+}
+
+// moreRows asks a source that implements MoreRows whether a row follows;
+// any other source may have more.
+func moreRows(src RowSource) (more bool, stack []byte, err error) {
+	m, ok := src.(MoreRows)
+	if !ok {
+		return true, nil, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
+		}
+	}()
+	return m.More(), nil, nil
 }
 
 func lastRow(src RowSource, dst []byte) (last, stack []byte, err error) {

@@ -31,6 +31,19 @@ func (r *countRows) Next(dst []byte) ([]byte, bool) {
 
 func (r *countRows) Last(dst []byte) []byte { return append(dst, "done"...) }
 
+// knownRows also tells whether rows remain (MoreRows), or panics there.
+type knownRows struct {
+	countRows
+	broken bool
+}
+
+func (r *knownRows) More() bool {
+	if r.broken {
+		panic("More broke")
+	}
+	return r.i < r.n
+}
+
 // startLoopNode runs a node with loop handlers: lecho, lfail, lpanic,
 // lrows ("N[:SIZE]"), lbroken (Next panics).
 func startLoopNode(t testing.TB, mod func(*Config)) *Node {
@@ -43,6 +56,10 @@ func startLoopNode(t testing.TB, mod func(*Config)) *Node {
 		return &countRows{n: count, size: size}, nil
 	})
 	n.HandleStream("lbroken", func(args, nonce []byte) (RowSource, error) { return &countRows{n: -1}, nil })
+	n.HandleStream("lknown", func(args, nonce []byte) (RowSource, error) {
+		count, err := strconv.Atoi(strings.TrimSuffix(string(args), "!"))
+		return &knownRows{countRows: countRows{n: count}, broken: strings.HasSuffix(string(args), "!")}, err
+	})
 	return n
 }
 
@@ -99,6 +116,45 @@ func TestLoopStreamWindowAndAcks(t *testing.T) {
 		t.Fatalf("LAST %q", f.Payload)
 	}
 	if s := n.Stats(); s.Live != 0 || s.Streamed != 12 || s.Running != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A source that says no rows remain gets its LAST sent right after the
+// row that filled the window: LAST does not count against it.
+func TestLoopStreamLastNeedsNoAck(t *testing.T) {
+	n := startLoopNode(t, nil)
+	c := connect(t, n, 0)
+	c.Doit(1, "lknown", "5")
+	c.Expect(frame.TypeStreamInit, 1)
+	c.Control(frame.TypeStart, 1)
+	for range 5 {
+		c.Expect(frame.TypeStream, 1)
+	}
+	c.Expect(frame.TypeLast, 1) // no ACK sent
+
+	c.Doit(2, "lknown", "7") // rows left: the window holds them back
+	c.Expect(frame.TypeStreamInit, 2)
+	c.Control(frame.TypeStart, 2)
+	for range 5 {
+		c.Expect(frame.TypeStream, 2)
+	}
+	c.ExpectQuiet(100 * time.Millisecond)
+	c.Ack(2, 5)
+	c.Expect(frame.TypeStream, 2)
+	c.Expect(frame.TypeStream, 2)
+	c.Expect(frame.TypeLast, 2)
+
+	c.Doit(3, "lknown", "5!") // More panics once the window is full
+	c.Expect(frame.TypeStreamInit, 3)
+	c.Control(frame.TypeStart, 3)
+	for range 5 {
+		c.Expect(frame.TypeStream, 3)
+	}
+	if x := parseExit(t, c.Expect(frame.TypeExit, 3)); x.Kind != frame.ExitPanic || !strings.Contains(string(x.Reason), "More broke") {
+		t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
+	}
+	if s := n.Stats(); s.Live != 0 || s.Streamed != 17 || s.Panics != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 }
