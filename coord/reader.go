@@ -232,7 +232,7 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 	if k == KindLast || k == KindExit {
 		rb.dropAck(f.Ref)
 	}
-	queued, ackNow := co.inbox.pushRow(entry{kind: k, slot: int32(f.Ref & slotMask)}, p)
+	queued, ackNow := co.inbox.pushRow(entry{kind: k, slot: int32(f.Ref & slotMask), sess: s}, p)
 	if !queued {
 		s.p.cl.stats.dropped.Add(1)
 		return nil

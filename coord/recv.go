@@ -152,6 +152,12 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, boo
 		if sl.finished() {
 			continue // late output of a job already over
 		}
+		if e.sess != nil && e.sess != sl.sess {
+			// A frame for a job its node does not run (refs are easy to
+			// guess): that node must not end or feed another node's job.
+			s.cl.stats.dropped.Add(1)
+			continue
+		}
 		m = Message{Kind: e.kind, Payload: data[e.off : e.off+e.n : e.off+e.n], Err: e.err}
 		switch e.kind {
 		case kindPing:

@@ -1,0 +1,93 @@
+package coord
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/node"
+)
+
+// forgingNode completes the handshake and answers each DOIT with a REPLY
+// for the ref just below it, a job it does not run, and then one for its
+// own: what a buggy or hostile node that guesses refs would send.
+func forgingNode(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		f, _, rest, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
+		if err != nil {
+			return
+		}
+		w := frame.Welcome{Version: 1, MaxPayload: frame.DefaultMaxPayload, Name: []byte("forger")}
+		rand.Read(w.Nonce[:])
+		w.MAC = frame.NodeMAC(secret, f.Payload, frame.WelcomeBody(w))
+		conn.Write(frame.AppendWelcome(nil, w))
+		dec := frame.Decoder{MaxPayload: frame.DefaultMaxPayload}
+		var enc frame.Encoder
+		pending, tmp := rest, make([]byte, 4096)
+		for {
+			for {
+				g, used, err := dec.Decode(pending)
+				if err != nil {
+					break
+				}
+				if g.Type == frame.TypeDoit {
+					out := enc.Append(nil, frame.TypeReply, g.Ref-1, []byte("forged"))
+					conn.Write(enc.Append(out, frame.TypeReply, g.Ref, []byte("own")))
+				}
+				pending = pending[used:]
+			}
+			n, err := conn.Read(tmp)
+			if err != nil {
+				return
+			}
+			pending = append(pending, tmp[:n]...)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A node's frames reach only the jobs sent to that node: a REPLY naming
+// another node's job is dropped, so that job is neither ended (and left
+// out of KILL_ALL) nor fed.
+func TestFramesForAnotherNodesJobAreDropped(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true }, // the forger speaks plaintext
+		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
+	forger := forgingNode(t)
+	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
+	co := mustNew(t, cl, context.Background(), 2)
+	defer co.Close()
+	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "block"}, Job{Node: forger, Handler: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := co.Recv(RecvOptions{Timeout: 2 * time.Second}, func(m Message) (bool, error) {
+		got = append(got, m.Worker.Node+":"+string(m.Payload))
+		return false, nil
+	})
+	var te *TimeoutError
+	if !errors.As(err, &te) || len(te.Pending) != 1 || te.Pending[0].Node != c.addrs[0] {
+		t.Fatalf("Recv %v after %q; want a timeout naming the block job, still running", err, got)
+	}
+	if len(got) != 1 || got[0] != forger+":own" {
+		t.Fatalf("messages %q, want only the forger's own reply", got)
+	}
+	if live := c.live(); live != 1 {
+		t.Fatalf("%d live workers, want the block job", live)
+	}
+}
