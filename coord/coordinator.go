@@ -181,6 +181,7 @@ func (s *state) recycleBatches() {
 // context had (receive loops return, the reaper kills its workers). A
 // client that hangs up thus ends the fan-out and every worker at once.
 func (co *Coordinator) Bind(ctx context.Context) {
+	defer runtime.KeepAlive(co) // no cleanup (reaping) while binds is appended to
 	s := co.s
 	if s.closed {
 		return

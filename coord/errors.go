@@ -67,6 +67,21 @@ func (e *NodeDownError) Is(target error) bool { return target == ErrNodeDown }
 // Unwrap returns the connection error.
 func (e *NodeDownError) Unwrap() error { return e.Cause }
 
+// NodeError is the ERROR a node sent before closing an established
+// connection: SHUTTING_DOWN, IDLE_TIMEOUT, OUTPUT_OVERFLOW and the like.
+// It is the Cause of the NodeDownErrors of the jobs that connection
+// carried, so errors.As finds the code.
+type NodeError struct {
+	Node   string
+	Code   frame.ErrorCode
+	Reason string
+}
+
+// Error implements error.
+func (e *NodeError) Error() string {
+	return fmt.Sprintf("node %s sent ERROR %s: %s", e.Node, e.Code, e.Reason)
+}
+
 // WorkerError is a remote worker's EXIT.
 type WorkerError struct {
 	Worker WorkerInfo

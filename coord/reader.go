@@ -201,7 +201,7 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		return nil // any frame resets the read deadline
 	case frame.TypeError:
 		code, msg, _ := frame.ParseError(p)
-		return fmt.Errorf("node sent ERROR %s: %s", code, msg)
+		return &NodeError{Node: s.p.addr, Code: code, Reason: string(msg)}
 	case frame.TypeReply:
 		k = KindReply
 	case frame.TypeStreamInit:

@@ -2,6 +2,7 @@ package coord
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -51,8 +52,8 @@ type session struct {
 	retireT  *time.Timer // ends it at the removal's grace
 }
 
-// errStopped ends sessions when their client closes.
-var errStopped = errors.New("client closed")
+// errStopped ends sessions when their client closes; it matches ErrClosed.
+var errStopped = fmt.Errorf("client closed: %w", ErrClosed)
 
 // errWouldBlock: the socket is full; the writer goroutine takes over.
 var errWouldBlock = errors.New("socket send buffer full")
@@ -164,7 +165,7 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 		}
 		co.handler = append(co.handler[:0], j.Handler...)
 		s.out = s.enc.AppendDoit(s.out, co.ref(idx), frame.Doit{
-			TimeoutMillis: uint32(j.Timeout / time.Millisecond),
+			TimeoutMillis: timeoutMillis(j.Timeout),
 			Handler:       co.handler,
 			Nonce:         j.Nonce,
 			RangeLo:       j.Range.Lo,
@@ -392,4 +393,10 @@ func (s *session) sendError(err error) {
 		s.writerOK.Wait()
 	}
 	_ = s.drainLocked(true)
+}
+
+// timeoutMillis is a job's deadline on the wire: whole milliseconds,
+// rounded up, because 0 there means no deadline at all.
+func timeoutMillis(d time.Duration) uint32 {
+	return uint32((d + time.Millisecond - 1) / time.Millisecond)
 }
