@@ -116,7 +116,7 @@ func (cl *Client) SetNodes(addrs []string) {
 		if _, ok := next.index[a]; ok {
 			continue
 		}
-		p := newPeer(cl, len(next.peers), a)
+		p := newPeer(cl, a)
 		next.index[a] = len(next.peers)
 		next.peers = append(next.peers, p)
 		started = append(started, p)

@@ -18,7 +18,6 @@ import (
 // next one.
 type peer struct {
 	cl   *Client
-	idx  int
 	addr string
 
 	gone    chan struct{} // closed when the node is removed from the set
@@ -39,8 +38,8 @@ type peer struct {
 	name      string // from the last handshake
 }
 
-func newPeer(cl *Client, idx int, addr string) *peer {
-	return &peer{cl: cl, idx: idx, addr: addr, upCh: make(chan struct{}), gone: make(chan struct{}),
+func newPeer(cl *Client, addr string) *peer {
+	return &peer{cl: cl, addr: addr, upCh: make(chan struct{}), gone: make(chan struct{}),
 		tried: make(chan struct{}), attempted: make(chan struct{})}
 }
 
