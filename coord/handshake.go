@@ -37,6 +37,13 @@ func (e *HandshakeError) Permanent() bool {
 	return false
 }
 
+// nodeRefusal is the HandshakeError for an ERROR frame the node sent
+// during the handshake, given its payload.
+func nodeRefusal(addr string, payload []byte) *HandshakeError {
+	code, msg, _ := frame.ParseError(payload)
+	return &HandshakeError{Node: addr, Code: code, Reason: string(msg)}
+}
+
 // handshakeResult is what a connection's handshake settled.
 type handshakeResult struct {
 	sess     *secure.Session // the record keys; nil on a plaintext connection
@@ -68,8 +75,7 @@ func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error)
 		return handshakeResult{}, fmt.Errorf("reading WELCOME: %w", err)
 	}
 	if f.Type == frame.TypeError {
-		code, msg, _ := frame.ParseError(f.Payload)
-		return handshakeResult{}, &HandshakeError{Node: addr, Code: code, Reason: string(msg)}
+		return handshakeResult{}, nodeRefusal(addr, f.Payload)
 	}
 	if f.Type != frame.TypeWelcome || f.Ref != 0 {
 		return handshakeResult{}, &HandshakeError{Node: addr, Code: frame.CodeBadHandshake, Reason: fmt.Sprintf("expected WELCOME with ref 0, got %s ref %d", f.Type, f.Ref)}
@@ -130,8 +136,7 @@ func noiseHandshake(conn net.Conn, cfg *Config, addr string, h frame.Hello) (han
 		return handshakeResult{}, fmt.Errorf("reading Noise message 2: %w", err)
 	}
 	if f.Type == frame.TypeError {
-		code, msg, _ := frame.ParseError(f.Payload)
-		return handshakeResult{}, refused(code, "%s", msg)
+		return handshakeResult{}, nodeRefusal(addr, f.Payload)
 	}
 	if f.Type != frame.TypeNoise || f.Ref != 0 || len(rest) > 0 {
 		return handshakeResult{}, refused(frame.CodeBadHandshake, "expected one NOISE frame (message 2), got %s ref %d", f.Type, f.Ref)
@@ -159,8 +164,7 @@ func noiseHandshake(conn net.Conn, cfg *Config, addr string, h frame.Hello) (han
 		return handshakeResult{}, fmt.Errorf("reading the node's first record: %w", err)
 	}
 	if f.Type == frame.TypeError {
-		code, msg, _ := frame.ParseError(f.Payload)
-		return handshakeResult{}, refused(code, "%s", msg)
+		return handshakeResult{}, nodeRefusal(addr, f.Payload)
 	}
 	var plain []byte
 	if plain, err = sess.Recv.Open(nil, header, f); err != nil {
@@ -171,8 +175,7 @@ func noiseHandshake(conn net.Conn, cfg *Config, addr string, h frame.Hello) (han
 		return handshakeResult{}, refused(frame.CodeBadHandshake, "the node's first record: %v", err)
 	}
 	if g.Type == frame.TypeError {
-		code, msg, _ := frame.ParseError(g.Payload)
-		return handshakeResult{}, refused(code, "%s", msg)
+		return handshakeResult{}, nodeRefusal(addr, g.Payload)
 	}
 	if g.Type != frame.TypeWelcome || n != len(plain) || len(rest) > 0 {
 		return handshakeResult{}, refused(frame.CodeBadHandshake, "expected WELCOME alone in the node's first record, got %s", g.Type)
