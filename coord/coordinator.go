@@ -249,8 +249,10 @@ func (s *state) ref(i int32) uint64 { return s.id<<refSlotBits | uint64(i) }
 // Submit adds jobs to the table (and so to the reaper's view) and then
 // queues their DOITs, one batch per node. It never blocks on a node: a job
 // for a node that is down fails at once with a KindNodeDown message, a job
-// that does not fit the node's outbound limit with KindOverload. It returns
-// the slot of the first job; the others follow in order.
+// that does not fit the node's outbound limit with KindOverload. A job
+// larger than its node's max_payload is refused (ErrJobTooLarge) before
+// any is sent. It returns the slot of the first job; the others follow in
+// order.
 func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	defer runtime.KeepAlive(co)
 	s := co.s
@@ -277,6 +279,14 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 		s.submitS[ni] = nil
 		if !p.removed() && s.hasJobsOn(jobs, p.addr) {
 			s.submitS[ni] = p.current()
+		}
+	}
+	for i := range jobs { // a job its node can never take is the caller's bug: refuse the lot
+		if sess := s.submitS[m.index[jobs[i].Node]]; sess != nil {
+			if n := sess.doitLen(s, &jobs[i]); n > sess.peerMax {
+				return 0, fmt.Errorf("coord: submit: job %d's DOIT payload is %d bytes, over node %s's max_payload of %d: %w",
+					i, n, jobs[i].Node, sess.peerMax, ErrJobTooLarge)
+			}
 		}
 	}
 	for i := range jobs {

@@ -29,6 +29,9 @@ var (
 	ErrClosed = errors.New("coord: closed")
 	// ErrNoJobs: a receive loop was started before any job was submitted.
 	ErrNoJobs = errors.New("coord: no jobs submitted")
+	// ErrJobTooLarge: a Job's DOIT would exceed its node's max_payload
+	// (announced in WELCOME); Submit refuses it before sending anything.
+	ErrJobTooLarge = errors.New("coord: job larger than the node's max_payload")
 	// ErrUnknownNode: a Job names a node the client was not configured with.
 	ErrUnknownNode = errors.New("coord: unknown node")
 )

@@ -28,6 +28,7 @@ type session struct {
 	dec      frame.Decoder
 	sess     *secure.Session // nil on a plaintext connection
 	peerMax  int
+	doitOpt  frame.Feature // the optional DOIT fields in force; fixed at the handshake
 	nodeName string
 	kick     chan struct{} // capacity 1: output waits for the writer goroutine
 	dead     chan struct{} // closed by terminate
@@ -77,7 +78,7 @@ func newSession(p *peer, conn net.Conn, hs handshakeResult) (*session, error) {
 	s := &session{
 		p: p, conn: conn, raw: raw, dec: hs.dec, sess: hs.sess, peerMax: hs.peerMax, nodeName: hs.nodeName,
 		kick: make(chan struct{}, 1), dead: make(chan struct{}),
-		enc: hs.enc, coords: make(map[*state]struct{}),
+		enc: hs.enc, doitOpt: hs.enc.Doit, coords: make(map[*state]struct{}),
 	}
 	s.writerOK.L = &s.mu
 	s.rawWriteFn = s.rawWrite
@@ -128,10 +129,6 @@ func (s *session) queueAcks(acks []refCount) {
 	s.mu.Unlock()
 }
 
-// doitFieldsMax is the most the optional DOIT fields add: a range and a
-// trace context.
-const doitFieldsMax = 8 + 1 + 26
-
 // submit queues the DOITs of co's jobs for this node in one locked batch
 // and puts co on the list of coordinators this session's loss must reach;
 // the caller writes them (push or kickWriter). It reports whether co's
@@ -156,8 +153,10 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 			failed = true
 			continue
 		}
-		size := frame.HeaderSize + 16 + doitFieldsMax + len(j.Handler) + len(j.Nonce) + len(j.Args)
-		if len(s.out)+size > s.p.cl.cfg.OutboundLimit || size > s.peerMax {
+		// What is queued and what a short write left both wait for the
+		// socket; a frame is its header, payload and checksum trailer.
+		size := frame.HeaderSize + s.doitLen(co, j) + 8
+		if len(s.out)+len(s.wire)+size > s.p.cl.cfg.OutboundLimit {
 			failed = true
 			s.p.cl.stats.overloads.Add(1)
 			co.inbox.push(entry{kind: KindOverload, slot: idx, err: &OverloadError{Node: s.p.addr, Limit: s.p.cl.cfg.OutboundLimit}}, nil)
@@ -176,6 +175,12 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 	}
 	s.mu.Unlock()
 	return failed
+}
+
+// doitLen is the DOIT payload length of job j from co on this session.
+func (s *session) doitLen(co *state, j *Job) int {
+	// The handler is counted apart: converting the string would allocate.
+	return frame.DoitPayloadLen(frame.Doit{Nonce: j.Nonce, Args: j.Args, Trace: co.trace}, s.doitOpt) + len(j.Handler)
 }
 
 // forget drops a released coordinator from the loss sweep; the last one
@@ -357,6 +362,14 @@ func (s *session) drainLocked(blocking bool) error {
 		if err != nil {
 			return err
 		}
+	}
+	// All written: a burst's grown buffers are not kept for the life of
+	// the connection (the two swap, so both are checked).
+	if cap(s.out) > readBufferSize {
+		s.out = nil
+	}
+	if cap(s.wireArr) > readBufferSize {
+		s.wireArr, s.wire = nil, nil
 	}
 	return nil
 }

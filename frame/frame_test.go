@@ -297,3 +297,16 @@ func TestParseVersions(t *testing.T) {
 		t.Fatal("parsed a message without versions")
 	}
 }
+
+// DoitPayloadLen agrees with the encoder for every mix of optional fields.
+func TestDoitPayloadLen(t *testing.T) {
+	tc := TraceParent{TraceID: [16]byte{1}, SpanID: [8]byte{2}, Flags: 1}
+	for _, features := range []Feature{0, FeatureRange, FeatureTraceContext, FeatureRange | FeatureTraceContext} {
+		for _, trace := range []TraceParent{{}, tc} {
+			d := Doit{TimeoutMillis: 5, Handler: []byte("rows"), Nonce: []byte("n1"), RangeLo: 1, RangeHi: 9, Trace: trace, Args: []byte("10:100")}
+			if got, want := DoitPayloadLen(d, features), len(appendDoitPayload(nil, d, features)); got != want {
+				t.Errorf("features %v, trace %v: DoitPayloadLen %d, encoded %d", features, trace.Valid(), got, want)
+			}
+		}
+	}
+}

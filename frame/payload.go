@@ -72,6 +72,22 @@ func appendDoitPayload(dst []byte, d Doit, features Feature) []byte {
 	return append(dst, d.Args...)
 }
 
+// DoitPayloadLen is the length of d's DOIT payload with the optional
+// fields in features: what a receiver checks against its max_payload.
+func DoitPayloadLen(d Doit, features Feature) int {
+	n := 4 + 1 + len(d.Handler) + 2 + len(d.Nonce) + len(d.Args)
+	if features&FeatureRange != 0 {
+		n += 8
+	}
+	if features&FeatureTraceContext != 0 {
+		n++
+		if d.Trace.Valid() {
+			n += traceFieldSize
+		}
+	}
+	return n
+}
+
 // Validate reports a Doit that cannot be encoded faithfully.
 func (d Doit) Validate() error {
 	if len(d.Handler) == 0 || len(d.Handler) > MaxHandlerName {
