@@ -51,8 +51,26 @@ type handshakeResult struct {
 	dec      frame.Decoder   // for what the node sends
 	peerMax  int             // the node's max_payload
 	nodeName string          // from WELCOME
-	window   int             // un-acked rows per job, from WELCOME
-	liveness time.Duration   // silence after which the node closes us, from WELCOME
+	// heartbeat is the interval the session's HEARTBEATs must keep:
+	// heartbeatFor the configured one and WELCOME's liveness_ms.
+	heartbeat time.Duration
+}
+
+// minHeartbeat bounds how often a session heartbeats however short the
+// liveness a node announces: a HEARTBEAT every few milliseconds would
+// cost more than the silence it guards against.
+const minHeartbeat = 10 * time.Millisecond
+
+// heartbeatFor is the heartbeat interval for a node that closes a
+// connection after liveness without a frame from it (0: never): the
+// configured interval, or a quarter of liveness if that is shorter, so
+// that three HEARTBEATs can be late before the node gives up — the four
+// intervals a node allows (PROTOCOL.md, Liveness).
+func heartbeatFor(configured, liveness time.Duration) time.Duration {
+	if liveness <= 0 {
+		return configured
+	}
+	return min(configured, max(liveness/4, minHeartbeat))
 }
 
 // handshake settles a new connection: encrypted (Noise, PROTOCOL.md
@@ -104,13 +122,12 @@ func settled(cfg *Config, w frame.Welcome, sess *secure.Session) handshakeResult
 	enc := frame.Encoder{Checksum: feat&frame.FeatureChecksum != 0, Compress: feat&frame.FeatureCompression != 0, CompressThreshold: cfg.CompressThreshold,
 		Doit: feat & (frame.FeatureRange | frame.FeatureTraceContext)}
 	return handshakeResult{
-		sess:     sess,
-		enc:      enc,
-		dec:      frame.Decoder{MaxPayload: cfg.MaxPayload, Checksum: enc.Checksum, Compression: enc.Compress},
-		peerMax:  int(w.MaxPayload),
-		nodeName: string(w.Name),
-		window:   int(w.Window),
-		liveness: time.Duration(w.LivenessMs) * time.Millisecond,
+		sess:      sess,
+		enc:       enc,
+		dec:       frame.Decoder{MaxPayload: cfg.MaxPayload, Checksum: enc.Checksum, Compression: enc.Compress},
+		peerMax:   int(w.MaxPayload),
+		nodeName:  string(w.Name),
+		heartbeat: heartbeatFor(cfg.HeartbeatInterval, time.Duration(w.LivenessMs)*time.Millisecond),
 	}
 }
 

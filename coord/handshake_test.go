@@ -1,0 +1,78 @@
+package coord
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// welcomeAs plays a plaintext node's side of the handshake on conn: it
+// reads HELLO, answers w (nonce and MAC filled in) and reads AUTH.
+func welcomeAs(conn net.Conn, w frame.Welcome) error {
+	f, _, _, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
+	if err != nil {
+		return fmt.Errorf("reading HELLO: %w", err)
+	}
+	_, _ = rand.Read(w.Nonce[:])
+	w.MAC = frame.NodeMAC(secret, f.Payload, frame.WelcomeBody(w))
+	if _, err := conn.Write(frame.AppendWelcome(nil, w)); err != nil {
+		return err
+	}
+	if f, _, _, err = readOneFrame(conn, frame.Decoder{MaxPayload: 1024}); err != nil || f.Type != frame.TypeAuth {
+		return fmt.Errorf("reading AUTH: got %s, %v", f.Type, err)
+	}
+	return nil
+}
+
+// The session heartbeats often enough for the liveness the node announces
+// in WELCOME, however long the configured interval, but never absurdly
+// often.
+func TestHeartbeatFitsTheNodesLiveness(t *testing.T) {
+	for _, c := range []struct {
+		configured, liveness, want time.Duration
+	}{
+		{time.Second, 0, time.Second},                                      // the node never closes a silent connection
+		{time.Second, 4 * time.Second, time.Second},                        // what a node derives from our HELLO
+		{time.Second, 2 * time.Second, 500 * time.Millisecond},             // a node with a shorter idle timeout
+		{100 * time.Millisecond, 2 * time.Second, 100 * time.Millisecond},  // configured shorter: kept
+		{time.Second, 4 * time.Millisecond, minHeartbeat},                  // floor
+		{5 * time.Millisecond, 4 * time.Millisecond, 5 * time.Millisecond}, // the floor never raises the configured interval
+	} {
+		if got := heartbeatFor(c.configured, c.liveness); got != c.want {
+			t.Errorf("heartbeatFor(%v, liveness %v) = %v, want %v", c.configured, c.liveness, got, c.want)
+		}
+	}
+}
+
+// The handshake result carries the heartbeat for WELCOME's liveness_ms.
+func TestHandshakeTakesTheHeartbeatFromWelcome(t *testing.T) {
+	for _, c := range []struct {
+		livenessMs uint32
+		want       time.Duration
+	}{{1000, 250 * time.Millisecond}, {0, time.Second}} {
+		coordSide, nodeSide := net.Pipe()
+		served := make(chan error, 1)
+		go func() {
+			defer nodeSide.Close()
+			served <- welcomeAs(nodeSide, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload,
+				LivenessMs: c.livenessMs, Name: []byte("n")})
+		}()
+		cfg := Config{Secret: secret, InsecurePlaintext: true, HeartbeatInterval: time.Second}.withDefaults()
+		_ = coordSide.SetDeadline(time.Now().Add(waitFor))
+		hs, err := handshake(coordSide, &cfg, "pipe")
+		coordSide.Close()
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hs.heartbeat != c.want {
+			t.Errorf("liveness_ms %d: heartbeat %v, want %v", c.livenessMs, hs.heartbeat, c.want)
+		}
+	}
+}
