@@ -12,10 +12,9 @@ import (
 	"github.com/rexi-go/rexi/node"
 )
 
-// forgingNode completes the handshake and answers each DOIT with a REPLY
-// for the ref just below it, a job it does not run, and then one for its
-// own: what a buggy or hostile node that guesses refs would send.
-func forgingNode(t *testing.T) string {
+// forgingNode completes the handshake and answers each DOIT with what
+// answer encodes: a node that breaks the protocol.
+func forgingNode(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame) []byte) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +46,7 @@ func forgingNode(t *testing.T) string {
 					break
 				}
 				if g.Type == frame.TypeDoit {
-					out := enc.Append(nil, frame.TypeReply, g.Ref-1, []byte("forged"))
-					conn.Write(enc.Append(out, frame.TypeReply, g.Ref, []byte("own")))
+					conn.Write(answer(&enc, g))
 				}
 				pending = pending[used:]
 			}
@@ -68,7 +66,12 @@ func forgingNode(t *testing.T) string {
 func TestFramesForAnotherNodesJobAreDropped(t *testing.T) {
 	c := newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true }, // the forger speaks plaintext
 		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
-	forger := forgingNode(t)
+	// A REPLY for the ref just below its own (a job it does not run), then
+	// one for its own: a node that guesses refs.
+	forger := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		out := enc.Append(nil, frame.TypeReply, doit.Ref-1, []byte("forged"))
+		return enc.Append(out, frame.TypeReply, doit.Ref, []byte("own"))
+	})
 	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
 	co := mustNew(t, cl, context.Background(), 2)
 	defer co.Close()
@@ -89,5 +92,47 @@ func TestFramesForAnotherNodesJobAreDropped(t *testing.T) {
 	}
 	if live := c.live(); live != 1 {
 		t.Fatalf("%d live workers, want the block job", live)
+	}
+}
+
+// A candidate that ends without being started (its node sends LAST right
+// after STREAM_INIT) serves its range, as a LAST without rows does: the
+// stream completes instead of waiting for a range nobody will serve.
+func TestCandidateEndingWithoutStartServesItsRange(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true },
+		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
+	forger := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		out := enc.Append(nil, frame.TypeStreamInit, doit.Ref, nil)
+		return enc.Append(out, frame.TypeLast, doit.Ref, []byte("early"))
+	})
+	firstDone := make(chan struct{})
+	c.nodes[0].Handle("after", func(ctx context.Context, w *node.Worker) error {
+		select { // the other range's INIT comes once the forger's LAST was taken
+		case <-firstDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := w.Stream([]byte("row")); err != nil {
+			return err
+		}
+		return w.Last(nil)
+	})
+	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
+	co := mustNew(t, cl, context.Background(), 2)
+	defer co.Close()
+	rs := Ranges(2)
+	if _, err := co.Submit(Job{Node: forger, Handler: "rows", Range: rs[0]}, Job{Node: c.addrs[0], Handler: "after", Range: rs[1]}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := co.Stream(StreamOptions{RecvOptions: RecvOptions{Timeout: waitFor}}, func(m Message) error {
+		got = append(got, m.Kind.String()+":"+string(m.Payload))
+		if m.Kind == KindLast && m.Worker.Node == forger {
+			close(firstDone)
+		}
+		return nil
+	})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Stream %v, messages %q; want the forger's LAST, then the other range's row and LAST", err, got)
 	}
 }

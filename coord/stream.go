@@ -69,16 +69,18 @@ func (r *streamRun) handle(m *Message) (bool, error) {
 		}
 		return false, r.fn(*m)
 	case KindLast, KindReply: // a job that replies serves its range as a LAST without rows would
+		if c, ok := r.cands[sl.rng]; ok && c == i && !sl.chosen {
+			// A candidate ending before its START: it is no longer one,
+			// and may serve its range below like any LAST without rows.
+			delete(r.cands, sl.rng)
+			r.candLen -= rangeLen(sl.rng)
+		}
 		switch {
 		case sl.chosen:
 			r.running--
 		case !r.claimable(sl.rng):
 			return false, nil // a redundant copy that finished without streaming
 		default: // LAST without any row: chosen and done at once
-			if c, ok := r.cands[sl.rng]; ok && c == i {
-				delete(r.cands, sl.rng)
-				r.candLen -= rangeLen(sl.rng)
-			}
 			sl.chosen = true
 			r.fixedLen += rangeLen(sl.rng)
 		}
