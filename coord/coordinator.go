@@ -213,24 +213,41 @@ func (co *Coordinator) Close() error {
 }
 
 // absorbFinals marks finished the jobs whose REPLY, LAST or EXIT already
-// arrived, or that were never sent (overload), but were not consumed by a receive loop, so that Close does not
+// arrived from their node, or that were never sent (overload, a node
+// going away), but that no receive loop consumed, so that Close does not
 // name them in KILL_ALL: a node keeps a tombstone for every ref it does
 // not know. Nothing is delivered.
 func (s *state) absorbFinals() {
-	mark := func(b batch) {
+	var finals []entry
+	collect := func(b batch) {
 		for _, e := range b.entries {
 			switch e.kind {
-			case KindReply, KindLast, KindExit, KindOverload:
-				if int(e.slot) < len(s.slots) && !s.slots[e.slot].finished() {
-					s.finish(e.slot, slotDone)
-				}
+			case KindReply, KindLast, KindExit, KindOverload, KindNodeDown:
+				finals = append(finals, e)
 			}
 		}
 	}
-	mark(s.left)
+	collect(s.left)
 	s.inbox.mu.Lock()
-	mark(s.inbox.cur)
+	collect(s.inbox.cur)
 	s.inbox.mu.Unlock()
+	// Finished after the inbox lock is let go: finish takes the reaper
+	// table's lock, which is taken before a session's, which is taken
+	// before an inbox's (submit).
+	for _, e := range finals {
+		if int(e.slot) >= len(s.slots) {
+			continue
+		}
+		sl := &s.slots[e.slot]
+		if sl.finished() || (e.sess != nil && e.sess != sl.sess) { // a frame from another node ends nothing
+			continue
+		}
+		st := slotFailed
+		if e.kind == KindReply || e.kind == KindLast {
+			st = slotDone
+		}
+		s.finish(e.slot, st)
+	}
 }
 
 // Len is the number of jobs submitted so far.

@@ -136,3 +136,27 @@ func TestCandidateEndingWithoutStartServesItsRange(t *testing.T) {
 		t.Fatalf("Stream %v, messages %q; want the forger's LAST, then the other range's row and LAST", err, got)
 	}
 }
+
+// Close leaves out of KILL_ALL only the jobs whose own node ended them: a
+// forged REPLY waiting unread in the inbox does not spare the real worker.
+func TestCloseKillsAJobAnotherNodeClaimedEnded(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true },
+		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
+	forger := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		out := enc.Append(nil, frame.TypeReply, doit.Ref-1, []byte("forged"))
+		return enc.Append(out, frame.TypeReply, doit.Ref, []byte("own"))
+	})
+	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
+	co := mustNew(t, cl, context.Background(), 2)
+	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "block"}, Job{Node: forger, Handler: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLive(t, 1)
+	eventually(t, "both replies wait in the inbox", func() bool {
+		co.s.inbox.mu.Lock()
+		defer co.s.inbox.mu.Unlock()
+		return len(co.s.inbox.cur.entries) == 2
+	})
+	co.Close()
+	c.waitLive(t, 0)
+}
