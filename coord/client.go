@@ -27,7 +27,7 @@ type Client struct {
 	log     *slog.Logger
 	tracer  trace.Tracer               // nil without Config.TracerProvider
 	members atomic.Pointer[membership] // replaced whole by SetNodes
-	setMu   sync.Mutex                 // serialises SetNodes
+	setMu   sync.Mutex                 // serialises SetNodes, and Close's cancel with them
 	reaper  *reaper.Reaper
 
 	mu     sync.RWMutex
@@ -176,7 +176,12 @@ func (cl *Client) Close() error {
 	}
 	cl.closed = true
 	cl.mu.Unlock()
+	// Cancelled under setMu: a SetNodes either started its peers before
+	// (wg.Wait waits for them) or sees the context ended and starts none,
+	// so no wg.Add runs concurrently with the Wait or after it.
+	cl.setMu.Lock()
 	cl.cancel()
+	cl.setMu.Unlock()
 	cl.wg.Wait()
 	return nil
 }

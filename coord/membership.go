@@ -95,7 +95,7 @@ func (cl *Client) LiveNodes() []string {
 func (cl *Client) SetNodes(addrs []string) {
 	cl.setMu.Lock()
 	defer cl.setMu.Unlock()
-	if cl.ctx.Err() != nil {
+	if cl.ctx.Err() != nil { // closed: Close cancels under setMu, then waits for the peers
 		return
 	}
 	old := cl.members.Load()

@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -106,5 +107,42 @@ func TestDNSResolver(t *testing.T) {
 	}
 	if !slices.Contains(addrs, "127.0.0.1:"+strconv.Itoa(7070)) && !slices.Contains(addrs, "[::1]:7070") {
 		t.Fatalf("localhost resolved to %v", addrs)
+	}
+}
+
+// SetNodes racing Close: either SetNodes goes first and Close waits for
+// the peers it started, or it comes second and starts none. A SetNodes
+// that passed its closed check just before Close cancelled used to add to
+// the WaitGroup while Close waited on it: -race reports that (Add from
+// zero concurrent with Wait) within a few rounds.
+func TestSetNodesRacingClose(t *testing.T) {
+	// Refused at once: the peers fail fast and wait in backoff, so Close
+	// can find the WaitGroup at zero while SetNodes is adding to it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	more := make([]string, 16)
+	for i := range more {
+		more[i] = "127.0.0.1:" + strconv.Itoa(i+1) // never dialled: SetNodes is called with the client closing
+	}
+	for i := 0; i < 200; i++ {
+		cl, err := NewClient(Config{Nodes: []string{dead}, Secret: secret, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { <-start; cl.SetNodes(more) })
+		wg.Go(func() { <-start; cl.Close() })
+		close(start)
+		wg.Wait()
+		before := len(cl.members.Load().peers)
+		cl.SetNodes([]string{"127.0.0.1:9"})
+		if after := len(cl.members.Load().peers); after != before {
+			t.Fatalf("SetNodes after Close added %d peers", after-before)
+		}
 	}
 }
