@@ -86,11 +86,13 @@ type state struct {
 	acks    []int32    // slots with rows to acknowledge after this batch
 	pushes  []*session // sessions with control frames queued in this batch
 	handler []byte     // reused for DOIT encoding
-	submitS []*session // per node: the session one Submit sends on
+	submitN []int32    // the nodes (membership indexes) one Submit sends to
+	submitS []*session // and the session each one's DOITs go on; nil if none
 
 	// Backing arrays for the slices above in a cluster of up to
 	// smallCluster nodes: no allocation per fan-out for them.
 	sessArr, pushArr, submitArr [smallCluster]*session
+	submitNArr                  [smallCluster]int32
 
 	span  trace.Span        // the fan-out's span; nil without tracing
 	trace frame.TraceParent // its context, carried by every DOIT
@@ -117,7 +119,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		slots: make([]slot, 0, capacity),
 	}
 	s.sessions, s.pushes = s.sessArr[:0], s.pushArr[:0]
-	s.submitS = s.submitArr[:0]
+	s.submitN, s.submitS = s.submitNArr[:0], s.submitArr[:0]
 	s.inbox.signal = make(chan struct{}, 1)
 	s.pair = batchPool.Get().(*batchPair)
 	s.inbox.cur, s.spare = s.pair.a, s.pair.b
@@ -291,15 +293,20 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	}
 	// 1. Fill the table: from here on the reaper knows every job, and
 	// which session its DOIT goes to.
-	s.submitS = slices.Grow(s.submitS[:0], len(m.peers))[:len(m.peers)]
-	for ni, p := range m.peers {
-		s.submitS[ni] = nil
-		if !p.removed() && s.hasJobsOn(jobs, p.addr) {
-			s.submitS[ni] = p.current()
+	// The nodes the jobs name, in order, each with its current session:
+	// the work is per node named, not per node the client ever knew.
+	s.submitN, s.submitS = s.submitN[:0], s.submitS[:0]
+	for i := range jobs {
+		if ni := int32(m.index[jobs[i].Node]); !slices.Contains(s.submitN, ni) {
+			var sess *session
+			if p := m.peers[ni]; !p.removed() {
+				sess = p.current()
+			}
+			s.submitN, s.submitS = append(s.submitN, ni), append(s.submitS, sess)
 		}
 	}
 	for i := range jobs { // a job its node can never take is the caller's bug: refuse the lot
-		if sess := s.submitS[m.index[jobs[i].Node]]; sess != nil {
+		if sess := s.submitSession(m, &jobs[i]); sess != nil {
 			if n := sess.doitLen(s, &jobs[i]); n > sess.peerMax {
 				return 0, fmt.Errorf("coord: submit: job %d's DOIT payload is %d bytes, over node %s's max_payload of %d: %w",
 					i, n, jobs[i].Node, sess.peerMax, ErrJobTooLarge)
@@ -309,7 +316,7 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	for i := range jobs {
 		ni := m.index[jobs[i].Node]
 		idx := int32(len(s.slots))
-		sess := s.submitS[ni]
+		sess := s.submitSession(m, &jobs[i])
 		var target reaper.Target
 		if sess != nil {
 			target = sess
@@ -322,17 +329,15 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	}
 	// 2. Only then send, batched per node.
 	failed := false
-	for ni, p := range m.peers {
-		if !s.hasJobsOn(jobs, p.addr) {
-			continue
-		}
+	for k, ni := range s.submitN {
+		p := m.peers[ni]
 		if s.hookBetweenBatches != nil {
-			s.hookBetweenBatches(ni)
+			s.hookBetweenBatches(int(ni))
 		}
 		if s.ctx.Err() != nil {
 			break // reaped meanwhile; the KILL_ALL covers what was sent
 		}
-		sess := s.submitS[ni]
+		sess := s.submitS[k]
 		if sess == nil {
 			s.nodeDown(p, jobs, first)
 			failed = true
@@ -349,20 +354,13 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	if failed {
 		s.inbox.notify()
 	}
-	s.pushSubmitted()
+	s.pushQueued()
 	return first, nil
 }
 
-// pushSubmitted writes the DOITs just queued, one session after another
-// from the calling goroutine. (Waking the sessions' writer goroutines to
-// write side by side cost more CPU than it saved time: on a small host the
-// woken threads compete with the nodes for the cores.)
-func (s *state) pushSubmitted() {
-	for _, sess := range s.pushes {
-		sess.push()
-	}
-	clear(s.pushes)
-	s.pushes = s.pushes[:0]
+// submitSession is the session Submit sends job j on (nil: none).
+func (s *state) submitSession(m *membership, j *Job) *session {
+	return s.submitS[slices.Index(s.submitN, int32(m.index[j.Node]))]
 }
 
 // nodeDown fails at once the jobs for a node that has no session.
@@ -375,15 +373,6 @@ func (s *state) nodeDown(p *peer, jobs []Job, first int) {
 			s.inbox.push(entry{kind: KindNodeDown, slot: int32(first + i), err: &NodeDownError{Node: p.addr, Cause: cause}}, nil)
 		}
 	}
-}
-
-func (s *state) hasJobsOn(jobs []Job, addr string) bool {
-	for i := range jobs {
-		if jobs[i].Node == addr {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *state) check(m *membership, j *Job) error {
@@ -409,18 +398,21 @@ func (s *state) check(m *membership, j *Job) error {
 // with Recv; Stream does this itself).
 func (co *Coordinator) Start(i int) {
 	co.s.control(int32(i), frame.TypeStart)
-	co.s.pushControl()
+	co.s.pushQueued()
 }
 
 // Cancel sends CANCEL to job slot i: the node kills that worker.
 func (co *Coordinator) Cancel(i int) {
 	co.s.control(int32(i), frame.TypeCancel)
-	co.s.pushControl()
+	co.s.pushQueued()
 }
 
-// pushControl writes the control frames queued for each session, one
-// write per session.
-func (s *state) pushControl() {
+// pushQueued writes what each session in s.pushes has queued (DOITs or
+// control frames), one write per session, one session after another from
+// the calling goroutine. (Waking the sessions' writer goroutines to write
+// side by side cost more CPU than it saved time: on a small host the woken
+// threads compete with the nodes for the cores.)
+func (s *state) pushQueued() {
 	for i, sess := range s.pushes {
 		sess.push()
 		s.pushes[i] = nil
@@ -428,7 +420,7 @@ func (s *state) pushControl() {
 	s.pushes = s.pushes[:0]
 }
 
-// queued notes that control frames wait in sess for the next pushControl.
+// queued notes that frames wait in sess for the next pushQueued.
 func (s *state) queued(sess *session) {
 	if !slices.Contains(s.pushes, sess) {
 		s.pushes = append(s.pushes, sess)

@@ -238,5 +238,5 @@ func (s *state) flushAcks() {
 		sl.unacked = 0
 	}
 	s.acks = s.acks[:0]
-	s.pushControl() // ACKs, STARTs and CANCELs of this batch: one write per node
+	s.pushQueued() // ACKs, STARTs and CANCELs of this batch: one write per node
 }
