@@ -395,7 +395,10 @@ func (s *state) check(m *membership, j *Job) error {
 }
 
 // Start sends START to job slot i (for callers driving streams by hand
-// with Recv; Stream does this itself).
+// with Recv; Stream does this itself). Call it only after the slot's
+// KindStreamInit: a node ignores a START that reaches it before the job
+// sent STREAM_INIT, and the job would then wait for one until its init
+// timeout.
 func (co *Coordinator) Start(i int) {
 	co.s.control(int32(i), frame.TypeStart)
 	co.s.pushQueued()

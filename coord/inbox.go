@@ -73,7 +73,9 @@ type inbox struct {
 // arrives, so a worker's next rows are on their way while the coordinator
 // consumes these; above it rows are acknowledged when consumed, and each
 // worker's window bounds what more can come. So an inbox holds at most
-// ackBudget plus one window per worker.
+// ackBudget plus one window per worker; a coordinator holds at most twice
+// that, counting the batch its receive loop is dispatching (or kept for
+// the next loop) while the inbox refills.
 const ackBudget = 256 << 10
 
 func (b *inbox) push(e entry, payload []byte) { b.pushRow(e, payload) }

@@ -51,21 +51,6 @@ func (t *Table) Finish(i int) {
 	t.mu.Unlock()
 }
 
-// Len is the number of pairs.
-func (t *Table) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.refs)
-}
-
-// Armed reports whether the table will still be killed if its owner ends
-// without Close.
-func (t *Table) Armed() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.state == armed
-}
-
 // Fire kills every unfinished pair, unless the table was closed or fired
 // already. It runs on the caller's goroutine and never blocks (targets
 // only queue).
