@@ -318,6 +318,12 @@ func (s *session) push() {
 func (s *session) drain() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.drainAfterWriterLocked()
+}
+
+// drainAfterWriterLocked waits for a write in progress to finish, then
+// writes everything queued, blocking. Caller holds s.mu.
+func (s *session) drainAfterWriterLocked() error {
 	for s.writing {
 		s.writerOK.Wait()
 	}
@@ -402,10 +408,7 @@ func (s *session) sendError(err error) {
 		return
 	}
 	s.out = s.enc.AppendError(s.out, 0, code, frame.FitMessage(msg, s.peerMax))
-	for s.writing {
-		s.writerOK.Wait()
-	}
-	_ = s.drainLocked(true)
+	_ = s.drainAfterWriterLocked()
 }
 
 // timeoutMillis is a job's deadline on the wire: whole milliseconds,
