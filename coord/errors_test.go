@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/node"
 )
 
 // A node that closes a connection with ERROR leaves its code where
@@ -47,5 +48,26 @@ func TestTimeoutMillisRoundsUp(t *testing.T) {
 		if got := timeoutMillis(d); got != want {
 			t.Errorf("timeoutMillis(%v) = %d, want %d", d, got, want)
 		}
+	}
+}
+
+// A node whose liveness bound (WELCOME liveness_ms) is shorter than four
+// of our heartbeat intervals is heartbeaten often enough to keep the
+// connection: an idle fan-out's job outlives several of those bounds.
+func TestHeartbeatKeepsToTheNodesLivenessBound(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.HeartbeatInterval, cfg.HeartbeatTimeout = 10*time.Second, 30*time.Second },
+		func(cfg *node.Config) { cfg.IdleTimeout = time.Second })
+	co := mustNew(t, c.cl, context.Background(), 1)
+	defer co.Close()
+	co.Submit(Job{Node: c.addrs[0], Handler: "block"})
+	c.waitLive(t, 1)
+	var got error
+	err := co.Recv(RecvOptions{Timeout: 3 * time.Second}, func(m Message) (bool, error) { got = m.Err; return true, nil })
+	var te *TimeoutError
+	if !errors.As(err, &te) || got != nil {
+		t.Fatalf("Recv %v, message error %v; want the job still running after 3 s (the node's bound is 1 s)", err, got)
+	}
+	if live := c.live(); live != 1 {
+		t.Fatalf("%d live workers, want 1", live)
 	}
 }

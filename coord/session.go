@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,7 @@ type session struct {
 	sess     *secure.Session // nil on a plaintext connection
 	peerMax  int
 	doitOpt  frame.Feature // the optional DOIT fields in force; fixed at the handshake
+	beat     time.Duration // how often to heartbeat: the node's liveness bound allows it
 	nodeName string
 	kick     chan struct{} // capacity 1: output waits for the writer goroutine
 	dead     chan struct{} // closed by terminate
@@ -78,7 +80,8 @@ func newSession(p *peer, conn net.Conn, hs handshakeResult) (*session, error) {
 	s := &session{
 		p: p, conn: conn, raw: raw, dec: hs.dec, sess: hs.sess, peerMax: hs.peerMax, nodeName: hs.nodeName,
 		kick: make(chan struct{}, 1), dead: make(chan struct{}),
-		enc: hs.enc, doitOpt: hs.enc.Doit, coords: make(map[*state]struct{}),
+		enc: hs.enc, doitOpt: hs.enc.Doit, beat: cmp.Or(hs.heartbeat, p.cl.cfg.HeartbeatInterval),
+		coords: make(map[*state]struct{}),
 	}
 	s.writerOK.L = &s.mu
 	s.rawWriteFn = s.rawWrite
@@ -260,7 +263,7 @@ func (s *session) run() error {
 
 func (s *session) writeLoop() {
 	cl := s.p.cl
-	tick := time.NewTicker(cl.cfg.HeartbeatInterval)
+	tick := time.NewTicker(s.beat)
 	defer tick.Stop()
 	var beat uint64
 	for {
