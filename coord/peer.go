@@ -131,8 +131,8 @@ func (p *peer) attemptOverLocked(refused bool) {
 }
 
 // run is the peer's manager goroutine: it dials, runs one session at a
-// time until the client closes, and waits a jittered, growing backoff
-// between failed attempts.
+// time until the client closes, and waits a jittered backoff before each
+// new attempt, growing with each failed attempt or short-lived session.
 func (p *peer) run() {
 	defer p.cl.wg.Done()
 	cfg := &p.cl.cfg
@@ -150,17 +150,12 @@ func (p *peer) run() {
 			tried()
 			wait := jitter(backoff)
 			p.cl.log.Warn("rexi coord: cannot connect to node", "node", p.addr, "err", err, "retry_in", wait)
-			select {
-			case <-p.cl.ctx.Done():
+			if !p.pause(wait) {
 				return
-			case <-p.gone:
-				return
-			case <-time.After(wait):
 			}
 			backoff = min(2*backoff, cfg.ReconnectMax)
 			continue
 		}
-		backoff = cfg.ReconnectMin
 		p.mu.Lock()
 		p.sess, p.lastErr, p.name = s, nil, s.nodeName
 		close(p.upCh)
@@ -172,6 +167,7 @@ func (p *peer) run() {
 		}
 		p.cl.log.Info("rexi coord: connected to node", "node", p.addr)
 
+		upAt := time.Now()
 		cause := s.run() // until the connection ends; every job on it has failed
 
 		p.mu.Lock()
@@ -182,7 +178,42 @@ func (p *peer) run() {
 		if errors.Is(cause, errStopped) || p.cl.ctx.Err() != nil || p.removed() {
 			return
 		}
-		p.cl.log.Warn("rexi coord: node down", "node", p.addr, "err", cause)
+		// Only a session that lasted is a success that starts the backoff
+		// over; one that ended sooner counts as a failed attempt, so that
+		// a node that completes the handshake and then drops or refuses
+		// the connection (say ERROR IDLE_TIMEOUT) is not redialled in a
+		// tight loop.
+		if time.Since(upAt) >= stableSession {
+			backoff = cfg.ReconnectMin
+		}
+		wait := jitter(backoff) // coordinators that lost the node together do not redial in lockstep
+		p.cl.log.Warn("rexi coord: node down", "node", p.addr, "err", cause, "retry_in", wait)
+		if !p.pause(wait) {
+			return
+		}
+		backoff = min(2*backoff, cfg.ReconnectMax)
+	}
+}
+
+// stableSession is how long a session must last for its loss to start
+// the backoff over. A second: a node that ends every session later than
+// that costs at most a handshake a second, which is cheap, while a
+// working session outlives it by far, so a node lost after one (a
+// restart) is redialled after the shortest backoff.
+const stableSession = time.Second
+
+// pause waits d before the next connection attempt; it reports false,
+// at once, when the client closes or the node leaves the set meanwhile.
+func (p *peer) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.cl.ctx.Done():
+		return false
+	case <-p.gone:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
