@@ -14,32 +14,18 @@ import (
 // closing. It counts the handshakes.
 func flappingNode(t *testing.T, sayWhy bool) (addr string, handshakes *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	handshakes = new(atomic.Int64)
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
+	addr = fakeNode(t, func(conn net.Conn) {
+		_ = conn.SetDeadline(time.Now().Add(waitFor))
+		w := frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, LivenessMs: 1000, Name: []byte("flapping")}
+		if _, err := welcomeAs(conn, w); err == nil {
+			handshakes.Add(1)
+			if sayWhy {
+				_, _ = conn.Write((&frame.Encoder{}).AppendError(nil, 0, frame.CodeIdleTimeout, "no frame for 1s"))
 			}
-			_ = conn.SetDeadline(time.Now().Add(waitFor))
-			w := frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, LivenessMs: 1000, Name: []byte("flapping")}
-			if err := welcomeAs(conn, w); err == nil {
-				handshakes.Add(1)
-				if sayWhy {
-					_, _ = conn.Write((&frame.Encoder{}).AppendError(nil, 0, frame.CodeIdleTimeout, "no frame for 1s"))
-				}
-			}
-			conn.Close()
 		}
-	}()
-	return ln.Addr().String(), handshakes
+	})
+	return addr, handshakes
 }
 
 // A node that accepts the handshake and then drops the session is

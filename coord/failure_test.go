@@ -3,7 +3,6 @@ package coord
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -168,38 +167,11 @@ func TestWrongSecretIsReported(t *testing.T) {
 // silentNode completes the handshake and then never sends a byte, like a
 // frozen process.
 func silentNode(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, conn)
-			f, _, _, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
-			if err != nil {
-				continue
-			}
-			w := frame.Welcome{Version: 1, MaxPayload: frame.DefaultMaxPayload, Name: []byte("frozen")}
-			rand.Read(w.Nonce[:])
-			w.MAC = frame.NodeMAC(secret, f.Payload, frame.WelcomeBody(w))
-			conn.Write(frame.AppendWelcome(nil, w))
-			go io.Copy(io.Discard, conn)
+	return fakeNode(t, func(conn net.Conn) {
+		if _, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Name: []byte("frozen")}); err == nil {
+			io.Copy(io.Discard, conn)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func TestMissedHeartbeatsMeanNodeDown(t *testing.T) {

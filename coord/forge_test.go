@@ -2,7 +2,6 @@ package coord
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"net"
 	"testing"
@@ -15,30 +14,14 @@ import (
 // forgingNode completes the handshake and answers each DOIT with what
 // answer encodes: a node that breaks the protocol.
 func forgingNode(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame) []byte) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		conn, err := ln.Accept()
+	return fakeNode(t, func(conn net.Conn) {
+		pending, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Name: []byte("forger")})
 		if err != nil {
 			return
 		}
-		defer conn.Close()
-		f, _, rest, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
-		if err != nil {
-			return
-		}
-		w := frame.Welcome{Version: 1, MaxPayload: frame.DefaultMaxPayload, Name: []byte("forger")}
-		rand.Read(w.Nonce[:])
-		w.MAC = frame.NodeMAC(secret, f.Payload, frame.WelcomeBody(w))
-		conn.Write(frame.AppendWelcome(nil, w))
 		dec := frame.Decoder{MaxPayload: frame.DefaultMaxPayload}
 		var enc frame.Encoder
-		pending, tmp := rest, make([]byte, 4096)
+		tmp := make([]byte, 4096)
 		for {
 			for {
 				g, used, err := dec.Decode(pending)
@@ -56,8 +39,7 @@ func forgingNode(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame)
 			}
 			pending = append(pending, tmp[:n]...)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // A node's frames reach only the jobs sent to that node: a REPLY naming

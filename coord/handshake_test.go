@@ -1,32 +1,12 @@
 package coord
 
 import (
-	"crypto/rand"
-	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
 )
-
-// welcomeAs plays a plaintext node's side of the handshake on conn: it
-// reads HELLO, answers w (nonce and MAC filled in) and reads AUTH.
-func welcomeAs(conn net.Conn, w frame.Welcome) error {
-	f, _, _, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
-	if err != nil {
-		return fmt.Errorf("reading HELLO: %w", err)
-	}
-	_, _ = rand.Read(w.Nonce[:])
-	w.MAC = frame.NodeMAC(secret, f.Payload, frame.WelcomeBody(w))
-	if _, err := conn.Write(frame.AppendWelcome(nil, w)); err != nil {
-		return err
-	}
-	if f, _, _, err = readOneFrame(conn, frame.Decoder{MaxPayload: 1024}); err != nil || f.Type != frame.TypeAuth {
-		return fmt.Errorf("reading AUTH: got %s, %v", f.Type, err)
-	}
-	return nil
-}
 
 // The session heartbeats often enough for the liveness the node announces
 // in WELCOME, however long the configured interval, but never absurdly
@@ -58,8 +38,9 @@ func TestHandshakeTakesTheHeartbeatFromWelcome(t *testing.T) {
 		served := make(chan error, 1)
 		go func() {
 			defer nodeSide.Close()
-			served <- welcomeAs(nodeSide, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload,
+			_, err := welcomeAs(nodeSide, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload,
 				LivenessMs: c.livenessMs, Name: []byte("n")})
+			served <- err
 		}()
 		cfg := Config{Secret: secret, InsecurePlaintext: true, HeartbeatInterval: time.Second}.withDefaults()
 		_ = coordSide.SetDeadline(time.Now().Add(waitFor))
