@@ -285,38 +285,39 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	if first+len(jobs) > maxSlots {
 		return 0, fmt.Errorf("coord: submit: more than %d jobs in one coordinator", maxSlots)
 	}
-	m := s.cl.members.Load() // one view of the membership for the whole Submit
-	for i := range jobs {
-		if err := s.check(m, &jobs[i]); err != nil {
-			return 0, err
-		}
-	}
-	// 1. Fill the table: from here on the reaper knows every job, and
-	// which session its DOIT goes to.
 	// The nodes the jobs name, in order, each with its current session:
-	// the work is per node named, not per node the client ever knew.
+	// the work is per node named, not per node the client ever knew, and
+	// a node is looked up in the membership once, not once per job.
+	m := s.cl.members.Load() // one view of the membership for the whole Submit
 	s.submitN, s.submitS = s.submitN[:0], s.submitS[:0]
 	for i := range jobs {
-		if ni := int32(m.index[jobs[i].Node]); !slices.Contains(s.submitN, ni) {
-			var sess *session
-			if p := m.peers[ni]; !p.removed() {
-				sess = p.current()
-			}
-			s.submitN, s.submitS = append(s.submitN, ni), append(s.submitS, sess)
+		j := &jobs[i]
+		if err := s.check(j); err != nil {
+			return 0, err
 		}
+		if s.submitNode(m, j) >= 0 {
+			continue
+		}
+		ni, ok := m.index[j.Node]
+		if !ok || m.peers[ni].removed() {
+			return 0, fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
+		}
+		s.submitN, s.submitS = append(s.submitN, int32(ni)), append(s.submitS, m.peers[ni].current())
 	}
 	for i := range jobs { // a job its node can never take is the caller's bug: refuse the lot
-		if sess := s.submitSession(m, &jobs[i]); sess != nil {
+		if sess := s.submitS[s.submitNode(m, &jobs[i])]; sess != nil {
 			if n := sess.doitLen(s, &jobs[i]); n > sess.peerMax {
 				return 0, fmt.Errorf("coord: submit: job %d's DOIT payload is %d bytes, over node %s's max_payload of %d: %w",
 					i, n, jobs[i].Node, sess.peerMax, ErrJobTooLarge)
 			}
 		}
 	}
+	// 1. Fill the table: from here on the reaper knows every job, and
+	// which session its DOIT goes to.
 	for i := range jobs {
-		ni := m.index[jobs[i].Node]
+		k := s.submitNode(m, &jobs[i])
+		ni, sess := s.submitN[k], s.submitS[k]
 		idx := int32(len(s.slots))
-		sess := s.submitSession(m, &jobs[i])
 		var target reaper.Target
 		if sess != nil {
 			target = sess
@@ -358,9 +359,16 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	return first, nil
 }
 
-// submitSession is the session Submit sends job j on (nil: none).
-func (s *state) submitSession(m *membership, j *Job) *session {
-	return s.submitS[slices.Index(s.submitN, int32(m.index[j.Node]))]
+// submitNode is j's position in s.submitN, or -1. A Submit names a few
+// nodes, and jobs usually share their address strings, which compare
+// equal at once: cheaper than hashing the address for every job.
+func (s *state) submitNode(m *membership, j *Job) int {
+	for k, ni := range s.submitN {
+		if m.peers[ni].addr == j.Node {
+			return k
+		}
+	}
+	return -1
 }
 
 // nodeDown fails at once the jobs for a node that has no session.
@@ -375,10 +383,8 @@ func (s *state) nodeDown(p *peer, jobs []Job, first int) {
 	}
 }
 
-func (s *state) check(m *membership, j *Job) error {
-	if p := m.find(j.Node); p == nil || p.removed() {
-		return fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
-	}
+// check validates a job's fields; Submit checks its node.
+func (s *state) check(j *Job) error {
 	if len(j.Handler) == 0 || len(j.Handler) > frame.MaxHandlerName {
 		return fmt.Errorf("coord: handler name must be 1..%d bytes, got %q", frame.MaxHandlerName, j.Handler)
 	}
