@@ -52,9 +52,9 @@ type Stats struct {
 	NodeDowns     uint64 // connection losses (one per node per loss)
 	Overloads     uint64 // jobs not sent because a node's outbound buffer was full
 	NodeOverloads uint64 // jobs a node refused at its live-job limit (EXIT OVERLOADED)
-	Dropped       uint64 // frames for refs no open coordinator owns
+	Dropped       uint64 // frames for refs no open coordinator owns, or for jobs their node does not run
 	ReaperFirings uint64 // coordinators reaped without Close
-	KillAllSent   uint64 // KILL_ALL frames queued (Close and reaper)
+	KillAllSent   uint64 // KILL_ALL requests, one per node with unfinished jobs (Close and reaper); a long one may take several frames
 	ReaperArmed   int    // tables the reaper would fire now
 	NodesUp       int
 }
