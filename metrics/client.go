@@ -9,7 +9,7 @@ var (
 	mFanouts     = newDesc("rexi_coord_fanouts_total", "Coordinators created.", prometheus.CounterValue)
 	mOpen        = newDesc("rexi_coord_open_coordinators", "Coordinators not yet closed.", prometheus.GaugeValue)
 	mFirings     = newDesc("rexi_coord_reaper_firings_total", "Coordinators reaped without Close.", prometheus.CounterValue)
-	mKillAll     = newDesc("rexi_coord_kill_all_sent_total", "KILL_ALL frames sent.", prometheus.CounterValue)
+	mKillAll     = newDesc("rexi_coord_kill_all_sent_total", "KILL_ALL requests sent, one per node with unfinished jobs (Close and reaper).", prometheus.CounterValue)
 	mNodeDowns   = newDesc("rexi_coord_node_down_total", "Peer connection losses.", prometheus.CounterValue)
 	mOverloads   = newDesc("rexi_coord_overloads_total", "Jobs not sent because a peer's outbound buffer was full.", prometheus.CounterValue)
 	mNodeOverl   = newDesc("rexi_coord_node_overloads_total", "Jobs a peer refused at its live-job limit (EXIT OVERLOADED).", prometheus.CounterValue)

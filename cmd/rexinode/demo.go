@@ -91,7 +91,7 @@ func demo(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "   live workers after %v: %s\n", time.Since(killedAt).Round(time.Microsecond), liveCounts(nodes))
 	s := cl.Stats()
-	fmt.Fprintf(stdout, "   coordinators: %d, KILL_ALL frames sent: %d\n", s.Fanouts, s.KillAllSent)
+	fmt.Fprintf(stdout, "   coordinators: %d, KILL_ALL requests sent: %d\n", s.Fanouts, s.KillAllSent)
 	return nil
 }
 
