@@ -17,7 +17,8 @@
 // Handlers that never block can instead run on the event loop itself
 // (HandleReply, HandleStream): a job then costs no goroutine, context or
 // channel, and its rows are pulled into the connection's buffer as its
-// window opens.
+// window opens. A RowSource that also implements MoreRows has its LAST
+// sent right after its last row, without waiting for an ACK.
 //
 // The package knows nothing of coordinators beyond the wire protocol.
 //
