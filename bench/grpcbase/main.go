@@ -93,7 +93,7 @@ func benchCmd(args []string) error {
 		conns = append(conns, c)
 	}
 	if *liveAddrs != "" {
-		w := live.NewWatcher(live.NewAdminClient(nil, false), strings.Split(*liveAddrs, ","))
+		w := live.NewWatcher(live.NewAdminClient(nil, nil), strings.Split(*liveAddrs, ","))
 		o.WatchReap = w.Watch
 		defer w.Wait() // each trial ends its long-polls (runner.reapOnce)
 	}

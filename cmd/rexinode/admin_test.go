@@ -238,6 +238,17 @@ func TestBenchReapWithGuardedAdmin(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "w-reap") || !strings.Contains(out, "leaked 0") {
 		t.Fatalf("bench w-reap with the admin token: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// The certificate verified: against the daemons' own it works, against
+	// another it is refused before the token is sent.
+	out, errOut, code = runCmd(t, append(bench, "-admin-token-file", tokenFile, "-admin-ca-file", certFile)...)
+	if code != 0 || !strings.Contains(out, "leaked 0") {
+		t.Fatalf("bench w-reap verifying the admin certificate: exit %d\n%s\n%s", code, out, errOut)
+	}
+	otherCert, _ := selfSigned(t, t.TempDir())
+	_, errOut, code = runCmd(t, append(bench, "-admin-token-file", tokenFile, "-admin-ca-file", otherCert)...)
+	if code != exitFailed || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("bench w-reap with another CA: exit %d, want %d and a certificate error:\n%s", code, exitFailed, errOut)
+	}
 	_, errOut, code = runCmd(t, bench...)
 	if code != exitFailed || !strings.Contains(errOut, "https://"+admins[0]+"/live?") || !strings.Contains(errOut, "401 Unauthorized") {
 		t.Fatalf("bench w-reap without the admin token: exit %d, want %d and the refused URL and status:\n%s", code, exitFailed, errOut)
