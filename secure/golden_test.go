@@ -82,7 +82,7 @@ func goldenTranscript(t *testing.T) [][2]string {
 		add("coordinator's first record: generation 0, counter 0", cs.Send.Seal(nil, doit))
 		add("coordinator's second record: the same DOIT, counter 1", cs.Send.Seal(nil, doit))
 		cs.Send.RekeyRecords = 2
-		add("coordinator's third record after a rekey at 2 records: generation 1, counter 0", cs.Send.Seal(nil, doit))
+		add("coordinator's third record after a rekey at 2 records: generation 1, counter 2", cs.Send.Seal(nil, doit))
 	}
 	return out
 }

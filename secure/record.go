@@ -22,7 +22,9 @@ import (
 //	ciphertext   AES-256-GCM(key, nonce, ad = the 16 header bytes, plaintext), tag last
 //
 // The nonce is the direction's record counter (Noise: 4 zero bytes and the
-// counter as a big-endian u64), starting at 0 with each key.
+// counter as a big-endian u64). It counts every record of the direction
+// and does not restart with a new key, so records dropped just before a
+// rekey leave the counters apart and the next record fails to open.
 
 // Record limits.
 const (
@@ -46,7 +48,7 @@ const (
 // reusable nonce, no allocation per record.
 type direction struct {
 	aead  cipher.AEAD
-	n     uint64 // record counter under the current key
+	n     uint64 // records of this direction so far, across keys
 	gen   uint64 // key generation
 	nonce [12]byte
 }
@@ -74,13 +76,13 @@ func (d *direction) nonceFor(n uint64) []byte {
 }
 
 // rekey is Noise's REKEY for AESGCM — the key becomes the first 32 bytes
-// of the encryption of 32 zero bytes under the nonce 2^64-1 — and restarts
-// the counter for the next generation.
+// of the encryption of 32 zero bytes under the nonce 2^64-1 — for the next
+// generation. The counter goes on: restarting it would let an attacker
+// delete the records before a rekey unnoticed.
 func (d *direction) rekey() {
 	var zeros [32]byte
 	out := d.aead.Seal(nil, d.nonceFor(math.MaxUint64), zeros[:], nil)
 	d.setKey([32]byte(out[:32]))
-	d.n = 0
 	d.gen++
 }
 
@@ -149,20 +151,21 @@ var ErrRecord = errors.New("secure: record does not open")
 // Open appends the plaintext of the record f (a decoded RECORD frame;
 // header its 16 header bytes as received) to dst.
 func (o *Opener) Open(dst []byte, header []byte, f frame.Frame) ([]byte, error) {
+	d := o.d // the next key is adopted only once a record opens with it
 	switch {
 	case f.Type != frame.TypeRecord:
 		return dst, fmt.Errorf("%w: a %s frame where a RECORD must be", ErrRecord, f.Type)
-	case f.Ref == o.d.gen+1: // the sender moved to its next key
-		o.d.rekey()
-	case f.Ref != o.d.gen:
-		return dst, fmt.Errorf("%w: key generation %d, expected %d", ErrRecord, f.Ref, o.d.gen)
+	case f.Ref == d.gen+1: // the sender moved to its next key
+		d.rekey()
+	case f.Ref != d.gen:
+		return dst, fmt.Errorf("%w: key generation %d, expected %d", ErrRecord, f.Ref, d.gen)
 	}
-	n := o.d.n
-	out, err := o.d.aead.Open(dst, o.d.nonceFor(n), f.Payload, header)
+	out, err := d.aead.Open(dst, d.nonceFor(d.n), f.Payload, header)
 	if err != nil {
-		return dst, fmt.Errorf("%w: record %d of key generation %d fails authentication (forged, corrupted, replayed, reordered or a record missing)", ErrRecord, n, o.d.gen)
+		return dst, fmt.Errorf("%w: record %d (key generation %d) fails authentication (forged, corrupted, replayed, reordered or a record missing)", ErrRecord, d.n, d.gen)
 	}
-	o.d.n++
+	d.n++
+	o.d = d
 	return out, nil
 }
 

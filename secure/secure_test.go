@@ -195,6 +195,36 @@ func TestRekeyAtTinyLimits(t *testing.T) {
 	}
 }
 
+// Records deleted just before a rekey do not go unnoticed: the counter
+// runs across keys, so the first record under the next key fails to open,
+// and the receiver keeps its key until a record opens with the next one.
+func TestRecordsDroppedBeforeARekeyAreCaught(t *testing.T) {
+	cs, ns, err := handshake(t, Config{Key: key(1), Secret: secret}, Config{Key: key(100), Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.Send.RekeyRecords = 2
+	var wire []byte
+	for _, m := range []string{"zero", "one", "two"} { // "two" is the first under generation 1
+		wire = cs.Send.Seal(wire, []byte(m))
+	}
+	hdrs, fs := records(t, wire)
+	if fs[2].Ref != 1 {
+		t.Fatalf("third record of generation %d, want 1", fs[2].Ref)
+	}
+	if p, err := ns.Recv.Open(nil, hdrs[0], fs[0]); err != nil || string(p) != "zero" {
+		t.Fatalf("record 0: %q %v", p, err)
+	}
+	if _, err := ns.Recv.Open(nil, hdrs[2], fs[2]); !errors.Is(err, ErrRecord) {
+		t.Fatalf("record 2 with record 1 deleted: %v, want ErrRecord", err)
+	}
+	for i, want := range []string{"one", "two"} { // the failed attempt changed nothing
+		if p, err := ns.Recv.Open(nil, hdrs[i+1], fs[i+1]); err != nil || string(p) != want {
+			t.Fatalf("record %d after the refused one: %q %v", i+1, p, err)
+		}
+	}
+}
+
 func TestLargeWritesSplitIntoRecords(t *testing.T) {
 	cs, ns, _ := handshake(t, Config{Key: key(1), Secret: secret}, Config{Key: key(100), Secret: secret})
 	big := bytes.Repeat([]byte("x"), 2*MaxRecordPlaintext+5)
