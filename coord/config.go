@@ -120,6 +120,8 @@ func (c Config) Validate() error {
 		return bad("durations must not be negative")
 	case c.CompressThreshold < 0 || c.MaxPayload < 0 || c.OutboundLimit < 0:
 		return bad("sizes must not be negative")
+	case c.InsecurePlaintext && len(c.NodeKeys) > 0:
+		return bad("NodeKeys need encryption: a plaintext connection carries no static key to check")
 	}
 	d := c.withDefaults()
 	if d.HeartbeatTimeout <= d.HeartbeatInterval {

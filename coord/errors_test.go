@@ -8,6 +8,7 @@ import (
 
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/node"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // A node that closes a connection with ERROR leaves its code where
@@ -69,5 +70,14 @@ func TestHeartbeatKeepsToTheNodesLivenessBound(t *testing.T) {
 	}
 	if live := c.live(); live != 1 {
 		t.Fatalf("%d live workers, want 1", live)
+	}
+}
+
+// Pinned node keys need encryption: with a plaintext client they would be
+// silently ignored, so the configuration is refused.
+func TestPinnedKeysNeedEncryption(t *testing.T) {
+	cfg := Config{Nodes: []string{"127.0.0.1:1"}, Secret: secret, InsecurePlaintext: true, NodeKeys: []secure.PublicKey{{1}}}
+	if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
+		t.Fatalf("Validate %v, want ErrConfig", err)
 	}
 }

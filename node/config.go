@@ -158,6 +158,8 @@ func (c Config) Validate() error {
 		return configError("counts must not be negative")
 	case c.OutboundHardLimit < 0:
 		return configError("OutboundHardLimit %d is negative", c.OutboundHardLimit)
+	case c.InsecurePlaintext && len(c.AllowedKeys) > 0:
+		return configError("AllowedKeys need encryption: a plaintext connection carries no static key to check")
 	}
 	if d := c.withDefaults(); d.OutboundHardLimit < d.OutboundLimit {
 		return configError("OutboundHardLimit %d is below OutboundLimit %d", d.OutboundHardLimit, d.OutboundLimit)

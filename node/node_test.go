@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // probe lets tests observe handlers from outside: each handler reports
@@ -422,6 +423,7 @@ func TestConfigValidate(t *testing.T) {
 		{Secret: []byte("s"), AckTimeout: -time.Second},
 		{Secret: []byte("s"), Name: strings.Repeat("x", 256)},
 		{Secret: []byte("s"), MaxPayload: -5},
+		{Secret: []byte("s"), InsecurePlaintext: true, AllowedKeys: []secure.PublicKey{{1}}}, // pinning needs Noise
 	}
 	for i, cfg := range bad {
 		if err := cfg.Validate(); !errors.Is(err, ErrConfig) {

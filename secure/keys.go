@@ -130,6 +130,9 @@ func ParsePublicKeys(b []byte) ([]PublicKey, error) {
 		if s == "" || strings.HasPrefix(s, "#") {
 			continue
 		}
+		if strings.HasPrefix(s, privatePrefix) { // never echo a private key into an error
+			return nil, fmt.Errorf("line %d: %w: a private key, where public keys must be (give the .pub file)", i+1, ErrBadKey)
+		}
 		p, err := ParsePublicKey(strings.TrimPrefix(s, publicPrefix))
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", i+1, err)
@@ -139,7 +142,9 @@ func ParsePublicKeys(b []byte) ([]PublicKey, error) {
 	return out, nil
 }
 
-// ReadPublicKeysFile reads a list of public keys.
+// ReadPublicKeysFile reads a list of public keys. A file with none is an
+// error: an empty list pins nothing, and a file emptied to revoke every
+// key must not let every key in.
 func ReadPublicKeysFile(path string) ([]PublicKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -148,6 +153,9 @@ func ReadPublicKeysFile(path string) ([]PublicKey, error) {
 	keys, err := ParsePublicKeys(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s: %w: no public key in the file (an empty list would accept every key)", path, ErrBadKey)
 	}
 	return keys, nil
 }

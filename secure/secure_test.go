@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/rexi-go/rexi/frame"
@@ -261,6 +262,18 @@ func TestKeyFiles(t *testing.T) {
 	}
 	if _, err := ParsePrivateKey(MarshalPublicKey(k.Public())); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("a public key file read as a private key: %v", err)
+	}
+	// A private key where public keys must be is refused without being
+	// echoed; a list with no key pins nothing, so it is refused too.
+	priv := MarshalPrivateKey(k)
+	_, err = ParsePublicKeys(priv)
+	if !errors.Is(err, ErrBadKey) || strings.Contains(err.Error(), strings.TrimSpace(strings.TrimPrefix(string(priv), privatePrefix))) {
+		t.Fatalf("a private key read as public keys: %v", err)
+	}
+	empty := t.TempDir() + "/empty.pub"
+	os.WriteFile(empty, []byte("# every key revoked\n"), 0o644)
+	if _, err := ReadPublicKeysFile(empty); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("a list without keys: %v, want ErrBadKey", err)
 	}
 }
 
