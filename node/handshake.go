@@ -123,7 +123,7 @@ func (c *conn) onAuth(f frame.Frame) error {
 
 // onNoise1 answers the Noise handshake's first message with the second.
 func (c *conn) onNoise1(msg []byte) error {
-	hs, err := secure.NewHandshake(secure.Config{Key: c.n.cfg.Key, Secret: c.n.cfg.Secret, Allowed: c.n.cfg.AllowedKeys}, false)
+	hs, err := secure.NewHandshake(c.n.noise, false)
 	if err != nil {
 		return newConnError(frame.CodeInternal, "%v", err)
 	}

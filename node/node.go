@@ -28,6 +28,7 @@ var ProcessGoroutines = []string{
 // Node serves rexi coordinators on one TCP listener.
 type Node struct {
 	cfg    Config
+	noise  secure.Config // the handshake's settings, prepared once
 	log    *slog.Logger
 	tracer trace.Tracer // nil without Config.TracerProvider
 
@@ -89,6 +90,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:      cfg,
+		noise:    secure.Config{Key: cfg.Key, Secret: cfg.Secret, Allowed: cfg.AllowedKeys}.Prepared(),
 		name:     cfg.Name,
 		log:      cfg.Logger,
 		errs:     newErrorRing(cfg.ErrorRing),

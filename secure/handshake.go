@@ -28,6 +28,19 @@ type Config struct {
 	Allowed []PublicKey
 	// Random replaces crypto/rand for the ephemeral key (golden vectors).
 	Random io.Reader
+
+	pub   PublicKey // Key's public half and the PSK, once Prepared
+	psk   [32]byte
+	ready bool
+}
+
+// Prepared returns the settings with the static public key and the PSK
+// computed: a node that starts a handshake for every connection (before
+// knowing who is there) passes it to NewHandshake and so skips an X25519
+// operation and a key derivation per connection.
+func (cfg Config) Prepared() Config {
+	cfg.pub, cfg.psk, cfg.ready = cfg.Key.Public(), PSK(cfg.Secret), true
+	return cfg
 }
 
 // Errors a handshake reports. Each is wrapped with detail.
@@ -49,8 +62,10 @@ type Handshake struct {
 
 // NewHandshake starts a handshake; initiator is the coordinator's side.
 func NewHandshake(cfg Config, initiator bool) (*Handshake, error) {
-	psk := PSK(cfg.Secret)
-	pub := cfg.Key.Public()
+	if !cfg.ready {
+		cfg = cfg.Prepared()
+	}
+	psk, pub := cfg.psk, cfg.pub
 	r := cfg.Random
 	if r == nil {
 		r = rand.Reader
