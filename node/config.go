@@ -53,6 +53,13 @@ type Config struct {
 	// authenticated; further ones are refused at once with ERROR
 	// OVERLOADED. Default 256.
 	MaxHandshakes int
+	// MaxHandshakeRate caps the connections let into the handshake per
+	// second (a burst of one second's worth is allowed); further ones are
+	// refused at once with ERROR OVERLOADED. An encrypted handshake costs
+	// the event loop X25519 work before the peer is known, and the cap on
+	// connections at once does not bound how often a peer can connect,
+	// send its first message and hang up. Default 1 000.
+	MaxHandshakeRate int
 	// IdleTimeout closes an authenticated connection that has sent nothing
 	// for this long, when its coordinator announced no heartbeat interval
 	// in HELLO. A coordinator that announced one is closed after four
@@ -123,6 +130,7 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultOutboundLimit    = 8 << 20
 	DefaultMaxHandshakes    = 256
+	DefaultMaxHandshakeRate = 1000
 	DefaultMaxJobs          = 10_000
 	DefaultMaxConnJobs      = 4_096
 	DefaultErrorRing        = 20
@@ -154,7 +162,7 @@ func (c Config) Validate() error {
 	case c.MaxPayload > 1<<31-1:
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
 	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0 ||
-		c.MaxHandshakes < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0:
+		c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0:
 		return configError("counts must not be negative")
 	case c.OutboundHardLimit < 0:
 		return configError("OutboundHardLimit %d is negative", c.OutboundHardLimit)
@@ -214,6 +222,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.OutboundLimit, DefaultOutboundLimit)
 	defInt(&c.OutboundHardLimit, 2*c.OutboundLimit)
 	defInt(&c.MaxHandshakes, DefaultMaxHandshakes)
+	defInt(&c.MaxHandshakeRate, DefaultMaxHandshakeRate)
 	defInt(&c.MaxJobs, DefaultMaxJobs)
 	defInt(&c.MaxConnJobs, DefaultMaxConnJobs)
 	defInt(&c.CompressThreshold, frame.DefaultCompressThreshold)

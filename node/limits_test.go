@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -255,5 +256,49 @@ func TestOutputBufferGivenBackAfterABurst(t *testing.T) {
 	conns[0].mu.Unlock()
 	if size > keepBuffer {
 		t.Fatalf("output buffer kept %d bytes after the burst", size)
+	}
+}
+
+// Connections let into the handshake are capped per second too: past the
+// burst, one more is refused at once with ERROR OVERLOADED.
+func TestHandshakeRate(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.MaxHandshakeRate = 1 })
+	refused := 0
+	for i := range 5 {
+		c := dialRaw(t, n.Addr())
+		eventually(t, "the connection admitted or refused", func() bool {
+			s := n.Stats()
+			return s.Handshaking+int64(s.HandshakeRefusals) == int64(i+1)
+		})
+		if int(n.Stats().HandshakeRefusals) > refused {
+			refused++
+			if msg := c.ExpectClosedWith(frame.CodeOverloaded); !strings.Contains(msg, "handshakes a second") {
+				t.Fatalf("refusal %q", msg)
+			}
+		}
+	}
+	// The first fits the burst of one; five dials cannot all be a second apart.
+	if refused == 0 || refused == 5 {
+		t.Fatalf("%d of 5 connections refused at 1 handshake a second", refused)
+	}
+}
+
+func TestTokenBucket(t *testing.T) {
+	var b tokenBucket
+	const sec = int64(time.Second)
+	now := 10 * sec
+	for i := range 3 {
+		if !b.take(now, 3) {
+			t.Fatalf("take %d of a burst of 3 refused", i)
+		}
+	}
+	if b.take(now, 3) {
+		t.Fatal("a fourth take in the same instant admitted")
+	}
+	if !b.take(now+sec/3+1, 3) || b.take(now+sec/3+1, 3) {
+		t.Fatal("a third of a second should refill one token at 3 a second")
+	}
+	if !b.take(now+100*sec, 3) || !b.take(now+100*sec, 3) || !b.take(now+100*sec, 3) || b.take(now+100*sec, 3) {
+		t.Fatal("a long pause refills to the burst, not beyond")
 	}
 }

@@ -39,6 +39,7 @@ type Node struct {
 	stats       counters
 	tombCount   atomic.Int64 // tombstones held by all connections
 	handshaking atomic.Int64 // connections accepted and not yet authenticated
+	admits      tokenBucket  // MaxHandshakeRate
 	idleSince   atomic.Int64 // unix nanos when live workers last reached 0
 	clock       atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges
 	zeroMu      sync.Mutex
@@ -403,12 +404,17 @@ func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	if e.n.handshaking.Load() >= int64(e.n.cfg.MaxHandshakes) {
-		// Refused before any state is kept: the descriptor goes at once.
+	// Refused before any state is kept: the descriptor goes at once.
+	refuse := func(msg string) ([]byte, gnet.Action) {
 		e.n.stats.refused.Add(1)
 		e.n.stats.handshakeRefusals.Add(1)
-		msg := fmt.Sprintf("%d connections are already in the handshake; retry later", e.n.cfg.MaxHandshakes)
 		return (&frame.Encoder{}).AppendError(nil, 0, frame.CodeOverloaded, msg), gnet.Close
+	}
+	if e.n.handshaking.Load() >= int64(e.n.cfg.MaxHandshakes) {
+		return refuse(fmt.Sprintf("%d connections are already in the handshake; retry later", e.n.cfg.MaxHandshakes))
+	}
+	if !e.n.admits.take(time.Now().UnixNano(), e.n.cfg.MaxHandshakeRate) {
+		return refuse(fmt.Sprintf("more than %d handshakes a second; retry later", e.n.cfg.MaxHandshakeRate))
 	}
 	e.n.handshaking.Add(1)
 	c := newConn(e.n, gc)

@@ -27,7 +27,7 @@ type Stats struct {
 
 	Connections       uint64 // connections that completed the handshake
 	Refused           uint64 // connections refused during the handshake (bad auth, version, garbage, limit)
-	HandshakeRefusals uint64 // of those, refused at accept: MaxHandshakes connections were already in the handshake
+	HandshakeRefusals uint64 // of those, refused at accept: MaxHandshakes connections already in the handshake, or MaxHandshakeRate reached
 	Overloaded        uint64 // DOITs refused with EXIT OVERLOADED (MaxJobs or MaxConnJobs live)
 	Overflows         uint64 // connections ended with OUTPUT_OVERFLOW (output past OutboundHardLimit)
 	Handshaking       int64  // connections accepted and not yet authenticated

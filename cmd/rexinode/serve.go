@@ -42,7 +42,7 @@ type serveFlags struct {
 	idleTimeout, handshakeTimeout        *time.Duration
 	maxFrame, outbound, threshold        *int
 	hardLimit, maxJobs, maxConnJobs      *int
-	maxHandshakes                        *int
+	maxHandshakes, maxHandshakeRate      *int
 	handlerMode                          *string
 	checksum, compression                *bool
 	secret                               secretFlags
@@ -68,6 +68,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		idleTimeout:      fs.Duration("idle-timeout", node.DefaultIdleTimeout, "close connections silent this long whose coordinator announced no heartbeat interval (0 or negative: never); heartbeating coordinators are closed after 4 missed heartbeats"),
 		handshakeTimeout: fs.Duration("handshake-timeout", node.DefaultHandshakeTimeout, "close connections that have not completed the handshake in this time"),
 		maxHandshakes:    fs.Int("max-handshakes", node.DefaultMaxHandshakes, "connections allowed in the handshake at once; more are refused with ERROR OVERLOADED"),
+		maxHandshakeRate: fs.Int("max-handshake-rate", node.DefaultMaxHandshakeRate, "connections let into the handshake per second (a burst of that many); more are refused with ERROR OVERLOADED"),
 		maxJobs:          fs.Int("max-jobs", node.DefaultMaxJobs, "live jobs on the node; a DOIT over it gets EXIT OVERLOADED"),
 		maxConnJobs:      fs.Int("max-conn-jobs", node.DefaultMaxConnJobs, "live jobs per connection; a DOIT over it gets EXIT OVERLOADED"),
 		drainGrace:       fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
@@ -296,7 +297,7 @@ func (f serveFlags) nodeConfig(secret []byte, ks keySet, log *slog.Logger) node.
 	return node.Config{
 		Name: *f.name, Addr: *f.listen, Secret: secret,
 		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: idle,
-		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
+		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxHandshakeRate: *f.maxHandshakeRate, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
 		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
 		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
 		Key: ks.key, AllowedKeys: ks.allowed, InsecurePlaintext: *f.security.plaintext,
