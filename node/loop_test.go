@@ -125,32 +125,25 @@ func TestLoopStreamWindowAndAcks(t *testing.T) {
 func TestLoopStreamLastNeedsNoAck(t *testing.T) {
 	n := startLoopNode(t, nil)
 	c := connect(t, n, 0)
-	c.Doit(1, "lknown", "5")
-	c.Expect(frame.TypeStreamInit, 1)
-	c.Control(frame.TypeStart, 1)
-	for range 5 {
-		c.Expect(frame.TypeStream, 1)
+	fillWindow := func(ref uint64, args string) { // DOIT, START, and the 5 rows the window allows
+		c.Doit(ref, "lknown", args)
+		c.Expect(frame.TypeStreamInit, ref)
+		c.Control(frame.TypeStart, ref)
+		for range 5 {
+			c.Expect(frame.TypeStream, ref)
+		}
 	}
+	fillWindow(1, "5")
 	c.Expect(frame.TypeLast, 1) // no ACK sent
 
-	c.Doit(2, "lknown", "7") // rows left: the window holds them back
-	c.Expect(frame.TypeStreamInit, 2)
-	c.Control(frame.TypeStart, 2)
-	for range 5 {
-		c.Expect(frame.TypeStream, 2)
-	}
+	fillWindow(2, "7") // rows left: the window holds them back
 	c.ExpectQuiet(100 * time.Millisecond)
 	c.Ack(2, 5)
 	c.Expect(frame.TypeStream, 2)
 	c.Expect(frame.TypeStream, 2)
 	c.Expect(frame.TypeLast, 2)
 
-	c.Doit(3, "lknown", "5!") // More panics once the window is full
-	c.Expect(frame.TypeStreamInit, 3)
-	c.Control(frame.TypeStart, 3)
-	for range 5 {
-		c.Expect(frame.TypeStream, 3)
-	}
+	fillWindow(3, "5!") // More panics once the window is full
 	if x := parseExit(t, c.Expect(frame.TypeExit, 3)); x.Kind != frame.ExitPanic || !strings.Contains(string(x.Reason), "More broke") {
 		t.Fatalf("EXIT %v %q", x.Kind, x.Reason)
 	}
