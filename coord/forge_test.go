@@ -42,19 +42,29 @@ func forgingNode(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame)
 	})
 }
 
+// withForger starts one real plaintext node and a forging one, and a
+// client connected to both.
+func withForger(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame) []byte) (c *cluster, forger string, cl *Client) {
+	c = newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true }, // the forger speaks plaintext
+		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
+	forger = forgingNode(t, answer)
+	cl = connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
+	return c, forger, cl
+}
+
+// replyBelowOwnRef answers a DOIT with a REPLY for the ref just below its
+// own (a job it does not run), then one for its own: a node that guesses
+// refs.
+func replyBelowOwnRef(enc *frame.Encoder, doit frame.Frame) []byte {
+	out := enc.Append(nil, frame.TypeReply, doit.Ref-1, []byte("forged"))
+	return enc.Append(out, frame.TypeReply, doit.Ref, []byte("own"))
+}
+
 // A node's frames reach only the jobs sent to that node: a REPLY naming
 // another node's job is dropped, so that job is neither ended (and left
 // out of KILL_ALL) nor fed.
 func TestFramesForAnotherNodesJobAreDropped(t *testing.T) {
-	c := newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true }, // the forger speaks plaintext
-		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
-	// A REPLY for the ref just below its own (a job it does not run), then
-	// one for its own: a node that guesses refs.
-	forger := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
-		out := enc.Append(nil, frame.TypeReply, doit.Ref-1, []byte("forged"))
-		return enc.Append(out, frame.TypeReply, doit.Ref, []byte("own"))
-	})
-	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
+	c, forger, cl := withForger(t, replyBelowOwnRef)
 	co := mustNew(t, cl, context.Background(), 2)
 	defer co.Close()
 	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "block"}, Job{Node: forger, Handler: "echo"}); err != nil {
@@ -81,9 +91,7 @@ func TestFramesForAnotherNodesJobAreDropped(t *testing.T) {
 // after STREAM_INIT) serves its range, as a LAST without rows does: the
 // stream completes instead of waiting for a range nobody will serve.
 func TestCandidateEndingWithoutStartServesItsRange(t *testing.T) {
-	c := newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true },
-		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
-	forger := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+	c, forger, cl := withForger(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
 		out := enc.Append(nil, frame.TypeStreamInit, doit.Ref, nil)
 		return enc.Append(out, frame.TypeLast, doit.Ref, []byte("early"))
 	})
@@ -99,7 +107,6 @@ func TestCandidateEndingWithoutStartServesItsRange(t *testing.T) {
 		}
 		return w.Last(nil)
 	})
-	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
 	co := mustNew(t, cl, context.Background(), 2)
 	defer co.Close()
 	rs := Ranges(2)
@@ -122,13 +129,7 @@ func TestCandidateEndingWithoutStartServesItsRange(t *testing.T) {
 // Close leaves out of KILL_ALL only the jobs whose own node ended them: a
 // forged REPLY waiting unread in the inbox does not spare the real worker.
 func TestCloseKillsAJobAnotherNodeClaimedEnded(t *testing.T) {
-	c := newCluster(t, 1, func(cfg *Config) { cfg.InsecurePlaintext = true },
-		func(cfg *node.Config) { cfg.InsecurePlaintext = true })
-	forger := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
-		out := enc.Append(nil, frame.TypeReply, doit.Ref-1, []byte("forged"))
-		return enc.Append(out, frame.TypeReply, doit.Ref, []byte("own"))
-	})
-	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], forger}, InsecurePlaintext: true, Secret: secret})
+	c, forger, cl := withForger(t, replyBelowOwnRef)
 	co := mustNew(t, cl, context.Background(), 2)
 	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "block"}, Job{Node: forger, Handler: "echo"}); err != nil {
 		t.Fatal(err)
