@@ -295,20 +295,20 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 		if err := s.check(j); err != nil {
 			return 0, err
 		}
-		if s.submitNode(m, j) >= 0 {
-			continue
+		k := s.submitNode(m, j)
+		if k < 0 {
+			ni, ok := m.index[j.Node]
+			if !ok || m.peers[ni].removed() {
+				return 0, fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
+			}
+			k = len(s.submitN)
+			s.submitN, s.submitS = append(s.submitN, int32(ni)), append(s.submitS, m.peers[ni].current())
 		}
-		ni, ok := m.index[j.Node]
-		if !ok || m.peers[ni].removed() {
-			return 0, fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
-		}
-		s.submitN, s.submitS = append(s.submitN, int32(ni)), append(s.submitS, m.peers[ni].current())
-	}
-	for i := range jobs { // a job its node can never take is the caller's bug: refuse the lot
-		if sess := s.submitS[s.submitNode(m, &jobs[i])]; sess != nil {
-			if n := sess.doitLen(s, &jobs[i]); n > sess.peerMax {
+		// A job its node can never take is the caller's bug: refuse the lot.
+		if sess := s.submitS[k]; sess != nil {
+			if n := sess.doitLen(s, j); n > sess.peerMax {
 				return 0, fmt.Errorf("coord: submit: job %d's DOIT payload is %d bytes, over node %s's max_payload of %d: %w",
-					i, n, jobs[i].Node, sess.peerMax, ErrJobTooLarge)
+					i, n, j.Node, sess.peerMax, ErrJobTooLarge)
 			}
 		}
 	}
