@@ -9,7 +9,7 @@ var (
 	mLive        = newDesc("rexi_node_live_workers", "Workers in the node's job tables.", prometheus.GaugeValue)
 	mRunning     = newDesc("rexi_node_running_handlers", "Handler goroutines that have not returned.", prometheus.GaugeValue)
 	mIdle        = newDesc("rexi_node_idle_workers", "Pooled worker goroutines waiting for a job.", prometheus.GaugeValue)
-	mFramesOut   = newDesc("rexi_node_frames_out_total", "Frames queued for coordinators.", prometheus.CounterValue)
+	mFramesOut   = newDesc("rexi_node_frames_out_total", "Frames written to coordinators.", prometheus.CounterValue)
 	mWrites      = newDesc("rexi_node_writes_total", "Socket writes carrying them.", prometheus.CounterValue)
 	mStarted     = newDesc("rexi_node_workers_started_total", "Workers started.", prometheus.CounterValue)
 	mReplied     = newDesc("rexi_node_replies_total", "REPLY frames sent.", prometheus.CounterValue)

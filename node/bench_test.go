@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"runtime"
@@ -64,6 +65,86 @@ func BenchmarkLargeEcho(b *testing.B) {
 				if f, err := c.ReadFrame(waitFor); err != nil || f.Type != frame.TypeReply || len(f.Payload) != size {
 					b.Fatalf("reply: %s of %d bytes, %v", f.Type, len(f.Payload), err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkStreamFanout is one node's share of a streaming fan-out (the
+// W-stream workload): 64 DOITs in one write, 64 STREAM_INITs read, then
+// START for a third of them and CANCEL for the rest in one write; each
+// started job streams 10 rows of 100 bytes under a window of 5 (acked five
+// at a time) and a LAST. It compares loop handlers with goroutine
+// handlers doing the same, client included, in one process.
+func BenchmarkStreamFanout(b *testing.B) {
+	const jobs, rows = 64, 10
+	row := bytes.Repeat([]byte("r"), 100)
+	for _, mode := range []string{"loop", "goroutine"} {
+		b.Run(mode, func(b *testing.B) {
+			n := startNode(b, newProbe(), func(c *Config) { c.Window = 5 })
+			n.HandleStream("lrows10", func(args, nonce []byte) (RowSource, error) {
+				return &knownRows{countRows: countRows{n: rows, size: 100}}, nil
+			})
+			n.Handle("grows10", func(ctx context.Context, w *Worker) error {
+				for range rows {
+					if err := w.Stream(row); err != nil {
+						return err
+					}
+				}
+				return w.Last([]byte("done"))
+			})
+			handler := map[string]string{"loop": "lrows10", "goroutine": "grows10"}[mode]
+			c := connect(b, n, 0)
+			doit := frame.Doit{Handler: []byte(handler), Nonce: []byte("bench")}
+			var ref uint64
+			got := map[uint64]int{}
+			fanout := func() {
+				base := ref
+				c.Out = c.Out[:0]
+				for range jobs {
+					ref++
+					c.Out = c.Enc.AppendDoit(c.Out, ref, doit)
+				}
+				c.Send()
+				for i := 0; i < jobs; i++ {
+					if f, err := c.ReadFrame(waitFor); err != nil || f.Type != frame.TypeStreamInit {
+						b.Fatalf("init %d: %s %v", i, f.Type, err)
+					}
+				}
+				started := 0
+				for r := base + 1; r <= ref; r++ {
+					if r%3 == 0 {
+						c.Out = c.Enc.AppendEmpty(c.Out, frame.TypeStart, r)
+						started++
+					} else {
+						c.Out = c.Enc.AppendEmpty(c.Out, frame.TypeCancel, r)
+					}
+				}
+				c.Send()
+				clear(got)
+				for lasts := 0; lasts < started; {
+					f, err := c.ReadFrame(waitFor)
+					switch {
+					case err != nil:
+						b.Fatal(err)
+					case f.Type == frame.TypeLast:
+						lasts++
+					case f.Type != frame.TypeStream:
+						b.Fatalf("%s for ref %d", f.Type, f.Ref)
+					default:
+						if got[f.Ref]++; got[f.Ref]%5 == 0 {
+							c.Out = c.Enc.AppendAck(c.Out, f.Ref, 5)
+						}
+					}
+					if len(c.Out) > 0 && c.Buffered() == 0 { // acks go out once per read, as a coordinator's do
+						c.Send()
+					}
+				}
+			}
+			fanout()
+			b.ResetTimer()
+			for b.Loop() {
+				fanout()
 			}
 		})
 	}

@@ -63,6 +63,7 @@ type conn struct {
 	enc          frame.Encoder
 	out          []byte
 	flushPending bool
+	framesQueued int // frames in out, counted into the node's stats by flush
 	gnetBuffered int
 	peerMax      int
 	doitFields   frame.Feature // optional DOIT fields in force (event loop)

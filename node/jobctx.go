@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,7 +20,7 @@ import (
 type jobContext struct {
 	mu       sync.Mutex
 	done     chan struct{}
-	err      error
+	err      atomic.Pointer[error] // set once, under mu; read without it (Stream checks it per row)
 	deadline time.Time
 	timer    *time.Timer     // the DOIT deadline, if any
 	wake     chan struct{}   // the worker's signal channel
@@ -36,7 +37,7 @@ func (c *jobContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.err != nil {
+		if c.err.Load() != nil {
 			return closedChan
 		}
 		c.done = make(chan struct{})
@@ -46,9 +47,10 @@ func (c *jobContext) Done() <-chan struct{} {
 
 // Err implements context.Context.
 func (c *jobContext) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Value implements context.Context: a traced job's context carries its
@@ -63,11 +65,11 @@ func (c *jobContext) Value(key any) any {
 // stop cancels the job with cause, once, and wakes its worker.
 func (c *jobContext) stop(cause error) {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.err.Load() != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.err = cause
+	c.err.Store(&cause)
 	if c.done != nil {
 		close(c.done)
 	}

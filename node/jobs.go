@@ -240,6 +240,7 @@ func (n *Node) killed(w *Worker) {
 func (n *Node) run(fn Handler, w *Worker) {
 	panicked, stack, err := call(fn, w)
 	n.stats.running.Add(-1)
+	w.hs.rows.Add(w.rows % rowsPerCount) // the rows Stream did not count yet; only this goroutine writes w.rows
 	c := w.c
 	c.mu.Lock()
 	wasLive := !w.removed

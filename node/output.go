@@ -57,7 +57,7 @@ func (c *conn) queueExitLocked(ref uint64, x frame.Exit) bool {
 		return false
 	}
 	c.out = c.enc.AppendExit(c.out, ref, x)
-	c.n.stats.framesOut.Add(1)
+	c.framesQueued++
 	return true
 }
 
@@ -157,7 +157,7 @@ func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 // call kickLocked after appending. Caller holds c.mu.
 func (c *conn) appendLocked(t frame.Type, ref uint64, payload []byte) {
 	c.out = c.enc.Append(c.out, t, ref, payload)
-	c.n.stats.framesOut.Add(1)
+	c.framesQueued++
 }
 
 // kickLocked wakes the event loop to flush unless a flush is already
@@ -176,8 +176,11 @@ func (c *conn) flush() {
 	buf := c.out
 	c.out = c.spare[:0]
 	c.flushPending = false
+	frames := c.framesQueued
+	c.framesQueued = 0
 	c.mu.Unlock()
 	if len(buf) > 0 {
+		c.n.stats.framesOut.Add(uint64(frames)) // once per write: workers on other cores would fight over a shared counter per frame
 		wire := buf
 		if c.sess != nil { // one record (per MiB) for the whole batch
 			c.wire = c.sess.Send.Seal(c.wire[:0], buf)

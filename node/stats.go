@@ -37,7 +37,7 @@ type Stats struct {
 
 	BytesIn   uint64
 	BytesOut  uint64
-	FramesOut uint64 // frames queued for coordinators
+	FramesOut uint64 // frames written to coordinators (counted per write)
 	Writes    uint64 // socket writes that carried them (FramesOut/Writes is the batching)
 }
 

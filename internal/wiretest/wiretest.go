@@ -160,6 +160,10 @@ func (c *Client) NoiseHandshake(cfg secure.Config, h frame.Hello) error {
 	return nil
 }
 
+// Buffered is how many bytes were read and not yet returned as frames:
+// when it is 0, the next ReadFrame reads the socket.
+func (c *Client) Buffered() int { return len(c.in) + len(c.plain) }
+
 // pushBack returns a frame to the front of the input (re-encoded).
 func (c *Client) pushBack(f frame.Frame) {
 	c.in = append(frame.AppendRaw(nil, f), c.in...)
