@@ -33,12 +33,13 @@ func Register(n *node.Node) {
 
 // RegisterOnGoroutines installs the same handlers, with echo and rows
 // run by node.Handle — a worker goroutine per job, as handlers that block
-// (disk, locks) must be — instead of on the event loop. rexinode serve
+// (disk, locks) must be — instead of on the event loop; rows with
+// node.Streaming, so that it runs only once STARTed. rexinode serve
 // -handler-mode goroutine uses it, to measure that path.
 func RegisterOnGoroutines(n *node.Node) {
 	Register(n)
 	n.Handle("echo", EchoOnGoroutine)
-	n.Handle("rows", RowsOnGoroutine)
+	n.Handle("rows", RowsOnGoroutine, node.Streaming())
 }
 
 // EchoOnGoroutine is Echo for node.Handle.

@@ -9,6 +9,10 @@
 // many frames; the bytes waiting per connection are bounded, and a worker
 // that would exceed the bound waits (context-aware).
 //
+// A handler registered with the Streaming option runs only once its job is
+// STARTed: the node sends STREAM_INIT for it on the loop, and a copy
+// CANCELled before START costs no goroutine at all.
+//
 // A worker never outlives the reason it runs: it is killed when its
 // coordinator cancels it, sends KILL_ALL, or loses the connection, and it is
 // stopped with an EXIT at its deadline or a stream timeout. Only handlers

@@ -25,6 +25,9 @@ var (
 	ErrAckTimeout error = &stopCause{"node: timed out waiting for ACK", context.DeadlineExceeded}
 	// ErrPayloadTooLarge: the payload exceeds what the coordinator accepts.
 	ErrPayloadTooLarge = errors.New("node: payload exceeds the coordinator's maximum")
+	// ErrStreaming: Reply from a handler registered with Streaming, whose
+	// job the coordinator already knows as a stream.
+	ErrStreaming = errors.New("node: a Streaming handler must stream, not reply")
 )
 
 // stopCause is why a job was stopped; it unwraps to the context error it

@@ -53,29 +53,45 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	w.in = append(append(w.in[:0], d.Nonce...), d.Args...)
 	w.nonce = w.in[:len(d.Nonce):len(d.Nonce)]
 	w.args = w.in[len(d.Nonce):]
-	w.jc = &jobContext{wake: w.signal}
+	w.rangeLo, w.rangeHi, w.ranged = d.RangeLo, d.RangeHi, c.doitFields&frame.FeatureRange != 0
 	if d.TimeoutMillis > 0 {
-		w.jc.startDeadline(now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond))
+		w.deadline = now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond).UnixNano()
 	}
 	c.mu.Lock()
 	if _, dup := c.jobs[ref]; dup {
 		c.mu.Unlock()
-		w.jc.stop(context.Canceled)
 		c.n.putWorker(w)
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.jobs[ref] = w
-	c.mu.Unlock()
-	w.rangeLo, w.rangeHi, w.ranged = d.RangeLo, d.RangeHi, c.doitFields&frame.FeatureRange != 0
-	if w.span = c.startSpan(ref, h.name, d); w.span != nil { // its goroutine starts later: no race
-		w.jc.values = trace.ContextWithSpan(context.Background(), w.span)
-	}
+	w.span = c.startSpan(ref, h.name, d)
 	c.n.stats.live.Add(1)
-	c.n.stats.running.Add(1)
 	h.stats.live.Add(1)
 	h.stats.started.Add(1)
-	c.spawns = append(c.spawns, task{h.fn, w}) // started after this read's output is flushed
+	if h.streaming { // runs at START; until then the job is the loop's, like a loop stream
+		w.fn, w.waiting = h.fn, true
+		w.state, w.wait, w.waitSince = stateInitWait, waitStart, now.UnixNano()
+		c.queueLocked(frame.TypeStreamInit, ref, nil) // on overflow the connection ends, and the job with it
+	} else {
+		c.spawnLocked(w, h.fn)
+	}
+	c.mu.Unlock()
 	return nil
+}
+
+// spawnLocked gives w its context and queues its handler to start on a
+// worker goroutine once this read's output is flushed. Caller holds c.mu;
+// event loop.
+func (c *conn) spawnLocked(w *Worker, fn Handler) {
+	w.jc = &jobContext{wake: w.signal}
+	if w.deadline != 0 {
+		w.jc.startDeadline(time.Unix(0, w.deadline))
+	}
+	if w.span != nil { // its goroutine starts later: no race
+		w.jc.values = trace.ContextWithSpan(context.Background(), w.span)
+	}
+	c.n.stats.running.Add(1)
+	c.spawns = append(c.spawns, task{fn, w})
 }
 
 // getWorker returns a pooled worker: its signal channel emptied, its state
@@ -145,10 +161,14 @@ func (c *conn) start(ref uint64) {
 	c.mu.Lock()
 	if w := c.jobs[ref]; w != nil && w.state == stateInitWait {
 		w.state = stateStreaming
-		if w.src != nil {
+		switch {
+		case w.src != nil:
 			w.wait = waitNone
 			c.pumpLocked(w)
-		} else {
+		case w.waiting:
+			w.waiting, w.wait = false, waitNone
+			c.spawnLocked(w, w.fn)
+		default:
 			c.wakes = append(c.wakes, w.signal)
 		}
 	}
@@ -230,10 +250,15 @@ func (c *conn) queueExit(ref uint64, x frame.Exit) {
 func (n *Node) killed(w *Worker) {
 	w.hs.killed.Add(1)
 	n.liveDown(w)
-	if w.src != nil { // a loop job ends here; a goroutine job's run ends its span
+	switch {
+	case w.src != nil: // a loop job ends here; a goroutine job's run ends its span
 		w.endSpan(outcomeKilled, nil, ErrKilled)
+	case w.waiting: // never ran: nothing else refers to it
+		w.endSpan(outcomeKilled, nil, ErrKilled)
+		n.putWorker(w)
+	default:
+		w.stop(ErrKilled)
 	}
-	w.stop(ErrKilled)
 }
 
 // run runs one job's handler on a worker goroutine and reports how it ended.
@@ -295,7 +320,7 @@ func (c *conn) expireWaits(now int64) {
 	for _, w := range c.jobs {
 		var cause error
 		switch {
-		case w.src != nil && w.deadline != 0 && now > w.deadline:
+		case (w.src != nil || w.waiting) && w.deadline != 0 && now > w.deadline:
 			c.failLoopLocked(w, frame.ExitDeadline, ErrDeadline, nil)
 			continue
 		case w.wait == waitStart && now-w.waitSince > int64(c.n.cfg.InitTimeout):
@@ -307,8 +332,8 @@ func (c *conn) expireWaits(now int64) {
 		default:
 			continue
 		}
-		w.wait = waitNone // counted once
-		if w.src != nil { // a loop job: no goroutine to tell, end it here
+		w.wait = waitNone              // counted once
+		if w.src != nil || w.waiting { // no goroutine to tell: end it here
 			kind, _ := exitKindFor(cause)
 			c.failLoopLocked(w, kind, cause, nil)
 			continue

@@ -231,6 +231,9 @@ func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack [
 	c.n.countExit(x, w.hs, w.handler, w.nonce, time.Now())
 	c.queueExitLocked(w.ref, x)
 	c.kickLocked() // the janitor may call this off the loop
+	if w.waiting { // a Streaming job that never ran: nothing else refers to it
+		c.n.putWorker(w)
+	}
 }
 
 // exitLoopLocked answers a loop job that failed before it started.

@@ -68,11 +68,12 @@ type Node struct {
 }
 
 type handlerEntry struct {
-	name   string
-	fn     Handler    // a goroutine per job
-	reply  ReplyFunc  // or: a reply computed on the event loop
-	stream StreamFunc // or: rows pulled on the event loop
-	stats  *handlerCounters
+	name      string
+	fn        Handler    // a goroutine per job
+	streaming bool       // fn runs only after START (Streaming)
+	reply     ReplyFunc  // or: a reply computed on the event loop
+	stream    StreamFunc // or: rows pulled on the event loop
+	stats     *handlerCounters
 }
 
 // New returns a node configured by cfg; call Handle to register handlers
@@ -112,12 +113,29 @@ func New(cfg Config) (*Node, error) {
 // Handle registers fn under name, replacing any handler of that name. It
 // may be called before or after Start. Only registered handlers can run.
 // Each job runs fn on a worker goroutine of its own.
-func (n *Node) Handle(name string, fn Handler) {
+func (n *Node) Handle(name string, fn Handler, opts ...HandleOption) {
 	if fn == nil {
 		panic(fmt.Sprintf("node: Handle(%q): nil handler", name))
 	}
-	n.register(handlerEntry{name: name, fn: fn})
+	h := handlerEntry{name: name, fn: fn}
+	for _, o := range opts {
+		o(&h)
+	}
+	n.register(h)
 }
+
+// HandleOption changes how Handle runs a handler's jobs.
+type HandleOption func(*handlerEntry)
+
+// Streaming declares a handler that always streams, the pattern where a
+// coordinator starts a job on every copy of a shard and STARTs only the
+// first to answer. The node sends STREAM_INIT as soon as the DOIT
+// arrives, and runs the handler only once START does: a job CANCELled
+// before START never runs (no goroutine, no work on a losing copy), and
+// the handler's first Stream does not wait. The init timeout and the
+// DOIT's deadline apply while the job waits for START. Such a handler
+// must stream: Reply returns ErrStreaming.
+func Streaming() HandleOption { return func(h *handlerEntry) { h.streaming = true } }
 
 func (n *Node) register(h handlerEntry) {
 	if h.name == "" || len(h.name) > 255 {

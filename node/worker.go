@@ -58,7 +58,11 @@ type Worker struct {
 	wait      waitKind   // what Stream is blocked on; the janitor times it out
 	waitSince int64      // unix nanos when that wait began
 
-	// Loop jobs (HandleStream) only; event loop, under c.mu.
+	// Streaming handlers (Handle with Streaming) until START.
+	fn      Handler // the handler to run once START arrives
+	waiting bool    // STREAM_INIT sent, handler not started: no goroutine yet
+
+	// Loop jobs (HandleStream), and waiting jobs; event loop, under c.mu.
 	src      RowSource
 	deadline int64 // unix nanos; 0 = none
 	parked   bool  // waiting in c.parked for outbound room
@@ -94,6 +98,9 @@ func (w *Worker) Range() (lo, hi uint32, ok bool) { return w.rangeLo, w.rangeHi,
 // Reply sends a REPLY. It may wait for room under the connection's
 // outbound limit; it fails once the worker must stop.
 func (w *Worker) Reply(payload []byte) error {
+	if w.fn != nil {
+		return ErrStreaming
+	}
 	return w.c.send(w, frame.TypeReply, payload)
 }
 
