@@ -64,6 +64,7 @@ type conn struct {
 	out          []byte
 	flushPending bool
 	framesQueued int // frames in out, counted into the node's stats by flush
+	aheadBytes   int // frames queued past their jobs' windows (ahead.go)
 	gnetBuffered int
 	peerMax      int
 	doitFields   frame.Feature // optional DOIT fields in force (event loop)

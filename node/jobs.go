@@ -111,11 +111,14 @@ func (n *Node) getWorker() *Worker {
 // putWorker recycles a goroutine worker once its handler returned and it
 // is out of the job table (nothing of the node refers to it any more).
 func (n *Node) putWorker(w *Worker) {
-	in, signal := w.in, w.signal
+	in, signal, ahead := w.in, w.signal, w.ahead
 	if cap(in) > keepBuffer {
 		in = nil
 	}
-	*w = Worker{in: in[:0], signal: signal}
+	if cap(ahead) > keepBuffer {
+		ahead = nil
+	}
+	*w = Worker{in: in[:0], signal: signal, ahead: ahead[:0], aheadFrames: w.aheadFrames[:0]}
 	n.workers.Put(w)
 }
 
@@ -179,13 +182,19 @@ func (c *conn) ack(ref uint64, n uint32) {
 	c.mu.Lock()
 	if w := c.jobs[ref]; w != nil {
 		w.unacked = max(0, w.unacked-int(min(n, 1<<30)))
-		if w.src != nil {
+		switch {
+		case w.src != nil:
 			if w.state == stateStreaming && !w.parked {
 				w.wait = waitNone
 				c.pumpLocked(w)
 			}
-		} else {
-			c.wakes = append(c.wakes, w.signal)
+		case w.done: // no goroutine; this may end the job
+			c.releaseAheadLocked(w)
+		default:
+			c.releaseAheadLocked(w)
+			if !w.waiting && w.wait != waitNone { // parked: it may queue more now
+				c.wakes = append(c.wakes, w.signal)
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -253,10 +262,12 @@ func (n *Node) killed(w *Worker) {
 	switch {
 	case w.src != nil: // a loop job ends here; a goroutine job's run ends its span
 		w.endSpan(outcomeKilled, nil, ErrKilled)
-	case w.waiting: // never ran: nothing else refers to it
+	case w.waiting || w.done: // no goroutine: nothing else refers to it
+		w.c.dropAheadLocked(w)
 		w.endSpan(outcomeKilled, nil, ErrKilled)
 		n.putWorker(w)
 	default:
+		w.c.dropAheadLocked(w)
 		w.stop(ErrKilled)
 	}
 }
@@ -266,31 +277,30 @@ func (n *Node) run(fn Handler, w *Worker) {
 	panicked, stack, err := call(fn, w)
 	n.stats.running.Add(-1)
 	w.hs.rows.Add(w.rows % rowsPerCount) // the rows Stream did not count yet; only this goroutine writes w.rows
+	cause := w.jc.Err()
+	w.jc.stop(context.Canceled) // the job is over: whatever the handler left running on ctx stops
+	x, failed := exitFor(cause, panicked, stack, err)
 	c := w.c
 	c.mu.Lock()
 	wasLive := !w.removed
+	if wasLive && !failed && c.finishAheadLocked(w, time.Now()) {
+		c.mu.Unlock()
+		return // the loop sends what the window held back and ends the job: w is the loop's now
+	}
 	if wasLive {
 		delete(c.jobs, w.ref)
 		w.removed = true
+		c.dropAheadLocked(w) // a failed job's EXIT ends it: rows held back are not sent
 	}
 	c.mu.Unlock()
 	defer n.putWorker(w)
-	cause := w.jc.Err()
-	w.jc.stop(context.Canceled) // the job is over: whatever the handler left running on ctx stops
 	if !wasLive {
 		w.endSpan(outcomeKilled, nil, cause)
 		return // killed: nobody wants an EXIT
 	}
 	n.liveDown(w)
-	x := frame.Exit{}
-	if kind, ok := exitKindFor(cause); ok {
-		x.Kind, x.Reason = kind, []byte(cause.Error())
-	} else if panicked {
-		x.Kind, x.Reason, x.Stack = frame.ExitPanic, []byte(err.Error()), stack
-	} else if err != nil {
-		x.Kind, x.Reason = frame.ExitError, []byte(err.Error())
-	} else {
-		w.endSpan(finalOutcome(w.final), nil, nil) // final was written by this goroutine (send)
+	if !failed {
+		w.endSpan(finalOutcome(w.final), nil, nil)
 		return
 	}
 	w.endSpan(outcomeExit, &x, nil)
@@ -301,6 +311,21 @@ func (n *Node) run(fn Handler, w *Worker) {
 		c.kickLocked()
 	}
 	c.mu.Unlock()
+}
+
+// exitFor is the EXIT a job ends with after its handler returned, if any:
+// a stop cause (timeout, deadline), a panic or an error.
+func exitFor(cause error, panicked bool, stack []byte, err error) (frame.Exit, bool) {
+	if kind, ok := exitKindFor(cause); ok {
+		return frame.Exit{Kind: kind, Reason: []byte(cause.Error())}, true
+	}
+	if panicked {
+		return frame.Exit{Kind: frame.ExitPanic, Reason: []byte(err.Error()), Stack: stack}, true
+	}
+	if err != nil {
+		return frame.Exit{Kind: frame.ExitError, Reason: []byte(err.Error())}, true
+	}
+	return frame.Exit{}, false
 }
 
 // call runs the handler, turning a panic into an error and a stack.
@@ -320,7 +345,7 @@ func (c *conn) expireWaits(now int64) {
 	for _, w := range c.jobs {
 		var cause error
 		switch {
-		case (w.src != nil || w.waiting) && w.deadline != 0 && now > w.deadline:
+		case w.detached() && w.deadline != 0 && now > w.deadline:
 			c.failLoopLocked(w, frame.ExitDeadline, ErrDeadline, nil)
 			continue
 		case w.wait == waitStart && now-w.waitSince > int64(c.n.cfg.InitTimeout):
@@ -332,8 +357,8 @@ func (c *conn) expireWaits(now int64) {
 		default:
 			continue
 		}
-		w.wait = waitNone              // counted once
-		if w.src != nil || w.waiting { // no goroutine to tell: end it here
+		w.wait = waitNone // counted once
+		if w.detached() { // no goroutine to tell: end it here
 			kind, _ := exitKindFor(cause)
 			c.failLoopLocked(w, kind, cause, nil)
 			continue

@@ -226,12 +226,13 @@ func (c *conn) removeLoopLocked(w *Worker) {
 // failLoopLocked ends a loop job with an EXIT.
 func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack []byte) {
 	c.removeLoopLocked(w)
+	c.dropAheadLocked(w)
 	x := frame.Exit{Kind: kind, Reason: []byte(err.Error()), Stack: stack}
 	w.endSpan(outcomeExit, &x, nil)
 	c.n.countExit(x, w.hs, w.handler, w.nonce, time.Now())
 	c.queueExitLocked(w.ref, x)
-	c.kickLocked() // the janitor may call this off the loop
-	if w.waiting { // a Streaming job that never ran: nothing else refers to it
+	c.kickLocked()           // the janitor may call this off the loop
+	if w.waiting || w.done { // a goroutine job without its goroutine: nothing else refers to it
 		c.n.putWorker(w)
 	}
 }

@@ -140,7 +140,7 @@ func TestReply(t *testing.T) {
 	}
 }
 
-func TestStreamWindowBlocksAtSixUnacked(t *testing.T) {
+func TestStreamWindowHoldsRowsAheadThenBlocks(t *testing.T) {
 	p := newProbe()
 	n := startNode(t, p, nil) // default window 5
 	c := connect(t, n, frame.FeatureChecksum)
@@ -150,34 +150,37 @@ func TestStreamWindowBlocksAtSixUnacked(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		c.Expect(frame.TypeStream, 7)
 	}
-	p.waitEvent(t, "try 6")
-	// The handler is inside Stream for row 6 and must stay there: the node
-	// shows 5 rows sent, 5 un-acked, and no 6th row arrives.
-	eventually(t, "job listed with 5 un-acked rows", func() bool {
+	// Rows 6-10 wait in the node, off the wire; the handler is inside
+	// Stream for row 11 and must stay there.
+	p.waitEvent(t, "sent 10")
+	p.waitEvent(t, "try 11")
+	eventually(t, "job listed with 5 un-acked rows of 10", func() bool {
 		js := n.Jobs()
-		return len(js) == 1 && js[0].Unacked == 5 && js[0].Rows == 5 && js[0].State == "streaming"
+		return len(js) == 1 && js[0].Unacked == 5 && js[0].Rows == 10 && js[0].State == "streaming"
 	})
 	c.ExpectQuiet(200 * time.Millisecond)
 	select {
 	case e := <-p.events:
-		if e == "sent 6" {
-			t.Fatal("row 6 was sent with 5 rows un-acked")
+		if e == "sent 11" {
+			t.Fatal("row 11 was taken with 5 rows un-acked and 5 held back")
 		}
 	default:
 	}
-	c.Ack(7, 2) // a coalesced ack opens two slots
+	c.Ack(7, 2) // a coalesced ack lets two held-back rows out, and the handler goes on
 	c.Expect(frame.TypeStream, 7)
 	c.Expect(frame.TypeStream, 7)
+	p.waitEvent(t, "sent 12")
 	c.ExpectQuiet(100 * time.Millisecond)
-	c.Ack(7, 5)
+	c.Ack(7, 5) // rows 8-12, and the LAST behind them, which needs no ACK
 	for i := 8; i <= 12; i++ {
-		c.Expect(frame.TypeStream, 7)
+		if f := c.Expect(frame.TypeStream, 7); f.Payload[0] != 'a'+byte(i%26) {
+			t.Fatalf("row %d payload %q", i, f.Payload)
+		}
 	}
-	c.Ack(7, 5)
 	if f := c.Expect(frame.TypeLast, 7); string(f.Payload) != "done" {
 		t.Fatalf("LAST payload %q", f.Payload)
 	}
-	eventually(t, "worker finished", func() bool { return n.Stats().Live == 0 })
+	eventually(t, "job finished", func() bool { return n.Stats().Live == 0 })
 	if s := n.Stats(); s.Streamed != 12 {
 		t.Fatalf("streamed %d rows, want 12", s.Streamed)
 	}

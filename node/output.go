@@ -35,7 +35,7 @@ const keepBuffer = 1 << 20
 
 // pendingLocked is what the connection has queued and not yet written.
 // Caller holds c.mu.
-func (c *conn) pendingLocked() int { return len(c.out) + c.gnetBuffered }
+func (c *conn) pendingLocked() int { return len(c.out) + c.gnetBuffered + c.aheadBytes }
 
 // queueLocked appends a frame that cannot wait. It reports false, dropping
 // the frame, when the connection is over its hard limit; the connection
@@ -140,8 +140,14 @@ func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 		c.mu.Unlock()
 		return err
 	}
-	c.appendLocked(t, w.ref, payload)
-	if t != frame.TypePing {
+	switch {
+	case t == frame.TypePing: // unordered
+		c.appendLocked(t, w.ref, payload)
+	case len(w.aheadFrames) > 0: // after the rows queued before it
+		c.queueAheadLocked(w, t, payload)
+		w.final = t
+	default:
+		c.appendLocked(t, w.ref, payload)
 		w.final = t
 	}
 	c.kickLocked()

@@ -62,11 +62,22 @@ type Worker struct {
 	fn      Handler // the handler to run once START arrives
 	waiting bool    // STREAM_INIT sent, handler not started: no goroutine yet
 
+	// Frames queued past the window (ahead.go); under c.mu.
+	ahead       []byte
+	aheadFrames []aheadFrame
+	aheadRows   int
+	done        bool // the handler returned; the loop sends the rest and ends the job
+
 	// Loop jobs (HandleStream), and waiting jobs; event loop, under c.mu.
 	src      RowSource
 	deadline int64 // unix nanos; 0 = none
 	parked   bool  // waiting in c.parked for outbound room
 }
+
+// detached reports a job that no goroutine runs: a loop job, a Streaming
+// job before START, or one whose handler returned with rows still queued.
+// The loop and the janitor end it themselves. Caller holds c.mu.
+func (w *Worker) detached() bool { return w.src != nil || w.waiting || w.done }
 
 // waitKind is what a streaming worker waits for.
 type waitKind uint8
@@ -117,8 +128,9 @@ func (w *Worker) Ping() error {
 
 // Stream sends one row. The first call sends STREAM_INIT and waits for
 // START (returns ErrKilled on CANCEL) or the init timeout. Afterwards at
-// most the node's window of rows are un-acked: Stream blocks for an ACK,
-// up to the ack timeout.
+// most the node's window of rows are un-acked on the wire; up to another
+// window of rows waits in the node, sent as ACKs arrive, and past that
+// Stream blocks for an ACK, up to the ack timeout.
 func (w *Worker) Stream(row []byte) error {
 	c := w.c
 	c.mu.Lock()
@@ -141,7 +153,8 @@ func (w *Worker) Stream(row []byte) error {
 			}
 		}
 	}
-	for w.unacked >= c.n.cfg.Window && !w.removed {
+	window := c.n.cfg.Window
+	for w.unacked >= window && w.aheadRows >= window && !w.removed {
 		if err := w.awaitLocked(waitAck); err != nil {
 			c.mu.Unlock()
 			return err
@@ -151,11 +164,15 @@ func (w *Worker) Stream(row []byte) error {
 		c.mu.Unlock()
 		return err
 	}
-	w.unacked++
 	w.rows++
 	rows := w.rows
-	c.appendLocked(frame.TypeStream, w.ref, row)
-	c.kickLocked()
+	if w.unacked < window && len(w.aheadFrames) == 0 {
+		w.unacked++
+		c.appendLocked(frame.TypeStream, w.ref, row)
+		c.kickLocked()
+	} else {
+		c.queueAheadLocked(w, frame.TypeStream, row)
+	}
 	c.mu.Unlock()
 	if rows%rowsPerCount == 0 {
 		w.hs.rows.Add(rowsPerCount)
