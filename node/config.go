@@ -87,6 +87,13 @@ type Config struct {
 	// count. Defaults 10 000 and 4 096.
 	MaxJobs     int
 	MaxConnJobs int
+	// MaxArgBytes caps the bytes of nonce and arguments that the node's
+	// live goroutine jobs hold (Worker.Args stays valid for the job's
+	// life), all connections together, and MaxConnArgBytes those of one
+	// connection's jobs. A DOIT over either is answered at once with EXIT
+	// OVERLOADED. Defaults 256 MiB and 64 MiB.
+	MaxArgBytes     int
+	MaxConnArgBytes int
 	// DisableChecksum and DisableCompression refuse those features when a
 	// coordinator asks for them. Both are offered by default.
 	DisableChecksum    bool
@@ -133,6 +140,8 @@ const (
 	DefaultMaxHandshakeRate = 1000
 	DefaultMaxJobs          = 10_000
 	DefaultMaxConnJobs      = 4_096
+	DefaultMaxArgBytes      = 256 << 20
+	DefaultMaxConnArgBytes  = 64 << 20
 	DefaultErrorRing        = 20
 	DefaultMaxTombstones    = 1 << 16
 	DefaultTombstoneTTL     = 60 * time.Second
@@ -162,7 +171,8 @@ func (c Config) Validate() error {
 	case c.MaxPayload > 1<<31-1:
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
 	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0 ||
-		c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0:
+		c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
+		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0:
 		return configError("counts must not be negative")
 	case c.OutboundHardLimit < 0:
 		return configError("OutboundHardLimit %d is negative", c.OutboundHardLimit)
@@ -225,6 +235,8 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxHandshakeRate, DefaultMaxHandshakeRate)
 	defInt(&c.MaxJobs, DefaultMaxJobs)
 	defInt(&c.MaxConnJobs, DefaultMaxConnJobs)
+	defInt(&c.MaxArgBytes, DefaultMaxArgBytes)
+	defInt(&c.MaxConnArgBytes, DefaultMaxConnArgBytes)
 	defInt(&c.CompressThreshold, frame.DefaultCompressThreshold)
 	defInt(&c.ErrorRing, DefaultErrorRing)
 	defInt(&c.MaxTombstones, DefaultMaxTombstones)

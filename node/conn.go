@@ -54,6 +54,7 @@ type conn struct {
 	wire   []byte            // sealed output, reused
 
 	ready    atomic.Bool  // handshake done (read by the janitor)
+	argBytes atomic.Int64 // held by live goroutine jobs (MaxConnArgBytes)
 	lastRecv atomic.Int64 // unix nanos of the last inbound bytes
 	liveness atomic.Int64 // silence after which the janitor closes the connection; 0: never
 	peerName atomic.Pointer[string]

@@ -46,9 +46,16 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	if h.stream != nil {
 		return c.doitStream(ref, h, d, now)
 	}
+	size := len(d.Nonce) + len(d.Args)
+	if reason := c.reserveArgs(size); reason != "" {
+		c.n.stats.overloaded.Add(1)
+		c.queueExit(ref, frame.Exit{Kind: frame.ExitOverloaded, Reason: []byte(reason)})
+		return nil
+	}
 	// A pooled worker keeps its signal channel and its buffer for the
 	// copies of nonce and args (the frame's bytes belong to the loop).
 	w := c.n.getWorker()
+	w.argBytes = size
 	w.c, w.ref, w.handler, w.started, w.hs = c, ref, h.name, now, h.stats
 	w.in = append(append(w.in[:0], d.Nonce...), d.Args...)
 	w.nonce = w.in[:len(d.Nonce):len(d.Nonce)]
@@ -60,6 +67,7 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	c.mu.Lock()
 	if _, dup := c.jobs[ref]; dup {
 		c.mu.Unlock()
+		c.releaseArgs(w)
 		c.n.putWorker(w)
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
@@ -244,6 +252,31 @@ func (c *conn) overloaded() string {
 	return ""
 }
 
+// reserveArgs counts size bytes of a goroutine job's nonce and arguments
+// against MaxArgBytes and MaxConnArgBytes, or says why they do not fit.
+// Event loop.
+func (c *conn) reserveArgs(size int) string {
+	if c.argBytes.Add(int64(size)) > int64(c.n.cfg.MaxConnArgBytes) {
+		c.argBytes.Add(-int64(size))
+		return fmt.Sprintf("the connection's live jobs hold %d bytes of arguments, its limit", c.n.cfg.MaxConnArgBytes)
+	}
+	if c.n.argBytes.Add(int64(size)) > int64(c.n.cfg.MaxArgBytes) {
+		c.n.argBytes.Add(-int64(size))
+		c.argBytes.Add(-int64(size))
+		return fmt.Sprintf("the node's live jobs hold %d bytes of arguments, its limit", c.n.cfg.MaxArgBytes)
+	}
+	return ""
+}
+
+// releaseArgs gives back what reserveArgs counted for w, once.
+func (c *conn) releaseArgs(w *Worker) {
+	if w.argBytes > 0 {
+		c.argBytes.Add(-int64(w.argBytes))
+		c.n.argBytes.Add(-int64(w.argBytes))
+		w.argBytes = 0
+	}
+}
+
 // queueExit appends an EXIT from the event loop (no worker involved).
 func (c *conn) queueExit(ref uint64, x frame.Exit) {
 	c.mu.Lock()
@@ -392,6 +425,7 @@ func (n *Node) countExit(x frame.Exit, hs *handlerCounters, handler string, nonc
 // when none is left. The moment none is left is recorded here, where it
 // happens (usually on the event loop), not when a waiter wakes up.
 func (n *Node) liveDown(w *Worker) {
+	w.c.releaseArgs(w)
 	w.hs.live.Add(-1)
 	if n.stats.live.Add(-1) != 0 {
 		return

@@ -148,6 +148,46 @@ func TestLiveJobCaps(t *testing.T) {
 	}
 }
 
+// What live jobs hold of their DOITs (nonce and args, kept for the job's
+// life) is capped per connection and per node: a few compressed DOITs
+// could otherwise pin gigabytes.
+func TestArgBytesCaps(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, func(c *Config) { c.MaxConnArgBytes = 3000; c.MaxArgBytes = 5000 })
+	a := connect(t, n, 0)
+	big := strings.Repeat("x", 1000-len("nonce-1")) // 1000 bytes held with the nonce
+	for ref := uint64(1); ref <= 3; ref++ {
+		a.Doit(ref, "block", big)
+		p.waitEvent(t, "block:"+big)
+	}
+	a.Doit(4, "block", "y") // one byte over the connection's cap
+	if x := parseExit(t, a.Expect(frame.TypeExit, 4)); x.Kind != frame.ExitOverloaded || !strings.Contains(string(x.Reason), "connection") {
+		t.Fatalf("EXIT %v %q, want overloaded (connection cap)", x.Kind, x.Reason)
+	}
+	b := connect(t, n, 0)
+	b.Doit(1, "block", big)
+	b.Doit(2, "block", big)
+	p.waitEvent(t, "block:"+big)
+	p.waitEvent(t, "block:"+big)
+	b.Doit(3, "block", "y")
+	if x := parseExit(t, b.Expect(frame.TypeExit, 3)); x.Kind != frame.ExitOverloaded || !strings.Contains(string(x.Reason), "node") {
+		t.Fatalf("EXIT %v %q, want overloaded (node cap)", x.Kind, x.Reason)
+	}
+	if s := n.Stats(); s.ArgBytes != 5000 || s.Overloaded != 2 {
+		t.Fatalf("arg bytes %d, overloaded %d; want 5000 and 2", s.ArgBytes, s.Overloaded)
+	}
+	a.KillAll(1)
+	p.waitCause(t)
+	b.Doit(3, "block", big) // room again
+	p.waitEvent(t, "block:"+big)
+	b.NC.Close()
+	a.NC.Close()
+	eventually(t, "every job gone and its bytes given back", func() bool {
+		s := n.Stats()
+		return s.Live == 0 && s.ArgBytes == 0
+	})
+}
+
 // Connections in the handshake are capped: one more is refused at once
 // with ERROR OVERLOADED, and a slot frees when a handshake completes.
 func TestHandshakeCap(t *testing.T) {

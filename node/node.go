@@ -39,6 +39,7 @@ type Node struct {
 	stats       counters
 	tombCount   atomic.Int64 // tombstones held by all connections
 	handshaking atomic.Int64 // connections accepted and not yet authenticated
+	argBytes    atomic.Int64 // held by live goroutine jobs (MaxArgBytes)
 	admits      tokenBucket  // MaxHandshakeRate
 	idleSince   atomic.Int64 // unix nanos when live workers last reached 0
 	clock       atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges
@@ -220,6 +221,7 @@ func (n *Node) Stats() Stats {
 	}
 	s.Idle = int64(n.idle.Load())
 	s.Handshaking = n.handshaking.Load()
+	s.ArgBytes = n.argBytes.Load()
 	s.Tombstones = n.tombCount.Load()
 	return s
 }

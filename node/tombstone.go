@@ -27,15 +27,20 @@ type tombEntry struct {
 func (t *tombstones) add(ref uint64, now time.Time) {
 	at := now.UnixNano()
 	t.expire(at)
+	if _, dup := t.set[ref]; dup {
+		// Already tombstoned: its age runs from the first KILL_ALL. (A
+		// KILL_ALL naming one ref many times used to queue it once per
+		// mention, with one timestamp, and every later add rescanned the
+		// whole queue: quadratic, on the event loop.)
+		return
+	}
 	if t.count.Load() >= t.max && !t.popOldest() {
 		return // the node is full and this connection holds none of it
 	}
 	if t.set == nil {
 		t.set = make(map[uint64]int64)
 	}
-	if _, dup := t.set[ref]; !dup {
-		t.count.Add(1)
-	}
+	t.count.Add(1)
 	t.set[ref] = at
 	t.order = append(t.order, tombEntry{ref, at})
 	t.compact()

@@ -81,3 +81,22 @@ func TestTombstonesBoundedPerNode(t *testing.T) {
 		t.Fatalf("a did not replace its oldest tombstone")
 	}
 }
+
+// A KILL_ALL may name one unknown ref many times: it is one tombstone,
+// queued once (it was queued per mention, and every add rescanned the
+// queue, which made such a frame quadratic on the event loop).
+func TestTombstoneNamedManyTimesIsQueuedOnce(t *testing.T) {
+	var count atomic.Int64
+	ts := newTombs(&count, 1<<16)
+	now := time.Unix(1000, 0)
+	for range 100_000 {
+		ts.add(42, now)
+	}
+	ts.add(43, now.Add(time.Second))
+	if ts.len() != 2 || count.Load() != 2 || len(ts.order)-ts.head != 2 {
+		t.Fatalf("%d tombstones, node count %d, %d queued; want 2 each", ts.len(), count.Load(), len(ts.order)-ts.head)
+	}
+	if !ts.take(42, now.Add(59*time.Second)) {
+		t.Fatal("the tombstone did not match within its TTL")
+	}
+}

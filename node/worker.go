@@ -42,12 +42,13 @@ type Worker struct {
 	// One pending signal suffices: the worker re-checks its state after every
 	// wake-up, so a spurious one (a recycled worker woken for its previous
 	// job) is harmless.
-	started time.Time
-	span    trace.Span       // the job's span; nil without tracing
-	hs      *handlerCounters // its handler's counters
-	rangeLo uint32
-	rangeHi uint32
-	ranged  bool // the DOIT carried a range
+	started  time.Time
+	span     trace.Span       // the job's span; nil without tracing
+	hs       *handlerCounters // its handler's counters
+	rangeLo  uint32
+	rangeHi  uint32
+	ranged   bool // the DOIT carried a range
+	argBytes int  // nonce and args counted against the limits until the job leaves the table
 
 	// Guarded by c.mu.
 	state     jobState

@@ -42,6 +42,7 @@ type serveFlags struct {
 	idleTimeout, handshakeTimeout        *time.Duration
 	maxFrame, outbound, threshold        *int
 	hardLimit, maxJobs, maxConnJobs      *int
+	maxArgBytes, maxConnArgBytes         *int
 	maxHandshakes, maxHandshakeRate      *int
 	handlerMode                          *string
 	checksum, compression                *bool
@@ -71,6 +72,8 @@ func addServeFlags(fs flagSet) serveFlags {
 		maxHandshakeRate: fs.Int("max-handshake-rate", node.DefaultMaxHandshakeRate, "connections let into the handshake per second (a burst of that many); more are refused with ERROR OVERLOADED"),
 		maxJobs:          fs.Int("max-jobs", node.DefaultMaxJobs, "live jobs on the node; a DOIT over it gets EXIT OVERLOADED"),
 		maxConnJobs:      fs.Int("max-conn-jobs", node.DefaultMaxConnJobs, "live jobs per connection; a DOIT over it gets EXIT OVERLOADED"),
+		maxArgBytes:      fs.Int("max-arg-bytes", node.DefaultMaxArgBytes, "bytes of DOIT arguments live goroutine jobs hold on the node; a DOIT over it gets EXIT OVERLOADED"),
+		maxConnArgBytes:  fs.Int("max-conn-arg-bytes", node.DefaultMaxConnArgBytes, "bytes of DOIT arguments live goroutine jobs hold per connection; a DOIT over it gets EXIT OVERLOADED"),
 		drainGrace:       fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
 		maxFrame:         fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
 		outbound:         fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
@@ -298,6 +301,7 @@ func (f serveFlags) nodeConfig(secret []byte, ks keySet, log *slog.Logger) node.
 		Name: *f.name, Addr: *f.listen, Secret: secret,
 		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: idle,
 		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxHandshakeRate: *f.maxHandshakeRate, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
+		MaxArgBytes: *f.maxArgBytes, MaxConnArgBytes: *f.maxConnArgBytes,
 		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
 		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
 		Key: ks.key, AllowedKeys: ks.allowed, InsecurePlaintext: *f.security.plaintext,
