@@ -119,7 +119,7 @@ func (c *conn) traffic() (action gnet.Action) {
 	}
 	inbound := c.gc.InboundBuffered()
 	if inbound > 0 {
-		c.lastRecv.Store(c.n.coarseNow())
+		c.lastRecv.Store(time.Now().UnixNano()) // not the janitor's clock, which may lag: liveness must never be judged early
 	}
 	if inbound < c.need {
 		c.flush()

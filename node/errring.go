@@ -17,6 +17,28 @@ type ErrorRecord struct {
 	Stack   string         `json:"stack,omitempty"`
 }
 
+// What a record keeps of a failure: reasons often quote the job's input,
+// which may be megabytes, and the ring lives as long as the node.
+const (
+	recordMaxNonce  = 256
+	recordMaxReason = 4 << 10
+	recordMaxStack  = 16 << 10
+)
+
+// newErrorRecord records x, each field cut to its bound.
+func newErrorRecord(at time.Time, handler, nonce []byte, x frame.Exit) ErrorRecord {
+	return ErrorRecord{Time: at, Handler: clip(handler, 255), Nonce: clip(nonce, recordMaxNonce), Kind: x.Kind,
+		Reason: clip(x.Reason, recordMaxReason), Stack: clip(x.Stack, recordMaxStack)}
+}
+
+// clip is b as a string of at most max bytes, marked when cut.
+func clip(b []byte, max int) string {
+	if len(b) <= max {
+		return string(b)
+	}
+	return string(b[:max]) + "…"
+}
+
 // errorRing keeps the last cap(buf) records.
 type errorRing struct {
 	mu   sync.Mutex

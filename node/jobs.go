@@ -31,7 +31,7 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	if !ok {
 		x := frame.Exit{Kind: frame.ExitUnknownHandler, Reason: fmt.Appendf(nil, "unknown handler %q", d.Handler)}
 		c.n.stats.unknown.Add(1)
-		c.n.recordError(ErrorRecord{Time: now, Handler: string(d.Handler), Nonce: string(d.Nonce), Kind: x.Kind, Reason: string(x.Reason)})
+		c.n.recordError(newErrorRecord(now, d.Handler, d.Nonce, x))
 		c.queueExit(ref, x)
 		return nil
 	}
@@ -372,8 +372,9 @@ func call(fn Handler, w *Worker) (panicked bool, stack []byte, err error) {
 }
 
 // expireWaits stops the workers whose wait for START or ACK has outlived
-// its timeout (called by the janitor).
-func (c *conn) expireWaits(now int64) {
+// its timeout by more than slack, the janitor's tick (called by the
+// janitor).
+func (c *conn) expireWaits(now, slack int64) {
 	c.mu.Lock()
 	for _, w := range c.jobs {
 		var cause error
@@ -381,10 +382,10 @@ func (c *conn) expireWaits(now int64) {
 		case w.detached() && w.deadline != 0 && now > w.deadline:
 			c.failLoopLocked(w, frame.ExitDeadline, ErrDeadline, nil)
 			continue
-		case w.wait == waitStart && now-w.waitSince > int64(c.n.cfg.InitTimeout):
+		case w.wait == waitStart && now-w.waitSince > int64(c.n.cfg.InitTimeout)+slack:
 			cause = ErrInitTimeout
 			c.n.stats.initTimeouts.Add(1)
-		case w.wait == waitAck && now-w.waitSince > int64(c.n.cfg.AckTimeout):
+		case w.wait == waitAck && now-w.waitSince > int64(c.n.cfg.AckTimeout)+slack:
 			cause = ErrAckTimeout
 			c.n.stats.ackTimeouts.Add(1)
 		default:
@@ -418,7 +419,7 @@ func (n *Node) countExit(x frame.Exit, hs *handlerCounters, handler string, nonc
 	default:
 		return
 	}
-	n.recordError(ErrorRecord{Time: at, Handler: handler, Nonce: string(nonce), Kind: x.Kind, Reason: string(x.Reason), Stack: string(x.Stack)})
+	n.recordError(newErrorRecord(at, []byte(handler), nonce, x))
 }
 
 // liveDown counts a job leaving the tables and wakes WaitNoLive callers

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -212,6 +213,37 @@ func TestIdleConnectionClosed(t *testing.T) {
 	n := startNode(t, newProbe(), func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
 	c := connect(t, n, 0)
 	c.ExpectClosedWith(frame.CodeIdleTimeout)
+}
+
+// The liveness bound is never applied early: a coordinator heartbeating
+// a little within it is never cut off (the janitor dated the last frame
+// with its own clock, up to a tick early, and closed such connections up
+// to 250 ms before their time), and one that goes silent is.
+func TestLivenessNeverClosesEarly(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := dialRaw(t, n.Addr())
+	c.HandshakeHello(testSecret, frame.Hello{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, HeartbeatMs: 100, Name: []byte("hb")}) // liveness 1 s
+	for i := range 4 {
+		for until := time.Now().Add(850 * time.Millisecond); time.Now().Before(until); {
+			f, err := c.ReadFrame(time.Until(until))
+			if err == nil && f.Type == frame.TypeError {
+				t.Fatalf("heartbeat %d: closed with %q after 850 ms of silence, within the 1 s liveness bound", i, f.Payload)
+			}
+			if err != nil && !isTimeout(err) {
+				t.Fatalf("heartbeat %d: %v", i, err)
+			}
+		}
+		c.Control(frame.TypeHeartbeat, uint64(i+1))
+	}
+	if f, err := c.ReadFrame(waitFor); err != nil || f.Type != frame.TypeHeartbeat {
+		t.Fatalf("got %s, %v; want the last heartbeat's echo", f.Type, err)
+	}
+	c.ExpectClosedWith(frame.CodeIdleTimeout) // silent now
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func TestKillAllNeverTouchesOtherConnections(t *testing.T) {

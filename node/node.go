@@ -363,15 +363,18 @@ func (n *Node) stopEngine() {
 
 // janitor closes connections that stall the handshake or go silent, and
 // stops workers whose wait for START or ACK outlived its timeout. It ticks
-// every quarter of the shortest of those timeouts (at most every 250 ms),
-// which is how late a timeout may fire.
+// every quarter of the shortest of those timeouts (at most every 250 ms).
+// The waits it judges are dated with its own clock (coarseNow), up to a
+// tick before they began, so it allows them a tick more: a timeout never
+// fires early, and at most two ticks late.
 func (n *Node) janitor() {
 	defer close(n.janitorDone)
 	tick := min(n.cfg.HandshakeTimeout, n.cfg.InitTimeout, n.cfg.AckTimeout, minLiveness)
 	if n.cfg.IdleTimeout > 0 {
 		tick = min(tick, n.cfg.IdleTimeout)
 	}
-	t := time.NewTicker(max(tick/4, 5*time.Millisecond))
+	period := max(tick/4, 5*time.Millisecond)
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -389,7 +392,7 @@ func (n *Node) janitor() {
 				case ready && live > 0 && now.UnixNano()-c.lastRecv.Load() > int64(live):
 					c.closeWith(newConnError(frame.CodeIdleTimeout, "nothing received for %v", live))
 				}
-				c.expireWaits(now.UnixNano())
+				c.expireWaits(now.UnixNano(), int64(period))
 			}
 		}
 	}

@@ -263,6 +263,19 @@ func TestErrorSendsExitAndRingKeepsLastN(t *testing.T) {
 	}
 }
 
+// A failure's record keeps a bounded part of its reason: handlers quote
+// their input, and the ring lives as long as the node.
+func TestErrorRecordIsBounded(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	c := connect(t, n, 0)
+	c.Doit(1, "fail", strings.Repeat("z", 100_000))
+	c.Expect(frame.TypeExit, 1)
+	errs := n.RecentErrors()
+	if len(errs) != 1 || len(errs[0].Reason) > recordMaxReason+len("…") || !strings.HasPrefix(errs[0].Reason, "bad input: zzz") {
+		t.Fatalf("recorded a reason of %d bytes, want it cut to %d", len(errs[0].Reason), recordMaxReason)
+	}
+}
+
 func TestUnknownHandler(t *testing.T) {
 	n := startNode(t, newProbe(), nil)
 	c := connect(t, n, 0)

@@ -66,7 +66,9 @@ func (c *conn) admitLocked(size int) bool {
 	if c.overflowed {
 		return false
 	}
-	if c.pendingLocked()+size <= c.n.cfg.OutboundHardLimit {
+	// An empty queue takes any one frame: a reply of the largest payload
+	// the peer accepts may be larger than the hard limit itself.
+	if pending := c.pendingLocked(); pending == 0 || pending+size <= c.n.cfg.OutboundHardLimit {
 		return true
 	}
 	c.overflowed = true
