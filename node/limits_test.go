@@ -342,3 +342,20 @@ func TestTokenBucket(t *testing.T) {
 		t.Fatal("a long pause refills to the burst, not beyond")
 	}
 }
+
+// An answer larger than the hard limit still goes out when nothing else
+// is queued: a coordinator that reads is never cut off for one reply of
+// the largest payload it accepts.
+func TestLoneAnswerLargerThanTheHardLimit(t *testing.T) {
+	const size = 3 << 20
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = 1 << 20; c.MaxPayload = 4 << 20 }) // hard limit 2 MiB
+	c := connect(t, n, 0)
+	c.Dec.MaxPayload = 4 << 20
+	c.Doit(1, "lecho", strings.Repeat("e", size))
+	if f := c.Expect(frame.TypeReply, 1); len(f.Payload) != size {
+		t.Fatalf("reply of %d bytes, want %d", len(f.Payload), size)
+	}
+	if s := n.Stats(); s.Overflows != 0 {
+		t.Fatalf("%d overflows, want none", s.Overflows)
+	}
+}
