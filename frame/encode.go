@@ -47,7 +47,7 @@ func (e *Encoder) finish(dst []byte, start int, compressible bool) []byte {
 	n := len(dst) - body
 	if compressible && e.Compress && n > e.threshold() {
 		e.scratch = s2.Encode(e.scratch[:cap(e.scratch)], dst[body:])
-		if len(e.scratch) < n {
+		if len(e.scratch) < n && n <= MaxExpansion*len(e.scratch) { // smaller, and not more than a receiver accepts
 			dst = append(dst[:body], e.scratch...)
 			n = len(e.scratch)
 			dst[start+5] |= byte(FlagCompressed)

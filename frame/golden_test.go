@@ -37,7 +37,11 @@ func vectors() []vector {
 	plain := Encoder{}
 	sum := Encoder{Checksum: true}
 	comp := Encoder{Compress: true}
-	big := bytes.Repeat([]byte("0123456789abcdef"), 512) // 8 KiB, compressible
+	var big []byte // 8 KiB of JSON-like rows: S2 halves it
+	for i := 0; len(big) < 8192; i++ {
+		big = fmt.Appendf(big, "{\"id\":%d,\"key\":\"k%x\",\"value\":%d}\n", i, i*2654435761%1000003, i*i%9973)
+	}
+	big = big[:8192]
 	secret := []byte("test-secret")
 	hello := Hello{Version: 1, Features: FeatureChecksum | FeatureCompression, MaxPayload: DefaultMaxPayload, HeartbeatMs: 1000, Nonce: fixedNonce(0x10), Name: []byte("coord-a")}
 	helloFrame := AppendHello(nil, hello)
@@ -108,6 +112,8 @@ func vectors() []vector {
 		{name: "stream with checksum", dec: Decoder{Checksum: true}, build: func() []byte { return sum.AppendStream(nil, 2, []byte("row-0")) }},
 		{name: "ack with checksum", dec: Decoder{Checksum: true}, build: func() []byte { return sum.AppendAck(nil, 2, 5) }},
 		{name: "stream compressed (8 KiB row)", dec: Decoder{Compression: true}, build: func() []byte { return comp.AppendStream(nil, 9, big) }},
+		{name: "compressed payload expanding more than 64 times: refused (MALFORMED)", dec: Decoder{Compression: true},
+			build: raw("0000001915020000000000000000000980403c3031323334353637383961626364656611101900e41e")}, // 8 KiB of "0123456789abcdef" in 25 bytes
 		{name: "bad: unknown type 0x7f", err: ErrUnknownType, build: raw("000000007f0000000000000000000001")},
 		{name: "bad: length above 16 MiB", err: ErrTooLarge, build: raw("0100000115000000000000000000000001")},
 		{name: "bad: reserved flag bit", err: ErrMalformed, build: raw("00000000150400000000000000000001")},

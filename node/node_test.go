@@ -373,7 +373,11 @@ func TestHeartbeatEchoed(t *testing.T) {
 func TestCompressionNegotiated(t *testing.T) {
 	n := startNode(t, newProbe(), func(c *Config) { c.CompressThreshold = 1024 })
 	c := connect(t, n, frame.FeatureChecksum|frame.FeatureCompression)
-	big := strings.Repeat("compressible ", 1000)
+	var b strings.Builder // compressible, and within frame.MaxExpansion
+	for i := range 1000 {
+		fmt.Fprintf(&b, "word%d ", i*7919%1009)
+	}
+	big := b.String()
 	c.Doit(1, "echo", big)
 	f, err := c.ReadFrame(waitFor) // readFrame decompresses; look at the flags
 	if err != nil || f.Type != frame.TypeReply || string(f.Payload) != big {
@@ -381,6 +385,13 @@ func TestCompressionNegotiated(t *testing.T) {
 	}
 	if f.Flags&frame.FlagCompressed == 0 || f.Flags&frame.FlagChecksum == 0 {
 		t.Fatalf("flags %v, want compressed and checksummed", f.Flags)
+	}
+	// A payload that compresses too well goes uncompressed: a receiver
+	// refuses one that expands more than frame.MaxExpansion times.
+	zeros := strings.Repeat("\x00", 64<<10)
+	c.Doit(2, "echo", zeros)
+	if f, err := c.ReadFrame(waitFor); err != nil || f.Flags&frame.FlagCompressed != 0 || string(f.Payload) != zeros {
+		t.Fatalf("reply: %s flags %v err %v, want it uncompressed", f.Type, f.Flags, err)
 	}
 }
 
