@@ -155,3 +155,19 @@ func TestGoldenTranscriptReplays(t *testing.T) {
 		t.Fatalf("the coordinator's first record: %q %v", p, err)
 	}
 }
+
+// PROTOCOL.md carries the vectors too (appendix B), for a client written
+// from it alone: the copy there must be this file, byte for byte.
+func TestGoldenInProtocol(t *testing.T) {
+	vectors, err := os.ReadFile(goldenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(doc, append([]byte("```\n"), vectors...)) {
+		t.Fatalf("PROTOCOL.md appendix B does not hold %s as it is: copy the file there", goldenPath)
+	}
+}
