@@ -29,6 +29,7 @@ var (
 	mHSRefused   = newDesc("rexi_node_handshake_limit_refusals_total", "Connections refused at accept because too many were in the handshake.", prometheus.CounterValue)
 	mHandshaking = newDesc("rexi_node_handshaking_connections", "Connections accepted and not yet authenticated.", prometheus.GaugeValue)
 	mArgBytes    = newDesc("rexi_node_arg_bytes", "Nonce and argument bytes held by live goroutine jobs.", prometheus.GaugeValue)
+	mPartial     = newDesc("rexi_node_partial_frame_bytes", "Bytes of frames still arriving, all connections.", prometheus.GaugeValue)
 	mTombstones  = newDesc("rexi_node_tombstones", "Tombstones held (KILL_ALL refs not live).", prometheus.GaugeValue)
 	mBytes       = newDesc("rexi_node_bytes_total", "Bytes read and written on coordinator connections.", prometheus.CounterValue, "direction")
 
@@ -39,7 +40,7 @@ var (
 	mHKilled  = newDesc("rexi_node_handler_jobs_killed_total", "A handler's jobs killed by CANCEL, KILL_ALL, connection loss or shutdown.", prometheus.CounterValue, "handler")
 	mHErrors  = newDesc("rexi_node_handler_jobs_failed_total", "A handler's jobs that ended with an EXIT, by kind (error, panic, deadline).", prometheus.CounterValue, "handler", "kind")
 	nodeDescs = []desc{mLive, mRunning, mIdle, mFramesOut, mWrites, mStarted, mReplied, mStreamed, mKilled, mErrors, mPanics, mUnknown,
-		mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mOverloaded, mOverflows, mHSRefused, mHandshaking, mArgBytes, mTombstones, mBytes,
+		mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mOverloaded, mOverflows, mHSRefused, mHandshaking, mArgBytes, mPartial, mTombstones, mBytes,
 		mHLive, mHStarted, mHReplied, mHRows, mHKilled, mHErrors}
 )
 
@@ -79,6 +80,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mHSRefused, float64(s.HandshakeRefusals))
 	e.emit(mHandshaking, float64(s.Handshaking))
 	e.emit(mArgBytes, float64(s.ArgBytes))
+	e.emit(mPartial, float64(s.PartialBytes))
 	e.emit(mTombstones, float64(s.Tombstones))
 	e.emit(mBytes, float64(s.BytesIn), "in")
 	e.emit(mBytes, float64(s.BytesOut), "out")

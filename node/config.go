@@ -94,6 +94,13 @@ type Config struct {
 	// OVERLOADED. Defaults 256 MiB and 64 MiB.
 	MaxArgBytes     int
 	MaxConnArgBytes int
+	// MaxPartialBytes caps the bytes of frames still arriving (received,
+	// not yet whole) that the node holds, all connections together: each
+	// connection may send frames up to MaxPayload, and its partial frame
+	// sits in memory until the rest comes. A connection whose partial
+	// frame would take the node past it ends with ERROR OVERLOADED.
+	// Default 128 MiB.
+	MaxPartialBytes int
 	// DisableChecksum and DisableCompression refuse those features when a
 	// coordinator asks for them. Both are offered by default.
 	DisableChecksum    bool
@@ -142,6 +149,7 @@ const (
 	DefaultMaxConnJobs      = 4_096
 	DefaultMaxArgBytes      = 256 << 20
 	DefaultMaxConnArgBytes  = 64 << 20
+	DefaultMaxPartialBytes  = 128 << 20
 	DefaultErrorRing        = 20
 	DefaultMaxTombstones    = 1 << 16
 	DefaultTombstoneTTL     = 60 * time.Second
@@ -172,7 +180,7 @@ func (c Config) Validate() error {
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
 	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0 ||
 		c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
-		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0:
+		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0 || c.MaxPartialBytes < 0:
 		return configError("counts must not be negative")
 	case c.OutboundHardLimit < 0:
 		return configError("OutboundHardLimit %d is negative", c.OutboundHardLimit)
@@ -237,6 +245,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxConnJobs, DefaultMaxConnJobs)
 	defInt(&c.MaxArgBytes, DefaultMaxArgBytes)
 	defInt(&c.MaxConnArgBytes, DefaultMaxConnArgBytes)
+	defInt(&c.MaxPartialBytes, DefaultMaxPartialBytes)
 	defInt(&c.CompressThreshold, frame.DefaultCompressThreshold)
 	defInt(&c.ErrorRing, DefaultErrorRing)
 	defInt(&c.MaxTombstones, DefaultMaxTombstones)

@@ -40,6 +40,7 @@ type conn struct {
 	spare   []byte // the output buffer not in use by workers
 	tombs   tombstones
 	need    int             // inbound bytes needed before the next frame is whole
+	partial int             // bytes of an incomplete frame held, counted in the node's partialBytes
 	wakes   []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
 	spawns  []task          // jobs to start then
 
@@ -122,6 +123,9 @@ func (c *conn) traffic() (action gnet.Action) {
 		c.lastRecv.Store(time.Now().UnixNano()) // not the janitor's clock, which may lag: liveness must never be judged early
 	}
 	if inbound < c.need {
+		if err := c.holdPartial(inbound + len(c.plain)); err != nil {
+			return c.fail(err)
+		}
 		c.flush()
 		return gnet.None
 	}
@@ -172,6 +176,9 @@ func (c *conn) traffic() (action gnet.Action) {
 	if used > 0 { // gnet's Discard(0) drops everything buffered, a partial frame included
 		_, _ = c.gc.Discard(used)
 	}
+	if err == nil {
+		err = c.holdPartial(len(buf) - used + len(c.plain)) // a record's opened plaintext may hold a partial frame too
+	}
 	if err != nil {
 		c.dropDeferred()
 		return c.fail(err)
@@ -179,6 +186,19 @@ func (c *conn) traffic() (action gnet.Action) {
 	c.flush()
 	c.runDeferred()
 	return gnet.None
+}
+
+// holdPartial counts the bytes of a frame still arriving against
+// MaxPartialBytes, and refuses a connection whose partial frame grows the
+// node past it. Event loop.
+func (c *conn) holdPartial(n int) error {
+	grow := int64(n - c.partial)
+	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) {
+		c.n.partialBytes.Add(-grow)
+		return newConnError(frame.CodeOverloaded, "the node holds %d bytes of frames still arriving, its limit", c.n.cfg.MaxPartialBytes)
+	}
+	c.partial = n
+	return nil
 }
 
 // fail sends ERROR for err (unless the peer sent one), flushes and asks
@@ -316,6 +336,8 @@ func (c *conn) closeAll() {
 	}
 	c.mu.Unlock()
 	c.killJobs()
+	c.n.partialBytes.Add(-int64(c.partial))
+	c.partial = 0
 	c.tombs.clear()          // the loop is done with this connection (OnClose, or after the engine stopped)
 	if !c.ready.Swap(true) { // it never finished the handshake
 		c.n.handshaking.Add(-1)

@@ -359,3 +359,26 @@ func TestLoneAnswerLargerThanTheHardLimit(t *testing.T) {
 		t.Fatalf("%d overflows, want none", s.Overflows)
 	}
 }
+
+// Frames still arriving are held until whole: their bytes are capped for
+// the whole node, and the connection that would pass the cap is the one
+// closed (with OVERLOADED), not the node's memory.
+func TestPartialFramesCapped(t *testing.T) {
+	const limit = 1 << 20
+	n := startLoopNode(t, func(c *Config) { c.MaxPartialBytes = limit; c.MaxPayload = 2 << 20 })
+	var enc frame.Encoder
+	doit := enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("lecho"), Args: bytes.Repeat([]byte("a"), 1<<20)})
+	half := len(doit) * 6 / 10
+	a := connect(t, n, 0)
+	a.Dec.MaxPayload = 2 << 20
+	a.Write(doit[:half])
+	eventually(t, "a's partial frame counted", func() bool { return n.Stats().PartialBytes == int64(half) })
+	b := connect(t, n, 0)
+	b.Write(doit[:half]) // together over the cap: b goes
+	b.ExpectClosedWith(frame.CodeOverloaded)
+	a.Write(doit[half:]) // a is served
+	if f := a.Expect(frame.TypeReply, 1); len(f.Payload) != 1<<20 {
+		t.Fatalf("reply of %d bytes", len(f.Payload))
+	}
+	eventually(t, "nothing held", func() bool { return n.Stats().PartialBytes == 0 })
+}

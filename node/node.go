@@ -35,18 +35,19 @@ type Node struct {
 	handlers atomic.Pointer[map[string]handlerEntry] // copy-on-write
 	hmu      sync.Mutex                              // serialises Handle
 
-	name        string // sent in WELCOME: cfg.Name, or the bound address (set before any connection)
-	stats       counters
-	tombCount   atomic.Int64 // tombstones held by all connections
-	handshaking atomic.Int64 // connections accepted and not yet authenticated
-	argBytes    atomic.Int64 // held by live goroutine jobs (MaxArgBytes)
-	admits      tokenBucket  // MaxHandshakeRate
-	idleSince   atomic.Int64 // unix nanos when live workers last reached 0
-	clock       atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges
-	zeroMu      sync.Mutex
-	zero        chan struct{} // closed when live workers reach 0; nil without waiters
-	errs        *errorRing
-	draining    atomic.Bool
+	name         string // sent in WELCOME: cfg.Name, or the bound address (set before any connection)
+	stats        counters
+	tombCount    atomic.Int64 // tombstones held by all connections
+	handshaking  atomic.Int64 // connections accepted and not yet authenticated
+	argBytes     atomic.Int64 // held by live goroutine jobs (MaxArgBytes)
+	partialBytes atomic.Int64 // of frames still arriving (MaxPartialBytes)
+	admits       tokenBucket  // MaxHandshakeRate
+	idleSince    atomic.Int64 // unix nanos when live workers last reached 0
+	clock        atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges
+	zeroMu       sync.Mutex
+	zero         chan struct{} // closed when live workers reach 0; nil without waiters
+	errs         *errorRing
+	draining     atomic.Bool
 
 	wg      sync.WaitGroup // worker goroutines
 	workers sync.Pool      // *Worker for goroutine jobs, recycled by run
@@ -222,6 +223,7 @@ func (n *Node) Stats() Stats {
 	s.Idle = int64(n.idle.Load())
 	s.Handshaking = n.handshaking.Load()
 	s.ArgBytes = n.argBytes.Load()
+	s.PartialBytes = n.partialBytes.Load()
 	s.Tombstones = n.tombCount.Load()
 	return s
 }

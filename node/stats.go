@@ -33,6 +33,7 @@ type Stats struct {
 	Handshaking       int64  // connections accepted and not yet authenticated
 	Tombstones        int64  // tombstones held, all connections
 	ArgBytes          int64  // nonce and argument bytes live goroutine jobs hold (MaxArgBytes)
+	PartialBytes      int64  // bytes of frames still arriving, all connections (MaxPartialBytes)
 	ProtocolErrors    uint64 // connections closed for a protocol error after the handshake
 	OutputWaits       uint64 // times a worker waited for room under OutboundLimit
 

@@ -43,6 +43,7 @@ type serveFlags struct {
 	maxFrame, outbound, threshold        *int
 	hardLimit, maxJobs, maxConnJobs      *int
 	maxArgBytes, maxConnArgBytes         *int
+	maxPartialBytes                      *int
 	maxHandshakes, maxHandshakeRate      *int
 	handlerMode                          *string
 	checksum, compression                *bool
@@ -74,6 +75,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		maxConnJobs:      fs.Int("max-conn-jobs", node.DefaultMaxConnJobs, "live jobs per connection; a DOIT over it gets EXIT OVERLOADED"),
 		maxArgBytes:      fs.Int("max-arg-bytes", node.DefaultMaxArgBytes, "bytes of DOIT arguments live goroutine jobs hold on the node; a DOIT over it gets EXIT OVERLOADED"),
 		maxConnArgBytes:  fs.Int("max-conn-arg-bytes", node.DefaultMaxConnArgBytes, "bytes of DOIT arguments live goroutine jobs hold per connection; a DOIT over it gets EXIT OVERLOADED"),
+		maxPartialBytes:  fs.Int("max-partial-bytes", node.DefaultMaxPartialBytes, "bytes of frames still arriving held on the node, all connections; a connection over it gets ERROR OVERLOADED"),
 		drainGrace:       fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
 		maxFrame:         fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
 		outbound:         fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
@@ -301,7 +303,7 @@ func (f serveFlags) nodeConfig(secret []byte, ks keySet, log *slog.Logger) node.
 		Name: *f.name, Addr: *f.listen, Secret: secret,
 		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: idle,
 		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxHandshakeRate: *f.maxHandshakeRate, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
-		MaxArgBytes: *f.maxArgBytes, MaxConnArgBytes: *f.maxConnArgBytes,
+		MaxArgBytes: *f.maxArgBytes, MaxConnArgBytes: *f.maxConnArgBytes, MaxPartialBytes: *f.maxPartialBytes,
 		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
 		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
 		Key: ks.key, AllowedKeys: ks.allowed, InsecurePlaintext: *f.security.plaintext,
