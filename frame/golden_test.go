@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/rexi-go/rexi/internal/goldendoc"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.txt from the vectors in golden_test.go")
@@ -260,16 +262,4 @@ func writeGolden(t *testing.T, vs []vector) {
 
 // PROTOCOL.md carries the vectors too (appendix B), for a client written
 // from it alone: the copy there must be this file, byte for byte.
-func TestGoldenInProtocol(t *testing.T) {
-	vectors, err := os.ReadFile(goldenPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile("../PROTOCOL.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(doc, append([]byte("```\n"), vectors...)) {
-		t.Fatalf("PROTOCOL.md appendix B does not hold %s as it is: copy the file there", goldenPath)
-	}
-}
+func TestGoldenInProtocol(t *testing.T) { goldendoc.Check(t, goldenPath) }
