@@ -96,7 +96,10 @@ func startNode(name string, secret []byte) (*node.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.Handle("scan", scanHandler)
+	// Streaming: the node answers STREAM_INIT for every copy at once and
+	// runs the handler only on the copy the coordinator STARTs; the copies
+	// it cancels never read the table.
+	n.Handle("scan", scanHandler, node.Streaming())
 	if err := n.Start(); err != nil {
 		n.Close()
 		return nil, err
@@ -139,9 +142,10 @@ func scan(ctx context.Context, cl *coord.Client, nodes []string, m coord.ShardMa
 
 // scanHandler streams the rows whose key hashes into the job's range and
 // that contain the match text, then a LAST with their count. It runs on a
-// goroutine of its own (node.Handle), so it may block: the first Stream
-// waits for START, later ones for ACKs whenever the window is full. A
-// range with no matching row sends only the LAST, which serves it too.
+// goroutine of its own (node.Handle), so it may block, and only once its
+// copy was STARTed (node.Streaming); Stream waits for an ACK when the
+// coordinator's window and the node's own are full. A range with no
+// matching row sends only the LAST, which serves it too.
 func scanHandler(_ context.Context, w *node.Worker) error {
 	rg, match, err := parseScanArgs(w.Args())
 	if err != nil {
