@@ -12,9 +12,12 @@ import (
 // the event loop sends them as ACKs open the window, in the same turn
 // that reads the ACK. A handler whose stream fits in two windows thus
 // never waits for an ACK: its goroutine ends, and the loop finishes the
-// job like a loop stream. On the wire nothing changes; the queued bytes
-// count against the connection's outbound limit like the rest of its
-// output. A job that fails (EXIT) or is killed drops what it queued.
+// job like a loop stream. On the wire nothing changes. The queued bytes
+// wait for their own job's ACK, not for the socket, so they do not take
+// other jobs' room under the outbound limit, nor count towards the hard
+// limit; a frame that would itself be queued counts them, which bounds
+// them by the outbound limit too. A job that fails (EXIT) or is killed
+// drops what it queued.
 
 // aheadFrame is one frame in w.ahead.
 type aheadFrame struct {
@@ -63,7 +66,9 @@ func (c *conn) releaseAheadLocked(w *Worker) {
 		w.aheadFrames[i].end -= from
 	}
 	if len(w.aheadFrames) > 0 {
-		w.wait, w.waitSince = waitAck, c.n.coarseNow() // a done job's ack timeout counts from here
+		if w.done { // a running goroutine dates its own waits (awaitLocked, waitRoom)
+			w.wait, w.waitSince = waitAck, c.n.coarseNow() // a done job's ack timeout counts from here
+		}
 		return
 	}
 	if w.done {

@@ -91,7 +91,8 @@ type Config struct {
 	// live goroutine jobs hold (Worker.Args stays valid for the job's
 	// life), all connections together, and MaxConnArgBytes those of one
 	// connection's jobs. A DOIT over either is answered at once with EXIT
-	// OVERLOADED. Defaults 256 MiB and 64 MiB.
+	// OVERLOADED. Defaults 256 MiB and 64 MiB (at least 4 and 1 ×
+	// MaxPayload); neither may be below MaxPayload.
 	MaxArgBytes     int
 	MaxConnArgBytes int
 	// MaxPartialBytes caps the bytes of frames still arriving (received,
@@ -99,7 +100,7 @@ type Config struct {
 	// connection may send frames up to MaxPayload, and its partial frame
 	// sits in memory until the rest comes. A connection whose partial
 	// frame would take the node past it ends with ERROR OVERLOADED.
-	// Default 128 MiB.
+	// Default 128 MiB (at least 2 × MaxPayload); not below MaxPayload.
 	MaxPartialBytes int
 	// DisableChecksum and DisableCompression refuse those features when a
 	// coordinator asks for them. Both are offered by default.
@@ -162,6 +163,15 @@ func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 }
 
+// belowPayload reports a limit set below the payload limit (either 0: its
+// default).
+func belowPayload(limit, maxPayload int) bool {
+	if maxPayload == 0 {
+		maxPayload = frame.DefaultMaxPayload
+	}
+	return limit > 0 && limit < maxPayload
+}
+
 // Validate reports the first nonsensical setting. Zero values are valid
 // (they mean the defaults).
 func (c Config) Validate() error {
@@ -182,6 +192,8 @@ func (c Config) Validate() error {
 		c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
 		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0 || c.MaxPartialBytes < 0:
 		return configError("counts must not be negative")
+	case belowPayload(c.MaxArgBytes, c.MaxPayload) || belowPayload(c.MaxConnArgBytes, c.MaxPayload) || belowPayload(c.MaxPartialBytes, c.MaxPayload):
+		return configError("MaxArgBytes, MaxConnArgBytes and MaxPartialBytes must each be at least MaxPayload: a frame of the largest payload could never be taken")
 	case c.OutboundHardLimit < 0:
 		return configError("OutboundHardLimit %d is negative", c.OutboundHardLimit)
 	case c.InsecurePlaintext && len(c.AllowedKeys) > 0:
@@ -243,9 +255,10 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxHandshakeRate, DefaultMaxHandshakeRate)
 	defInt(&c.MaxJobs, DefaultMaxJobs)
 	defInt(&c.MaxConnJobs, DefaultMaxConnJobs)
-	defInt(&c.MaxArgBytes, DefaultMaxArgBytes)
-	defInt(&c.MaxConnArgBytes, DefaultMaxConnArgBytes)
-	defInt(&c.MaxPartialBytes, DefaultMaxPartialBytes)
+	// A larger MaxPayload raises the defaults that must hold one payload.
+	defInt(&c.MaxArgBytes, max(DefaultMaxArgBytes, 4*c.MaxPayload))
+	defInt(&c.MaxConnArgBytes, max(DefaultMaxConnArgBytes, c.MaxPayload))
+	defInt(&c.MaxPartialBytes, max(DefaultMaxPartialBytes, 2*c.MaxPayload))
 	defInt(&c.CompressThreshold, frame.DefaultCompressThreshold)
 	defInt(&c.ErrorRing, DefaultErrorRing)
 	defInt(&c.MaxTombstones, DefaultMaxTombstones)

@@ -3,6 +3,7 @@ package node
 import (
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rexi-go/rexi/frame"
 )
@@ -31,10 +32,14 @@ func newErrorRecord(at time.Time, handler, nonce []byte, x frame.Exit) ErrorReco
 		Reason: clip(x.Reason, recordMaxReason), Stack: clip(x.Stack, recordMaxStack)}
 }
 
-// clip is b as a string of at most max bytes, marked when cut.
+// clip is b as a string of at most max bytes (cut at a character
+// boundary), marked when cut.
 func clip(b []byte, max int) string {
 	if len(b) <= max {
 		return string(b)
+	}
+	for max > 0 && !utf8.RuneStart(b[max]) {
+		max--
 	}
 	return string(b[:max]) + "…"
 }

@@ -64,15 +64,18 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	if d.TimeoutMillis > 0 {
 		w.deadline = now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond).UnixNano()
 	}
+	w.span = c.startSpan(ref, h.name, d) // the user's tracer: not under c.mu
 	c.mu.Lock()
 	if _, dup := c.jobs[ref]; dup {
 		c.mu.Unlock()
 		c.releaseArgs(w)
+		if w.span != nil {
+			w.span.End()
+		}
 		c.n.putWorker(w)
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
 	c.jobs[ref] = w
-	w.span = c.startSpan(ref, h.name, d)
 	c.n.stats.live.Add(1)
 	h.stats.live.Add(1)
 	h.stats.started.Add(1)

@@ -153,7 +153,7 @@ func TestLiveJobCaps(t *testing.T) {
 // could otherwise pin gigabytes.
 func TestArgBytesCaps(t *testing.T) {
 	p := newProbe()
-	n := startNode(t, p, func(c *Config) { c.MaxConnArgBytes = 3000; c.MaxArgBytes = 5000 })
+	n := startNode(t, p, func(c *Config) { c.MaxPayload = 2048; c.MaxConnArgBytes = 3000; c.MaxArgBytes = 5000 })
 	a := connect(t, n, 0)
 	big := strings.Repeat("x", 1000-len("nonce-1")) // 1000 bytes held with the nonce
 	for ref := uint64(1); ref <= 3; ref++ {
@@ -364,20 +364,20 @@ func TestLoneAnswerLargerThanTheHardLimit(t *testing.T) {
 // the whole node, and the connection that would pass the cap is the one
 // closed (with OVERLOADED), not the node's memory.
 func TestPartialFramesCapped(t *testing.T) {
-	const limit = 1 << 20
-	n := startLoopNode(t, func(c *Config) { c.MaxPartialBytes = limit; c.MaxPayload = 2 << 20 })
+	const limit, size = 1 << 20, 900 << 10
+	n := startLoopNode(t, func(c *Config) { c.MaxPartialBytes = limit; c.MaxPayload = limit })
 	var enc frame.Encoder
-	doit := enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("lecho"), Args: bytes.Repeat([]byte("a"), 1<<20)})
+	doit := enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("lecho"), Args: bytes.Repeat([]byte("a"), size)})
 	half := len(doit) * 6 / 10
 	a := connect(t, n, 0)
-	a.Dec.MaxPayload = 2 << 20
+	a.Dec.MaxPayload = limit
 	a.Write(doit[:half])
 	eventually(t, "a's partial frame counted", func() bool { return n.Stats().PartialBytes == int64(half) })
 	b := connect(t, n, 0)
 	b.Write(doit[:half]) // together over the cap: b goes
 	b.ExpectClosedWith(frame.CodeOverloaded)
 	a.Write(doit[half:]) // a is served
-	if f := a.Expect(frame.TypeReply, 1); len(f.Payload) != 1<<20 {
+	if f := a.Expect(frame.TypeReply, 1); len(f.Payload) != size {
 		t.Fatalf("reply of %d bytes", len(f.Payload))
 	}
 	eventually(t, "nothing held", func() bool { return n.Stats().PartialBytes == 0 })

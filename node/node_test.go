@@ -451,6 +451,8 @@ func TestConfigValidate(t *testing.T) {
 		{Secret: []byte("s"), Name: strings.Repeat("x", 256)},
 		{Secret: []byte("s"), MaxPayload: -5},
 		{Secret: []byte("s"), InsecurePlaintext: true, AllowedKeys: []secure.PublicKey{{1}}}, // pinning needs Noise
+		{Secret: []byte("s"), MaxConnArgBytes: 1 << 20},                                      // below the 16 MiB default payload
+		{Secret: []byte("s"), MaxPayload: 4096, MaxPartialBytes: 4095},
 	}
 	for i, cfg := range bad {
 		if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
@@ -459,6 +461,9 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(Config{Secret: []byte("s")}); err != nil {
 		t.Errorf("minimal config refused: %v", err)
+	}
+	if c := (Config{Secret: []byte("s"), MaxPayload: 100 << 20}).withDefaults(); c.MaxConnArgBytes < c.MaxPayload || c.MaxPartialBytes < c.MaxPayload {
+		t.Errorf("defaults below a raised MaxPayload: args %d, partial %d", c.MaxConnArgBytes, c.MaxPartialBytes)
 	}
 }
 

@@ -35,7 +35,7 @@ const keepBuffer = 1 << 20
 
 // pendingLocked is what the connection has queued and not yet written.
 // Caller holds c.mu.
-func (c *conn) pendingLocked() int { return len(c.out) + c.gnetBuffered + c.aheadBytes }
+func (c *conn) pendingLocked() int { return len(c.out) + c.gnetBuffered }
 
 // queueLocked appends a frame that cannot wait. It reports false, dropping
 // the frame, when the connection is over its hard limit; the connection
@@ -95,7 +95,7 @@ func (c *conn) check(w *Worker, size int) error {
 // waitRoom waits, with c.mu held on entry and on return, until a frame of
 // size bytes fits under the outbound limit. A frame always fits into an
 // empty buffer, so one oversize frame cannot deadlock.
-func (c *conn) waitRoom(w *Worker, size int) error {
+func (c *conn) waitRoom(w *Worker, size int, t frame.Type) error {
 	waited := false
 	var since int64
 	for {
@@ -103,6 +103,9 @@ func (c *conn) waitRoom(w *Worker, size int) error {
 			return err
 		}
 		pending := c.pendingLocked()
+		if len(w.aheadFrames) > 0 || (t == frame.TypeStream && w.unacked >= c.n.cfg.Window) {
+			pending += c.aheadBytes // it will wait in the node: held-back bytes are bounded too
+		}
 		if pending == 0 || pending+size+frame.HeaderSize <= c.n.cfg.OutboundLimit {
 			return nil
 		}
@@ -138,7 +141,7 @@ func (c *conn) waitRoom(w *Worker, size int) error {
 // send appends one frame for w, waiting for room if needed.
 func (c *conn) send(w *Worker, t frame.Type, payload []byte) error {
 	c.mu.Lock()
-	if err := c.waitRoom(w, len(payload)); err != nil {
+	if err := c.waitRoom(w, len(payload), t); err != nil {
 		c.mu.Unlock()
 		return err
 	}

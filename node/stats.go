@@ -14,8 +14,8 @@ type Stats struct {
 	Idle    int64 // pooled worker goroutines waiting for a job
 
 	Started      uint64 // workers started
-	Replied      uint64 // REPLY frames sent
-	Streamed     uint64 // STREAM rows sent
+	Replied      uint64 // REPLYs handlers sent (held behind a window, one counts when queued)
+	Streamed     uint64 // STREAM rows handlers sent (likewise)
 	Killed       uint64 // workers killed by CANCEL, KILL_ALL, connection loss or Close
 	Errors       uint64 // workers ended by an error or panic (EXIT sent)
 	Panics       uint64 // of those, panics

@@ -140,7 +140,7 @@ func (w *Worker) Stream(row []byte) error {
 			c.mu.Unlock()
 			return err
 		}
-		if err := c.waitRoom(w, 0); err != nil { // STREAM_INIT passes the gate too
+		if err := c.waitRoom(w, 0, frame.TypeStreamInit); err != nil { // STREAM_INIT passes the gate too
 			c.mu.Unlock()
 			return err
 		}
@@ -161,7 +161,7 @@ func (w *Worker) Stream(row []byte) error {
 			return err
 		}
 	}
-	if err := c.waitRoom(w, len(row)); err != nil {
+	if err := c.waitRoom(w, len(row), frame.TypeStream); err != nil {
 		c.mu.Unlock()
 		return err
 	}
