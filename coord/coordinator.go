@@ -211,6 +211,10 @@ func (co *Coordinator) Close() error {
 	s.table.Close() // KILL_ALLs queued, then disarmed
 	s.release()
 	co.cleanup.Stop()
+	// Stop only works while co is reachable: without this, the GC may find
+	// co unreachable while Stop runs, queue abandon anyway, and release
+	// would run twice (a soak run crashed in recycleBatches so).
+	runtime.KeepAlive(co)
 	return nil
 }
 
