@@ -376,7 +376,11 @@ func (c *conn) runDeferred() {
 	}
 	c.wakes = c.wakes[:0]
 	for i, t := range c.spawns {
-		c.n.spawn(t)
+		if t.w.jc.Err() == ErrKilled { // CANCEL or KILL_ALL in the same read: out of the table already
+			c.n.unstarted(t.w)
+		} else {
+			c.n.spawn(t)
+		}
 		c.spawns[i] = task{}
 	}
 	c.spawns = c.spawns[:0]
@@ -395,12 +399,17 @@ func (c *conn) dropDeferred() {
 			c.n.killed(w)
 		}
 		c.mu.Unlock()
-		c.n.stats.running.Add(-1)
-		w.endSpan(outcomeKilled, nil, ErrKilled)
-		c.n.putWorker(w)
+		c.n.unstarted(w)
 		c.spawns[i] = task{}
 	}
 	c.spawns = c.spawns[:0]
+}
+
+// unstarted recycles a killed job's worker whose handler never started.
+func (n *Node) unstarted(w *Worker) {
+	n.stats.running.Add(-1)
+	w.endSpan(outcomeKilled, nil, ErrKilled)
+	n.putWorker(w)
 }
 
 // closeWith asks the event loop to send ERROR{ce} and close the

@@ -176,3 +176,26 @@ func TestStreamingHandlerCannotReply(t *testing.T) {
 		t.Fatalf("EXIT %v %q, want an error naming the misuse", x.Kind, x.Reason)
 	}
 }
+
+// A job killed in the read that started it never runs its handler:
+// START and CANCEL together for a Streaming job, DOIT and CANCEL together
+// for another.
+func TestJobKilledInTheReadThatStartedItNeverRuns(t *testing.T) {
+	p := newProbe()
+	n := startStreamingNode(t, p, nil)
+	c := connect(t, n, 0)
+	c.Doit(1, "srows", "3")
+	c.Expect(frame.TypeStreamInit, 1)
+	c.Out = c.Enc.AppendEmpty(c.Out, frame.TypeStart, 1)
+	c.Out = c.Enc.AppendEmpty(c.Out, frame.TypeCancel, 1)
+	c.Out = c.Enc.AppendDoit(c.Out, 2, frame.Doit{Handler: []byte("block"), Args: []byte("x")})
+	c.Out = c.Enc.AppendKillAll(c.Out, []uint64{2})
+	c.Send()
+	c.Doit(3, "echo", "after")
+	c.Expect(frame.TypeReply, 3)
+	eventually(t, "both jobs gone", func() bool { s := n.Stats(); return s.Live == 0 && s.Running == 0 })
+	p.noEvents(t)
+	if s := n.Stats(); s.Killed != 2 {
+		t.Fatalf("killed %d, want 2", s.Killed)
+	}
+}
