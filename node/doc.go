@@ -7,7 +7,10 @@
 // by signalling the job, without a goroutine per frame. Workers append their
 // output to a per-connection buffer that the loop flushes in one write for
 // many frames; the bytes waiting per connection are bounded, and a worker
-// that would exceed the bound waits (context-aware).
+// that would exceed the bound waits (context-aware). A worker whose
+// streaming window is full queues up to another window of rows in the
+// node, which the loop sends as ACKs arrive, before it waits: a short
+// stream's goroutine ends without waiting for an ACK at all.
 //
 // A handler registered with the Streaming option runs only once its job is
 // STARTed: the node sends STREAM_INIT for it on the loop, and a copy
