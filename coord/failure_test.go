@@ -331,3 +331,62 @@ func TestNodeOverloadRoutedToAnotherCopy(t *testing.T) {
 		t.Fatalf("NodeOverloads %d, want 6", got)
 	}
 }
+
+// A copy whose STREAM_INIT comes late must not serve a range another
+// worker already streamed part of: it would start the range over and
+// rows would arrive twice (make soak caught this under node kills). It is
+// cancelled, and Replace resumes the range after the rows delivered.
+func TestLateCopyDoesNotStartAStreamedRangeOver(t *testing.T) {
+	c := newCluster(t, 2, func(cfg *Config) { cfg.InsecurePlaintext = true }, func(cfg *node.Config) { cfg.InsecurePlaintext = true })
+	cancelled := make(chan uint64, 4)
+	late := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+		if f.Type == frame.TypeCancel {
+			cancelled <- f.Ref
+		}
+		return nil // its STREAM_INIT never comes
+	})
+	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], c.addrs[1], late}, InsecurePlaintext: true, Secret: secret})
+	co := mustNew(t, cl, context.Background(), 3)
+	defer co.Close()
+	const rows = 300
+	whole := Ranges(1)[0]
+	args := []byte(fmt.Sprint(rows, ":20"))
+	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "rows", Args: args, Range: whole}, Job{Node: late, Handler: "rows", Args: args, Range: whole}); err != nil {
+		t.Fatal(err)
+	}
+	var replaced []WorkerInfo
+	seen := map[string]int{}
+	err := co.Stream(StreamOptions{
+		RecvOptions: RecvOptions{Timeout: waitFor},
+		Replace: func(failed WorkerInfo, cause error) ([]Job, error) {
+			replaced = append(replaced, failed)
+			return []Job{{Node: c.addrs[1], Handler: "rows", Args: []byte(fmt.Sprint(rows, ":20:", failed.Rows)), Range: failed.Range}}, nil
+		},
+	}, func(m Message) error {
+		if m.Kind == KindRow {
+			if seen[strings.SplitN(string(m.Payload), "/", 2)[0]]++; len(seen) == 50 {
+				c.nodes[0].Close() // the chosen worker's node goes mid-stream
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replaced) != 1 || replaced[0].Node != c.addrs[0] || replaced[0].Rows < 50 {
+		t.Fatalf("replaced %+v, want the first node's worker, after its rows", replaced)
+	}
+	if len(seen) != rows {
+		t.Fatalf("%d distinct rows, want %d", len(seen), rows)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("row %s arrived %d times", k, n)
+		}
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(waitFor):
+		t.Fatal("the late copy was never cancelled")
+	}
+}

@@ -14,8 +14,19 @@ import (
 // forgingNode completes the handshake and answers each DOIT with what
 // answer encodes: a node that breaks the protocol.
 func forgingNode(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame) []byte) string {
+	return scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+		if f.Type == frame.TypeDoit {
+			return answer(enc, f)
+		}
+		return nil
+	})
+}
+
+// scriptedNode is a plaintext fake node that writes, for every frame it
+// reads after the handshake, what onFrame returns.
+func scriptedNode(t *testing.T, onFrame func(enc *frame.Encoder, f frame.Frame) []byte) string {
 	return fakeNode(t, func(conn net.Conn) {
-		pending, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Name: []byte("forger")})
+		pending, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Name: []byte("scripted")})
 		if err != nil {
 			return
 		}
@@ -28,8 +39,8 @@ func forgingNode(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame)
 				if err != nil {
 					break
 				}
-				if g.Type == frame.TypeDoit {
-					conn.Write(answer(&enc, g))
+				if out := onFrame(&enc, g); len(out) > 0 {
+					conn.Write(out)
 				}
 				pending = pending[used:]
 			}

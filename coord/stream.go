@@ -14,10 +14,12 @@ const ringSize = uint64(math.MaxUint32) + 1
 type StreamOptions struct {
 	RecvOptions
 	// Replace is called when a job fails (EXIT, node down, overload) and
-	// its range has no live copy left. It returns jobs to submit in its
-	// place, typically the same range on other nodes; failed.Rows tells how
-	// many rows that worker delivered, so a replacement can resume after
-	// them and no row arrives twice. Nil, or no jobs, means the fan-out
+	// its range has no live copy left — or, when the worker had delivered
+	// rows, no copy that could carry on from them (the others, which would
+	// start the range over, are cancelled). It returns jobs to submit in
+	// its place, typically the same range on other nodes; failed.Rows tells
+	// how many rows that worker delivered, so a replacement can resume
+	// after them and no row arrives twice. Nil, or no jobs, means the fan-out
 	// fails with ErrProgressImpossible.
 	Replace func(failed WorkerInfo, cause error) ([]Job, error)
 }
@@ -188,6 +190,9 @@ func (r *streamRun) onFail(i int32, w WorkerInfo, cause error) error {
 	if sl.chosen { // a hole opens in the ring
 		r.fixedLen -= rangeLen(sl.rng)
 		r.running--
+		if sl.rows > 0 {
+			r.retireCopies(i)
+		}
 	}
 	for !r.progressPossible() {
 		if r.opts.Replace == nil {
@@ -205,6 +210,23 @@ func (r *streamRun) onFail(i int32, w WorkerInfo, cause error) error {
 		}
 	}
 	return r.maybeStart()
+}
+
+// retireCopies cancels the copies of worker i's range not yet chosen
+// (their STREAM_INIT was late): i delivered rows before it failed, and a
+// copy would start the range over, so rows would arrive twice. Replace
+// resumes the range instead, after failed.Rows.
+func (r *streamRun) retireCopies(i int32) {
+	rg := r.s.slots[i].rng
+	if _, ok := r.cands[rg]; ok {
+		delete(r.cands, rg)
+		r.candLen -= rangeLen(rg)
+	}
+	for j := range r.s.slots {
+		if o := &r.s.slots[j]; int32(j) != i && o.rng == rg && (o.st == slotPending || o.st == slotCandidate) {
+			r.s.control(int32(j), frame.TypeCancel)
+		}
+	}
 }
 
 func (r *streamRun) progressPossible() bool {
