@@ -164,11 +164,7 @@ func TestHeldBackRowsReleasedLeaveNoWaitArmed(t *testing.T) {
 		return w.Last([]byte("done"))
 	}, Streaming())
 	c := connect(t, n, 0)
-	c.Doit(1, "slow", "")
-	c.Expect(frame.TypeStreamInit, 1)
-	c.Control(frame.TypeStart, 1)
-	c.Expect(frame.TypeStream, 1)
-	c.Expect(frame.TypeStream, 1)
+	startedStream(t, c, 1, "slow", "", 2)
 	p.waitEvent(t, "burst")
 	c.Ack(1, 1)
 	c.Expect(frame.TypeStream, 1) // a partial release: row 4 still held
@@ -198,11 +194,7 @@ func TestHeldBackRowsDoNotBlockOtherJobs(t *testing.T) {
 	n := startNode(t, p, func(c *Config) { c.Window = 2; c.OutboundLimit = 4096; c.OutboundHardLimit = 8192 })
 	n.HandleReply("lecho", func(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil })
 	c := connect(t, n, 0)
-	c.Doit(1, "rows", "10:2000")
-	c.Expect(frame.TypeStreamInit, 1)
-	c.Control(frame.TypeStart, 1)
-	c.Expect(frame.TypeStream, 1)
-	c.Expect(frame.TypeStream, 1)
+	startedStream(t, c, 1, "rows", "10:2000", 2)
 	p.waitEvent(t, "try 5") // rows 3 and 4 held back, about 4 KiB; rows 1 and 2 read, not acked
 	c.Doit(2, "echo", string(make([]byte, 100)))
 	if f := c.Next(); f.Type != frame.TypeReply || f.Ref != 2 {
