@@ -165,9 +165,7 @@ func TestStreamingHandlerCannotReply(t *testing.T) {
 	p := newProbe()
 	n := startStreamingNode(t, p, nil)
 	c := connect(t, n, 0)
-	c.Doit(1, "sreply", "")
-	c.Expect(frame.TypeStreamInit, 1)
-	c.Control(frame.TypeStart, 1)
+	startedStream(t, c, 1, "sreply", "", 0)
 	if err := p.waitCause(t); !errors.Is(err, ErrStreaming) {
 		t.Fatalf("Reply returned %v, want ErrStreaming", err)
 	}
