@@ -79,7 +79,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		drainGrace:       fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
 		maxFrame:         fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
 		outbound:         fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
-		handlerMode:      fs.String("handler-mode", "loop", "how the built-in echo and rows run: loop (on the event loop) or goroutine (a worker goroutine per job, like a handler that blocks)"),
+		handlerMode:      fs.String("handler-mode", "loop", "how the built-in echo and rows run: loop (on the event loop) or goroutine (node.Handle: a worker goroutine per job, like a handler that blocks; rows with node.Streaming, so it runs only once STARTed)"),
 		hardLimit:        fs.Int("outbound-hard-limit", 0, "bytes queued per connection, counting frames that cannot wait, before the connection ends with OUTPUT_OVERFLOW (default 2 × -outbound-limit)"),
 		threshold:        fs.Int("compress-threshold", frame.DefaultCompressThreshold, "payloads above this many bytes are S2-compressed when negotiated"),
 		checksum:         fs.Bool("checksum", true, "offer xxhash64 checksums to coordinators"),
