@@ -90,11 +90,12 @@ func (s *session) read() error {
 // themselves on a plaintext connection, RECORDs to open on an encrypted
 // one (a frame may span records).
 type frameReader struct {
-	s       *session
-	wire    frame.Decoder // what is on the socket
-	dec     frame.Decoder // frames (inside records, when encrypted)
-	plain   []byte        // opened and not yet decoded
-	scratch []byte        // decompression
+	s         *session
+	wire      frame.Decoder // what is on the socket
+	dec       frame.Decoder // frames (inside records, when encrypted)
+	plain     []byte        // opened and not yet decoded
+	scratch   []byte        // decompression
+	expansion frame.ExpansionBudget
 }
 
 // record opens one RECORD and dispatches the frames it completes.
@@ -127,7 +128,7 @@ func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error
 func (fr *frameReader) frame(f frame.Frame, rb *readBatch) error {
 	var p []byte
 	var err error
-	p, fr.scratch, err = frame.Payload(f, fr.scratch, fr.s.p.cl.cfg.MaxPayload)
+	p, fr.scratch, err = fr.expansion.Payload(f, fr.scratch, fr.s.p.cl.cfg.MaxPayload)
 	if err != nil {
 		fr.s.sendError(err)
 		return fmt.Errorf("node sent a bad payload: %w", err)

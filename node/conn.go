@@ -32,17 +32,18 @@ type conn struct {
 	remote string
 
 	// Event loop only.
-	phase   phase
-	dec     frame.Decoder
-	hello   []byte // HELLO payload, kept for the MAC check
-	welcome []byte // WELCOME payload as sent
-	scratch []byte // decompression buffer
-	spare   []byte // the output buffer not in use by workers
-	tombs   tombstones
-	need    int             // inbound bytes needed before the next frame is whole
-	partial int             // bytes of an incomplete frame held, counted in the node's partialBytes
-	wakes   []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
-	spawns  []task          // jobs to start then
+	phase     phase
+	dec       frame.Decoder
+	hello     []byte                // HELLO payload, kept for the MAC check
+	welcome   []byte                // WELCOME payload as sent
+	scratch   []byte                // decompression buffer
+	expansion frame.ExpansionBudget // what compressed frames may decode to
+	spare     []byte                // the output buffer not in use by workers
+	tombs     tombstones
+	need      int             // inbound bytes needed before the next frame is whole
+	partial   int             // bytes of an incomplete frame held, counted in the node's partialBytes
+	wakes     []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
+	spawns    []task          // jobs to start then
 
 	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
 	lingerUntil time.Time
@@ -275,7 +276,7 @@ func (c *conn) handle(f frame.Frame) error {
 	}
 	var p []byte
 	var err error
-	p, c.scratch, err = frame.Payload(f, c.scratch, c.n.cfg.MaxPayload)
+	p, c.scratch, err = c.expansion.Payload(f, c.scratch, c.n.cfg.MaxPayload)
 	if err != nil {
 		return err
 	}

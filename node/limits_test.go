@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/rexi-go/rexi/frame"
 )
 
@@ -381,4 +383,45 @@ func TestPartialFramesCapped(t *testing.T) {
 		t.Fatalf("reply of %d bytes", len(f.Payload))
 	}
 	eventually(t, "nothing held", func() bool { return n.Stats().PartialBytes == 0 })
+}
+
+// What a connection's compressed frames decode to is bounded all
+// together (64 times the compressed bytes, plus 32 MiB): one frame that
+// compresses 20 000 times is taken, a stream of them ends the connection
+// with MALFORMED before it costs the node more, and others are served.
+func TestCompressionBombsEndTheConnection(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	good := connect(t, n, 0)
+	c := connect(t, n, frame.FeatureCompression)
+	var enc frame.Encoder
+	dec := frame.Decoder{MaxPayload: 2 << 20}
+	f, _, err := dec.Decode(enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("nosuch"), Args: make([]byte, 1<<20)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Flags, f.Payload = frame.FlagCompressed, s2.Encode(nil, f.Payload) // 1 MiB in a few dozen bytes
+	bomb := frame.AppendRaw(nil, f)
+	c.Write(bomb)
+	if x := parseExit(t, c.Expect(frame.TypeExit, 1)); x.Kind != frame.ExitUnknownHandler {
+		t.Fatalf("EXIT %v, want the one bomb decoded and answered", x.Kind)
+	}
+	for ref := uint64(2); ref <= 40; ref++ {
+		binary.BigEndian.PutUint64(bomb[8:], ref)
+		c.Out = append(c.Out, bomb...)
+	}
+	c.Send()
+	for {
+		g := c.Next()
+		if g.Type == frame.TypeError {
+			if code, _, _ := frame.ParseError(g.Payload); code != frame.CodeMalformed {
+				t.Fatalf("ERROR %v, want MALFORMED", code)
+			}
+			break
+		}
+		if g.Type != frame.TypeExit || g.Ref > 34 {
+			t.Fatalf("%s for ref %d: the budget (32 MiB and 64 times what came) was passed", g.Type, g.Ref)
+		}
+	}
+	good.Doit(1, "echo", "still served")
+	good.Expect(frame.TypeReply, 1)
 }
