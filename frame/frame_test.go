@@ -310,3 +310,23 @@ func TestDoitPayloadLen(t *testing.T) {
 		}
 	}
 }
+
+// A connection's compressed frames may decode, all together, to 64 times
+// the compressed bytes plus 32 MiB: one bomb of any ratio is taken, the
+// ones after it are refused before they are decompressed.
+func TestExpansionBudget(t *testing.T) {
+	bomb := Frame{Type: TypeStream, Ref: 1, Flags: FlagCompressed, Payload: s2.Encode(nil, make([]byte, 16<<20))}
+	var b ExpansionBudget
+	for i := range 2 { // 32 MiB of allowance, and a little credit
+		if p, _, err := b.Payload(bomb, nil, 64<<20); err != nil || len(p) != 16<<20 {
+			t.Fatalf("frame %d: %d bytes, %v; want it decoded", i, len(p), err)
+		}
+	}
+	if _, _, err := b.Payload(bomb, nil, 64<<20); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("third 16 MiB bomb: %v, want ErrMalformed", err)
+	}
+	raw := Frame{Type: TypeStream, Ref: 1, Payload: make([]byte, 100)}
+	if _, _, err := b.Payload(raw, nil, 0); err != nil {
+		t.Fatalf("uncompressed frame after the budget ran out: %v", err)
+	}
+}
