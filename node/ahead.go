@@ -1,10 +1,6 @@
 package node
 
-import (
-	"time"
-
-	"github.com/rexi-go/rexi/frame"
-)
+import "github.com/rexi-go/rexi/frame"
 
 // Rows ahead of the window. A goroutine worker whose window is full does
 // not wait for the ACK at once: up to another window of rows, and the
@@ -67,7 +63,7 @@ func (c *conn) releaseAheadLocked(w *Worker) {
 	}
 	if len(w.aheadFrames) > 0 {
 		if w.done { // a running goroutine dates its own waits (awaitLocked, waitRoom)
-			w.wait, w.waitSince = waitAck, c.n.coarseNow() // a done job's ack timeout counts from here
+			c.awaitAckLocked(w)
 		}
 		return
 	}
@@ -90,11 +86,18 @@ func (c *conn) dropAheadLocked(w *Worker) {
 // finishAheadLocked is run's end for a job that returned with frames
 // still queued: the loop sends them and ends the job. It reports false
 // when nothing is queued. Caller holds c.mu.
-func (c *conn) finishAheadLocked(w *Worker, now time.Time) bool {
+func (c *conn) finishAheadLocked(w *Worker) bool {
 	if len(w.aheadFrames) == 0 {
 		return false
 	}
 	w.done = true
-	w.wait, w.waitSince = waitAck, now.UnixNano()
+	c.awaitAckLocked(w)
 	return true
+}
+
+// awaitAckLocked arms the ack timeout of a done job, which waits in the
+// node for its window to open: the janitor ends it if no ACK comes.
+// Caller holds c.mu.
+func (c *conn) awaitAckLocked(w *Worker) {
+	w.wait, w.waitSince = waitAck, c.n.coarseNow()
 }

@@ -295,17 +295,17 @@ func (c *conn) queueExit(ref uint64, x frame.Exit) {
 func (n *Node) killed(w *Worker) {
 	w.hs.killed.Add(1)
 	n.liveDown(w)
-	switch {
-	case w.src != nil: // a loop job ends here; a goroutine job's run ends its span
+	if w.src != nil { // a loop job ends here
 		w.endSpan(outcomeKilled, nil, ErrKilled)
-	case w.waiting || w.done: // no goroutine: nothing else refers to it
-		w.c.dropAheadLocked(w)
+		return
+	}
+	w.c.dropAheadLocked(w)
+	if w.waiting || w.done { // no goroutine: nothing else refers to it
 		w.endSpan(outcomeKilled, nil, ErrKilled)
 		n.putWorker(w)
-	default:
-		w.c.dropAheadLocked(w)
-		w.stop(ErrKilled)
+		return
 	}
+	w.stop(ErrKilled) // its run ends its span
 }
 
 // run runs one job's handler on a worker goroutine and reports how it ended.
@@ -319,7 +319,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 	c := w.c
 	c.mu.Lock()
 	wasLive := !w.removed
-	if wasLive && !failed && c.finishAheadLocked(w, time.Now()) {
+	if wasLive && !failed && c.finishAheadLocked(w) {
 		c.mu.Unlock()
 		return // the loop sends what the window held back and ends the job: w is the loop's now
 	}
