@@ -376,14 +376,17 @@ func (c *conn) runDeferred() {
 		c.wakes[i] = nil
 	}
 	c.wakes = c.wakes[:0]
-	for i, t := range c.spawns {
+	// The read's jobs go to the pool together: one wake-up for the turn.
+	started := c.spawns[:0]
+	for _, t := range c.spawns {
 		if t.w.jc.Err() == ErrKilled { // CANCEL or KILL_ALL in the same read: out of the table already
 			c.n.unstarted(t.w)
 		} else {
-			c.n.spawn(t)
+			started = append(started, t)
 		}
-		c.spawns[i] = task{}
 	}
+	c.n.pool.submit(started)
+	clear(c.spawns)
 	c.spawns = c.spawns[:0]
 }
 

@@ -139,38 +139,6 @@ type task struct {
 	w  *Worker
 }
 
-// spawn runs t on an idle worker goroutine, or on a new one. It never
-// blocks (it runs on the event loop).
-func (n *Node) spawn(t task) {
-	select {
-	case n.tasks <- t:
-		return
-	default:
-	}
-	n.wg.Add(1)
-	go n.worker(t)
-}
-
-// worker runs tasks until it has been idle while IdleWorkers others were,
-// or the node closes (closing n.tasks, once no loop can spawn any more).
-func (n *Node) worker(t task) {
-	defer n.wg.Done()
-	for {
-		n.run(t.fn, t.w)
-		t = task{}
-		if n.idle.Add(1) > int32(n.cfg.IdleWorkers) {
-			n.idle.Add(-1)
-			return
-		}
-		var ok bool
-		t, ok = <-n.tasks // one channel, no select: Close closes it
-		n.idle.Add(-1)
-		if !ok {
-			return
-		}
-	}
-}
-
 func (c *conn) start(ref uint64) {
 	c.mu.Lock()
 	if w := c.jobs[ref]; w != nil && w.state == stateInitWait {

@@ -49,10 +49,8 @@ type Node struct {
 	errs         *errorRing
 	draining     atomic.Bool
 
-	wg      sync.WaitGroup // worker goroutines
-	workers sync.Pool      // *Worker for goroutine jobs, recycled by run
-	tasks   chan task      // unbuffered: a job handed to an idle worker goroutine; closed by Close
-	idle    atomic.Int32   // worker goroutines waiting on tasks
+	workers sync.Pool // *Worker for goroutine jobs, recycled by run
+	pool    pool      // the goroutines that run them
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -102,8 +100,8 @@ func New(cfg Config) (*Node, error) {
 		booted:   make(chan struct{}),
 		runDone:  make(chan struct{}),
 		connGone: make(chan struct{}, 1),
-		tasks:    make(chan task),
 	}
+	n.pool.n, n.pool.maxIdle = n, cfg.IdleWorkers
 	if cfg.TracerProvider != nil {
 		n.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
@@ -114,7 +112,10 @@ func New(cfg Config) (*Node, error) {
 
 // Handle registers fn under name, replacing any handler of that name. It
 // may be called before or after Start. Only registered handlers can run.
-// Each job runs fn on a worker goroutine of its own.
+// Each job runs fn on a pooled worker goroutine. A handler may block
+// without holding up other jobs: a worker that takes a job while more
+// wait wakes another first. Handlers that return quickly run back to back
+// on the workers already awake, without a goroutine wake-up each.
 func (n *Node) Handle(name string, fn Handler, opts ...HandleOption) {
 	if fn == nil {
 		panic(fmt.Sprintf("node: Handle(%q): nil handler", name))
@@ -220,7 +221,7 @@ func (n *Node) Stats() Stats {
 		s.Panics += hs.Panics
 		s.Deadlines += hs.Deadlines
 	}
-	s.Idle = int64(n.idle.Load())
+	s.Idle = int64(n.pool.idleCount())
 	s.Handshaking = n.handshaking.Load()
 	s.ArgBytes = n.argBytes.Load()
 	s.PartialBytes = n.partialBytes.Load()
@@ -311,8 +312,7 @@ func (n *Node) Close() error {
 	for _, c := range n.connList() { // OnClose normally did this already
 		c.closeAll()
 	}
-	close(n.tasks) // no loop runs any more: idle workers exit
-	n.wg.Wait()
+	n.pool.close() // no loop runs any more: idle workers exit
 	return nil
 }
 

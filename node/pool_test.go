@@ -1,0 +1,85 @@
+package node
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rexi-go/rexi/frame"
+)
+
+// handleBarrier registers "barrier": each job waits until total jobs have
+// started, then replies. It completes only if the node runs that many
+// handlers side by side.
+func handleBarrier(n *Node, total int32) {
+	var arrived atomic.Int32
+	all := make(chan struct{})
+	n.Handle("barrier", func(ctx context.Context, w *Worker) error {
+		if arrived.Add(1) == total {
+			close(all)
+		}
+		select {
+		case <-all:
+			return w.Reply(w.Args())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
+// A read that starts many jobs wakes one worker; the workers wake each
+// other while jobs wait. Handlers that block must still all run at once.
+func TestJobsOfOneReadThatBlockEachGetAWorker(t *testing.T) {
+	const jobs = 64
+	n := startNode(t, newProbe(), nil)
+	handleBarrier(n, jobs)
+	c := connect(t, n, 0)
+	for ref := uint64(1); ref <= jobs; ref++ {
+		c.Out = c.Enc.AppendDoit(c.Out, ref, frame.Doit{Handler: []byte("barrier"), Args: []byte("ok")})
+	}
+	c.Send() // one write: one loop turn starts all of them
+	for range jobs {
+		if f := c.Next(); f.Type != frame.TypeReply {
+			t.Fatalf("got %v for ref %d, want REPLY", f.Type, f.Ref)
+		}
+	}
+	eventually(t, "no job running", func() bool { return n.Stats().Running == 0 })
+}
+
+// After a burst, at most IdleWorkers worker goroutines stay parked.
+func TestIdleWorkersBoundAfterABurst(t *testing.T) {
+	const jobs, idle = 32, 4
+	n := startNode(t, newProbe(), func(cfg *Config) { cfg.IdleWorkers = idle })
+	handleBarrier(n, jobs)
+	c := connect(t, n, 0)
+	for ref := uint64(1); ref <= jobs; ref++ {
+		c.Out = c.Enc.AppendDoit(c.Out, ref, frame.Doit{Handler: []byte("barrier")})
+	}
+	c.Send()
+	for range jobs {
+		if f := c.Next(); f.Type != frame.TypeReply {
+			t.Fatalf("got %v for ref %d, want REPLY", f.Type, f.Ref)
+		}
+	}
+	eventually(t, "idle workers down to the bound", func() bool {
+		s := n.Stats()
+		return s.Running == 0 && s.Idle == idle
+	})
+}
+
+// A job killed while it waited for a worker is released without running.
+func TestPoolSkipsAJobKilledWhileQueued(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	ran := make(chan struct{}, 1)
+	w := n.getWorker()
+	w.jc = &jobContext{wake: w.signal}
+	w.jc.stop(ErrKilled)
+	n.stats.running.Add(1)
+	n.pool.submit([]task{{fn: func(ctx context.Context, w *Worker) error { ran <- struct{}{}; return nil }, w: w}})
+	eventually(t, "the job released", func() bool { return n.Stats().Running == 0 })
+	select {
+	case <-ran:
+		t.Fatal("the killed job's handler ran")
+	default:
+	}
+}
