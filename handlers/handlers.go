@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rexi-go/rexi/node"
@@ -48,7 +49,7 @@ func EchoOnGoroutine(ctx context.Context, w *node.Worker) error { return w.Reply
 // RowsOnGoroutine is Rows for node.Handle: it streams the same rows
 // through Worker.Stream and sends the same LAST.
 func RowsOnGoroutine(ctx context.Context, w *node.Worker) error {
-	src, err := Rows(w.Args(), w.Nonce())
+	src, err := openRows(w.Args())
 	if err != nil {
 		return err
 	}
@@ -136,15 +137,38 @@ func parseRowsSlow(s string) (count, size, start int, err error) {
 // duplicates. Rows are computed as the window opens, on the event loop
 // (node.HandleStream): no goroutine per job.
 func Rows(args, nonce []byte) (node.RowSource, error) {
+	src, err := openRows(args)
+	if err != nil {
+		return nil, err
+	}
+	r, _ := rowSources.Get().(*rowSource)
+	if r == nil {
+		r = new(rowSource)
+	}
+	*r = src
+	return r, nil
+}
+
+// rowSources recycles the sources the node closes when their jobs end.
+var rowSources sync.Pool
+
+func openRows(args []byte) (rowSource, error) {
 	count, size, start, ok := parseRows(args)
 	if !ok {
 		_, _, _, err := ParseRowsArgs(string(args))
-		return nil, err
+		return rowSource{}, err
 	}
-	return &rowSource{next: start, start: start, count: count, size: size}, nil
+	return rowSource{next: start, start: start, count: count, size: size}, nil
 }
 
 type rowSource struct{ next, start, count, size int }
+
+// Close implements io.Closer: the node closes a loop source once its job
+// ended, and never uses it again.
+func (r *rowSource) Close() error {
+	rowSources.Put(r)
+	return nil
+}
 
 func (r *rowSource) Next(dst []byte) ([]byte, bool) {
 	if r.next >= r.count {

@@ -265,6 +265,7 @@ func (n *Node) killed(w *Worker) {
 	n.liveDown(w)
 	if w.src != nil { // a loop job ends here
 		w.endSpan(outcomeKilled, nil, ErrKilled)
+		w.c.releaseLoopLocked(w)
 		return
 	}
 	w.c.dropAheadLocked(w)

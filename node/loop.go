@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"io"
 	"runtime/debug"
 	"time"
 
@@ -26,6 +27,11 @@ type StreamFunc func(args, nonce []byte) (RowSource, error)
 
 // RowSource yields a streaming job's rows, on the event loop, without
 // blocking.
+//
+// A RowSource that also implements io.Closer is closed once its job ends
+// (LAST sent, failed or killed), on the event loop, and never used again:
+// the place to release what it holds (a snapshot, an iterator) or to
+// recycle it. Close must not block; its error is ignored.
 type RowSource interface {
 	// Next appends the next row to dst and returns it, or ok=false when
 	// there are no more rows.
@@ -101,13 +107,15 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 		endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
-	w := &Worker{c: c, ref: ref, handler: h.name, src: src, started: now, span: span, hs: h.stats,
-		state: stateInitWait, wait: waitStart, waitSince: now.UnixNano()}
+	w := c.n.getWorker() // pooled like a goroutine job's; recycled where the job ends (releaseLoopLocked)
+	w.c, w.ref, w.handler, w.src, w.started, w.span, w.hs = c, ref, h.name, src, now, span, h.stats
+	w.state, w.wait, w.waitSince = stateInitWait, waitStart, now.UnixNano()
 	if d.TimeoutMillis > 0 {
 		w.deadline = now.Add(time.Duration(d.TimeoutMillis) * time.Millisecond).UnixNano()
 	}
 	if len(d.Nonce) > 0 {
-		w.nonce = append([]byte(nil), d.Nonce...) // for the error ring
+		w.in = append(w.in[:0], d.Nonce...) // for the error ring
+		w.nonce = w.in
 	}
 	c.jobs[ref] = w
 	c.n.stats.live.Add(1)
@@ -168,6 +176,27 @@ func (c *conn) lastLocked(w *Worker) {
 	c.appendLocked(frame.TypeLast, w.ref, last)
 	c.removeLoopLocked(w)
 	w.endSpan(outcomeLast, nil, nil)
+	c.releaseLoopLocked(w)
+}
+
+// releaseLoopLocked closes an ended loop job's source (if it is an
+// io.Closer) and returns its worker to the pool. Only the job table and
+// the parked list refer to a loop job (its handler never sees the
+// Worker); one still parked is left to the collector, since
+// resumeParkedLocked will look at it. Caller holds c.mu.
+func (c *conn) releaseLoopLocked(w *Worker) {
+	if w.src == nil || !w.removed {
+		return
+	}
+	if cl, ok := w.src.(io.Closer); ok {
+		if stack, err := closeSource(cl); stack != nil {
+			c.n.log.Error("rexi node: a row source panicked in Close", "handler", w.handler, "err", err, "stack", string(stack))
+		}
+	}
+	w.src = nil
+	if !w.parked {
+		c.n.putWorker(w)
+	}
 }
 
 // growRowBuf makes the scratch row as large as the last row needed, so
@@ -234,7 +263,9 @@ func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack [
 	c.kickLocked()           // the janitor may call this off the loop
 	if w.waiting || w.done { // a goroutine job without its goroutine: nothing else refers to it
 		c.n.putWorker(w)
+		return
 	}
+	c.releaseLoopLocked(w)
 }
 
 // exitLoopLocked answers a loop job that failed before it started.
@@ -294,6 +325,15 @@ func moreRows(src RowSource) (more bool, stack []byte, err error) {
 		}
 	}()
 	return m.More(), nil, nil
+}
+
+func closeSource(src io.Closer) (stack []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, stack = fmt.Errorf("panic: %v", r), debug.Stack()
+		}
+	}()
+	return nil, src.Close()
 }
 
 func lastRow(src RowSource, dst []byte) (last, stack []byte, err error) {

@@ -232,3 +232,92 @@ func TestLoopStreamOutboundBoundAndConnectionLoss(t *testing.T) {
 	c.NC.Close()
 	eventually(t, "the loop job killed with its connection", func() bool { return n.Stats().Live == 0 })
 }
+
+// closingRows is a countRows that reports its Close, and fails the test
+// if the node uses it after closing it.
+type closingRows struct {
+	countRows
+	t      *testing.T
+	closed bool
+	done   chan string
+	name   string
+}
+
+func (r *closingRows) Next(dst []byte) ([]byte, bool) {
+	if r.closed {
+		r.t.Errorf("%s: Next after Close", r.name)
+	}
+	return r.countRows.Next(dst)
+}
+
+func (r *closingRows) Close() error {
+	if r.closed {
+		r.t.Errorf("%s: closed twice", r.name)
+	}
+	r.closed = true
+	r.done <- r.name
+	return nil
+}
+
+// A loop source that is an io.Closer is closed once, however its job
+// ends: LAST, a failure, a CANCEL, the connection's loss.
+func TestLoopStreamSourceClosedWhenTheJobEnds(t *testing.T) {
+	n := startLoopNode(t, nil)
+	closed := make(chan string, 8)
+	n.HandleStream("lclose", func(args, nonce []byte) (RowSource, error) {
+		r := &closingRows{t: t, done: closed, name: string(args)}
+		switch r.name {
+		case "last":
+			r.n = 2
+		case "broken":
+			r.n = -1
+		default:
+			r.n = 1000
+		}
+		return r, nil
+	})
+	wantClosed := func(name string) {
+		t.Helper()
+		select {
+		case got := <-closed:
+			if got != name {
+				t.Fatalf("closed %q, want %q", got, name)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("source %q never closed", name)
+		}
+	}
+	c := connect(t, n, 0)
+	c.Doit(1, "lclose", "last")
+	c.Expect(frame.TypeStreamInit, 1)
+	c.Control(frame.TypeStart, 1)
+	c.Expect(frame.TypeStream, 1)
+	c.Expect(frame.TypeStream, 1)
+	c.Expect(frame.TypeLast, 1)
+	wantClosed("last")
+
+	c.Doit(2, "lclose", "broken")
+	c.Expect(frame.TypeStreamInit, 2)
+	c.Control(frame.TypeStart, 2)
+	if x := parseExit(t, c.Expect(frame.TypeExit, 2)); x.Kind != frame.ExitPanic {
+		t.Fatalf("EXIT %v, want panic", x.Kind)
+	}
+	wantClosed("broken")
+
+	c.Doit(3, "lclose", "cancelled")
+	c.Expect(frame.TypeStreamInit, 3)
+	c.Control(frame.TypeStart, 3)
+	c.Expect(frame.TypeStream, 3)
+	c.Control(frame.TypeCancel, 3)
+	wantClosed("cancelled")
+
+	c.Doit(4, "lclose", "dropped")
+	for f := c.Next(); f.Type != frame.TypeStreamInit; f = c.Next() { // job 3's window of rows came first
+		if f.Type != frame.TypeStream || f.Ref != 3 {
+			t.Fatalf("got %v ref %d, want job 3's rows, then STREAM_INIT 4", f.Type, f.Ref)
+		}
+	}
+	c.NC.Close()
+	wantClosed("dropped")
+	eventually(t, "no live job", func() bool { return n.Stats().Live == 0 })
+}
