@@ -151,12 +151,14 @@ var ErrRecord = errors.New("secure: record does not open")
 // Open appends the plaintext of the record f (a decoded RECORD frame;
 // header its 16 header bytes as received) to dst.
 func (o *Opener) Open(dst []byte, header []byte, f frame.Frame) ([]byte, error) {
-	d := o.d // the next key is adopted only once a record opens with it
+	d := &o.d // no copy per record: the nonce it lends the AEAD would move it to the heap
 	switch {
 	case f.Type != frame.TypeRecord:
 		return dst, fmt.Errorf("%w: a %s frame where a RECORD must be", ErrRecord, f.Type)
-	case f.Ref == d.gen+1: // the sender moved to its next key
-		d.rekey()
+	case f.Ref == d.gen+1: // the sender moved to its next key, adopted only once a record opens with it
+		next := o.d
+		next.rekey()
+		d = &next
 	case f.Ref != d.gen:
 		return dst, fmt.Errorf("%w: key generation %d, expected %d", ErrRecord, f.Ref, d.gen)
 	}
@@ -165,7 +167,9 @@ func (o *Opener) Open(dst []byte, header []byte, f frame.Frame) ([]byte, error) 
 		return dst, fmt.Errorf("%w: record %d (key generation %d) fails authentication (forged, corrupted, replayed, reordered or a record missing)", ErrRecord, d.n, d.gen)
 	}
 	d.n++
-	o.d = d
+	if d != &o.d {
+		o.d = *d
+	}
 	return out, nil
 }
 
