@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -153,4 +154,58 @@ func TestCloseKillsAJobAnotherNodeClaimedEnded(t *testing.T) {
 	})
 	co.Close()
 	c.waitLive(t, 0)
+}
+
+// A node whose read holds a good frame for a coordinator and then one
+// that ends the session (a frame only coordinators send, or an ERROR)
+// ends only its session: the reader lets go of the coordinator's inbox
+// (it holds that lock over a run of frames) before it reports the bad
+// frame, so the coordinator still gets its reply and closes.
+func TestBadFrameAfterAGoodOneInOneRead(t *testing.T) {
+	for name, tail := range map[string]func(enc *frame.Encoder, out []byte, ref uint64) []byte{
+		"START": func(enc *frame.Encoder, out []byte, ref uint64) []byte {
+			return enc.AppendEmpty(out, frame.TypeStart, ref)
+		},
+		"ERROR": func(enc *frame.Encoder, out []byte, ref uint64) []byte {
+			return enc.AppendError(out, 0, frame.CodeInternal, "node failing")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, forger, cl := withForger(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+				return tail(enc, enc.Append(nil, frame.TypeReply, doit.Ref, []byte("own")), doit.Ref)
+			})
+			done := make(chan error, 1)
+			go func() { done <- replyThenClose(cl, forger) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(waitFor):
+				t.Fatal("the coordinator is stuck")
+			}
+			eventually(t, "the forger's session ended", func() bool { return cl.Stats().NodeDowns > 0 })
+		})
+	}
+}
+
+// replyThenClose runs one echo job on node and wants its reply.
+func replyThenClose(cl *Client, node string) error {
+	co, err := cl.New(context.Background(), 1)
+	if err != nil {
+		return err
+	}
+	defer co.Close()
+	if _, err := co.Submit(Job{Node: node, Handler: "echo"}); err != nil {
+		return err
+	}
+	var kinds []Kind
+	err = co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		kinds = append(kinds, m.Kind)
+		return false, nil
+	})
+	if err != nil || len(kinds) != 1 || kinds[0] != KindReply {
+		return fmt.Errorf("Recv %v after %v, want the reply", err, kinds)
+	}
+	return nil
 }

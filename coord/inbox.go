@@ -86,6 +86,12 @@ func (b *inbox) push(e entry, payload []byte) { b.pushRow(e, payload) }
 func (b *inbox) pushRow(e entry, payload []byte) (queued, ackNow bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.pushLocked(e, payload)
+}
+
+// pushLocked is pushRow for a caller that holds b.mu (a reader holds it
+// over a run of frames for one coordinator).
+func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	if b.closed {
 		return false, false
 	}

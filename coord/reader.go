@@ -52,6 +52,7 @@ func (s *session) read() error {
 				break
 			}
 			if err != nil {
+				rb.release()
 				s.sendError(err)
 				return fmt.Errorf("node sent a bad frame: %w", err)
 			}
@@ -62,9 +63,11 @@ func (s *session) read() error {
 			}
 			start += used
 			if err != nil {
+				rb.release()
 				return err
 			}
 		}
+		rb.release()
 		s.endBatch(&rb)
 		fr.trim()
 		// Keep the partial frame at the front; grow for a frame larger
@@ -102,6 +105,7 @@ type frameReader struct {
 func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error {
 	var err error
 	if fr.plain, err = fr.s.sess.Recv.Open(fr.plain, header, f); err != nil {
+		rb.release()
 		fr.s.sendError(&frame.ProtocolError{Code: frame.CodeBadRecord, Detail: err.Error()})
 		return fmt.Errorf("node sent a record that does not open: %w", err)
 	}
@@ -112,6 +116,7 @@ func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error
 			break
 		}
 		if err != nil {
+			rb.release()
 			fr.s.sendError(err)
 			return fmt.Errorf("node sent a bad frame: %w", err)
 		}
@@ -130,6 +135,7 @@ func (fr *frameReader) frame(f frame.Frame, rb *readBatch) error {
 	var err error
 	p, fr.scratch, err = fr.expansion.Payload(f, fr.scratch, fr.s.p.cl.cfg.MaxPayload)
 	if err != nil {
+		rb.release()
 		fr.s.sendError(err)
 		return fmt.Errorf("node sent a bad payload: %w", err)
 	}
@@ -153,6 +159,18 @@ type readBatch struct {
 	acks    []refCount // rows acknowledged on receipt, coalesced per ref
 	lastID  uint64     // the coordinator of the previous frame, looked up once
 	last    *state
+	held    *state // whose inbox lock this read holds, over a run of frames for it
+}
+
+// release lets go of the inbox lock a run of frames held. It is called
+// before anything that takes another lock (a session's, the client's
+// registry), which rank before an inbox's, and before the coordinators
+// are woken.
+func (rb *readBatch) release() {
+	if rb.held != nil {
+		rb.held.inbox.mu.Unlock()
+		rb.held = nil
+	}
 }
 
 type refCount struct {
@@ -217,12 +235,14 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		k = KindExit
 	default:
 		err := fmt.Errorf("node sent %s, which only coordinators send", f.Type)
+		rb.release()
 		s.sendError(&frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
 		return err
 	}
 	id := f.Ref >> refSlotBits
 	co := rb.last
 	if co == nil || id != rb.lastID {
+		rb.release()
 		co = s.p.cl.lookup(id)
 		rb.last, rb.lastID = co, id
 	}
@@ -233,7 +253,12 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 	if k == KindLast || k == KindExit {
 		rb.dropAck(f.Ref)
 	}
-	queued, ackNow := co.inbox.pushRow(entry{kind: k, slot: int32(f.Ref & slotMask), sess: s}, p)
+	if rb.held != co { // one lock for the run of frames for co, not one per frame
+		rb.release()
+		co.inbox.mu.Lock()
+		rb.held = co
+	}
+	queued, ackNow := co.inbox.pushLocked(entry{kind: k, slot: int32(f.Ref & slotMask), sess: s}, p)
 	if !queued {
 		s.p.cl.stats.dropped.Add(1)
 		return nil
