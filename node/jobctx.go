@@ -83,6 +83,26 @@ func (c *jobContext) stop(cause error) {
 	}
 }
 
+// end marks the job over once its handler returned, so that whatever the
+// handler left running on ctx stops. Unlike stop it does not signal the
+// worker (its goroutine is the caller) and allocates nothing.
+func (c *jobContext) end() {
+	c.mu.Lock()
+	if c.err.Load() == nil {
+		c.err.Store(&errJobOver)
+		if c.done != nil {
+			close(c.done)
+		}
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+	}
+	c.mu.Unlock()
+}
+
+// errJobOver is the cause of a job context whose handler returned.
+var errJobOver = context.Canceled
+
 // startDeadline arms the DOIT deadline.
 func (c *jobContext) startDeadline(at time.Time) {
 	c.deadline = at

@@ -283,7 +283,7 @@ func (n *Node) run(fn Handler, w *Worker) {
 	n.stats.running.Add(-1)
 	w.hs.rows.Add(w.rows % rowsPerCount) // the rows Stream did not count yet; only this goroutine writes w.rows
 	cause := w.jc.Err()
-	w.jc.stop(context.Canceled) // the job is over: whatever the handler left running on ctx stops
+	w.jc.end() // the job is over: whatever the handler left running on ctx stops
 	x, failed := exitFor(cause, panicked, stack, err)
 	c := w.c
 	c.mu.Lock()

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rexi-go/rexi/frame"
 )
@@ -81,5 +83,30 @@ func TestPoolSkipsAJobKilledWhileQueued(t *testing.T) {
 	case <-ran:
 		t.Fatal("the killed job's handler ran")
 	default:
+	}
+}
+
+// A job's context ends when its handler returns: what the handler left
+// running on it stops, with context.Canceled.
+func TestJobContextEndsWhenTheHandlerReturns(t *testing.T) {
+	n := startNode(t, newProbe(), nil)
+	left := make(chan error, 1)
+	n.Handle("leave", func(ctx context.Context, w *Worker) error {
+		go func() {
+			<-ctx.Done()
+			left <- ctx.Err()
+		}()
+		return w.Reply(nil)
+	})
+	c := connect(t, n, 0)
+	c.Doit(1, "leave", "")
+	c.Expect(frame.TypeReply, 1)
+	select {
+	case err := <-left:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("ctx.Err() %v, want context.Canceled", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the handler's context never ended")
 	}
 }
