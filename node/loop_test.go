@@ -288,26 +288,17 @@ func TestLoopStreamSourceClosedWhenTheJobEnds(t *testing.T) {
 		}
 	}
 	c := connect(t, n, 0)
-	c.Doit(1, "lclose", "last")
-	c.Expect(frame.TypeStreamInit, 1)
-	c.Control(frame.TypeStart, 1)
-	c.Expect(frame.TypeStream, 1)
-	c.Expect(frame.TypeStream, 1)
+	startedStream(t, c, 1, "lclose", "last", 2)
 	c.Expect(frame.TypeLast, 1)
 	wantClosed("last")
 
-	c.Doit(2, "lclose", "broken")
-	c.Expect(frame.TypeStreamInit, 2)
-	c.Control(frame.TypeStart, 2)
+	startedStream(t, c, 2, "lclose", "broken", 0)
 	if x := parseExit(t, c.Expect(frame.TypeExit, 2)); x.Kind != frame.ExitPanic {
 		t.Fatalf("EXIT %v, want panic", x.Kind)
 	}
 	wantClosed("broken")
 
-	c.Doit(3, "lclose", "cancelled")
-	c.Expect(frame.TypeStreamInit, 3)
-	c.Control(frame.TypeStart, 3)
-	c.Expect(frame.TypeStream, 3)
+	startedStream(t, c, 3, "lclose", "cancelled", 1)
 	c.Control(frame.TypeCancel, 3)
 	wantClosed("cancelled")
 
