@@ -32,6 +32,14 @@ func (p *pool) submit(ts []task) {
 		return
 	}
 	p.mu.Lock()
+	// A queue that never empties would otherwise grow its array by every
+	// job it ever took: move the waiting jobs to the front instead, once
+	// at least half of the array has been taken.
+	if live := len(p.queue) - p.head; len(p.queue)+len(ts) > cap(p.queue) && p.head >= live {
+		copy(p.queue, p.queue[p.head:])
+		clear(p.queue[live:]) // the moved tasks' old slots still point at workers
+		p.queue, p.head = p.queue[:live], 0
+	}
 	p.queue = append(p.queue, ts...)
 	if !p.waking {
 		p.wakeLocked()
