@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // handleBarrier registers "barrier": each job waits until total jobs have
@@ -109,4 +111,40 @@ func TestJobContextEndsWhenTheHandlerReturns(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("the handler's context never ended")
 	}
+}
+
+// panickyTracer's job spans panic when they end: a user's tracer is code
+// the node calls on its event loop.
+type panickyProvider struct{ noop.TracerProvider }
+
+func (panickyProvider) Tracer(string, ...trace.TracerOption) trace.Tracer { return panickyTracer{} }
+
+type panickyTracer struct{ noop.Tracer }
+
+func (panickyTracer) Start(ctx context.Context, _ string, _ ...trace.SpanStartOption) (context.Context, trace.Span) {
+	return ctx, panickySpan{}
+}
+
+type panickySpan struct{ noop.Span }
+
+func (panickySpan) End(...trace.SpanEndOption) { panic("span end broke") }
+
+// A tracer whose spans panic as they end (user code, run on the event
+// loop and where the node cleans up) neither ends the connection nor
+// loses a job: here, jobs killed in the read that started them.
+func TestTracerPanicEndingASpanIsContained(t *testing.T) {
+	n := startNode(t, newProbe(), func(cfg *Config) { cfg.TracerProvider = panickyProvider{} })
+	c := connect(t, n, 0)
+	for ref := uint64(1); ref <= 4; ref++ {
+		c.Out = c.Enc.AppendDoit(c.Out, ref, frame.Doit{Handler: []byte("block")})
+		if ref%2 == 1 {
+			c.Out = c.Enc.AppendEmpty(c.Out, frame.TypeCancel, ref)
+		}
+	}
+	c.Send()
+	eventually(t, "jobs 2 and 4 running", func() bool { s := n.Stats(); return s.Live == 2 && s.Running == 2 })
+	c.KillAll(2, 4)
+	eventually(t, "every job released", func() bool { s := n.Stats(); return s.Live == 0 && s.Running == 0 })
+	c.Doit(5, "echo", "still here")
+	c.Expect(frame.TypeReply, 5)
 }

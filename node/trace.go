@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/rexi-go/rexi/frame"
 	"go.opentelemetry.io/otel/attribute"
@@ -60,11 +61,19 @@ func (w *Worker) endSpan(outcome string, exit *frame.Exit, cause error) {
 	}
 }
 
-// endSpan records how a job ended and ends its span (nil: untraced).
+// endSpan records how a job ended and ends its span (nil: untraced). The
+// span is the user's tracer's code, called on the event loop and from
+// places that clean up after a failure: a panic in it is logged, not let
+// loose, so that accounting around it stays whole.
 func endSpan(span trace.Span, outcome string, rows uint64, exit *frame.Exit, cause error) {
 	if span == nil {
 		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			slog.Error("rexi node: the tracer panicked ending a job span", "panic", fmt.Sprint(r))
+		}
+	}()
 	span.SetAttributes(attribute.String("rexi.outcome", outcome), attribute.Int64("rexi.rows", int64(rows)))
 	switch {
 	case exit != nil:
