@@ -49,21 +49,30 @@ func Handler(c Counter) http.Handler {
 			from, _ := strconv.ParseInt(q.Get("from"), 10, 64)
 			ctx, cancel := context.WithTimeout(r.Context(), wait)
 			defer cancel()
+			armed := time.Now()
 			base := c.Started() // before the headers: the caller submits once it has them
 			w.WriteHeader(http.StatusOK)
 			_ = http.NewResponseController(w).Flush()
 			t := time.NewTicker(time.Millisecond) // the rise is not what is timed
+			defer t.Stop()
 			for c.Started()-base < from && ctx.Err() == nil {
 				select {
 				case <-t.C:
 				case <-ctx.Done():
 				}
 			}
-			t.Stop()
-			if c.WaitNoLive(ctx) == nil {
-				if at, ok := c.IdleSince(); ok {
+			// A node counts a worker started a moment before it counts it
+			// live: seen in between, "none live" is not the end of these
+			// workers, and the instant the node last had none is an earlier
+			// one. Only an instant after the watch was armed answers.
+			for ctx.Err() == nil && c.WaitNoLive(ctx) == nil {
+				if at, ok := c.IdleSince(); ok && !at.Before(armed) {
 					fmt.Fprintln(w, c.Live(), at.UnixNano())
 					return
+				}
+				select {
+				case <-t.C:
+				case <-ctx.Done():
 				}
 			}
 		}

@@ -86,10 +86,11 @@ func newClient(t *testing.T, token string, useTLS bool) *AdminClient {
 func TestWatchWithTokenAndTLS(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) {
-			idle := time.Unix(0, 1234567890)
-			node := &counter{idle: idle}
+			node := &counter{idle: time.Unix(0, 1234567890)}
 			g := serveGuarded(t, node, "tok", useTLS)
 			wait := NewWatcher(newClient(t, "tok", useTLS), []string{g.addr()}).Watch(context.Background(), time.Minute)
+			idle := time.Now()
+			node.idle = idle
 			node.started.Add(1) // a worker came and went after the watch was armed
 			left, zero, err := wait()
 			if err != nil || left != 0 || !zero.Equal(idle) {
@@ -159,5 +160,53 @@ func TestReadAdminToken(t *testing.T) {
 	}
 	if _, err := ReadAdminToken(filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("a missing token file: no error")
+	}
+}
+
+// stagedCounter is a node that counts a worker started before it counts
+// it live, as a real node does, and tells the test when /live asks it
+// for the instant it last had none.
+type stagedCounter struct {
+	live, started atomic.Int64
+	idle          atomic.Int64 // unix ns
+	asked         chan struct{}
+}
+
+func (c *stagedCounter) Live() int64    { return c.live.Load() }
+func (c *stagedCounter) Started() int64 { return c.started.Load() }
+func (c *stagedCounter) WaitNoLive(ctx context.Context) error {
+	for c.live.Load() != 0 {
+		select {
+		case <-time.After(100 * time.Microsecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+func (c *stagedCounter) IdleSince() (time.Time, bool) {
+	select {
+	case c.asked <- struct{}{}:
+	default:
+	}
+	return time.Unix(0, c.idle.Load()), c.live.Load() == 0
+}
+
+// A watch that sees a worker started but not yet live does not take the
+// node's earlier "none live" instant for the end of the new workers.
+func TestWatchWaitsForWorkersCountedStartedNotYetLive(t *testing.T) {
+	node := &stagedCounter{asked: make(chan struct{}, 1)}
+	node.idle.Store(time.Now().Add(-time.Hour).UnixNano()) // the previous trial's end
+	g := serveGuarded(t, node, "tok", false)
+	wait := NewWatcher(newClient(t, "tok", false), []string{g.addr()}).Watch(context.Background(), time.Minute)
+	node.started.Add(1) // started, not yet live
+	<-node.asked        // /live looked in between
+	node.live.Add(1)
+	end := time.Now()
+	node.idle.Store(end.UnixNano())
+	node.live.Add(-1)
+	left, zero, err := wait()
+	if err != nil || left != 0 || !zero.Equal(time.Unix(0, end.UnixNano())) {
+		t.Fatalf("wait: %d live, zero at %v, %v; want 0, %v, nil", left, zero, err, end)
 	}
 }
