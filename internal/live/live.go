@@ -64,9 +64,10 @@ func Handler(c Counter) http.Handler {
 			// A node counts a worker started a moment before it counts it
 			// live: seen in between, "none live" is not the end of these
 			// workers, and the instant the node last had none is an earlier
-			// one. Only an instant after the watch was armed answers.
+			// one. Once a worker started after the watch was armed, only an
+			// instant after the arming answers.
 			for ctx.Err() == nil && c.WaitNoLive(ctx) == nil {
-				if at, ok := c.IdleSince(); ok && !at.Before(armed) {
+				if at, ok := c.IdleSince(); ok && (!at.Before(armed) || c.Started() == base) {
 					fmt.Fprintln(w, c.Live(), at.UnixNano())
 					return
 				}

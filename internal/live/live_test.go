@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -208,5 +209,26 @@ func TestWatchWaitsForWorkersCountedStartedNotYetLive(t *testing.T) {
 	left, zero, err := wait()
 	if err != nil || left != 0 || !zero.Equal(time.Unix(0, end.UnixNano())) {
 		t.Fatalf("wait: %d live, zero at %v, %v; want 0, %v, nil", left, zero, err, end)
+	}
+}
+
+// A watch that waits for no new worker (from=0) on a node with none live
+// answers at once, with the instant the node last had one.
+func TestWatchWithoutNewWorkersAnswersAtOnce(t *testing.T) {
+	idle := time.Now().Add(-time.Hour)
+	g := serveGuarded(t, &counter{idle: idle}, "tok", false)
+	c := newClient(t, "tok", false)
+	req, err := c.NewRequest(context.Background(), http.MethodGet, g.addr(), "/live?wait=1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ans := parseLive(string(b)); ans.live != 0 || !ans.zero.Equal(time.Unix(0, idle.UnixNano())) {
+		t.Fatalf("answer %q, want 0 live since %v", b, idle)
 	}
 }
