@@ -64,40 +64,35 @@ func (c *jobContext) Value(key any) any {
 
 // stop cancels the job with cause, once, and wakes its worker.
 func (c *jobContext) stop(cause error) {
-	c.mu.Lock()
-	if c.err.Load() != nil {
-		c.mu.Unlock()
-		return
-	}
-	c.err.Store(&cause)
-	if c.done != nil {
-		close(c.done)
-	}
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.cancel(&cause) {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // end marks the job over once its handler returned, so that whatever the
 // handler left running on ctx stops. Unlike stop it does not signal the
 // worker (its goroutine is the caller) and allocates nothing.
-func (c *jobContext) end() {
+func (c *jobContext) end() { c.cancel(&errJobOver) }
+
+// cancel sets the context's cause unless one is set, and reports whether
+// it did.
+func (c *jobContext) cancel(cause *error) bool {
 	c.mu.Lock()
-	if c.err.Load() == nil {
-		c.err.Store(&errJobOver)
-		if c.done != nil {
-			close(c.done)
-		}
-		if c.timer != nil {
-			c.timer.Stop()
-		}
+	defer c.mu.Unlock()
+	if c.err.Load() != nil {
+		return false
 	}
-	c.mu.Unlock()
+	c.err.Store(cause)
+	if c.done != nil {
+		close(c.done)
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	return true
 }
 
 // errJobOver is the cause of a job context whose handler returned.
