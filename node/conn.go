@@ -44,7 +44,6 @@ type conn struct {
 	partial   int             // bytes of an incomplete frame held, counted in the node's partialBytes
 	wakes     []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
 	spawns    []task          // jobs to start then
-	started   []task          // of those, the ones runDeferred hands to the pool
 
 	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
 	lingerUntil time.Time
@@ -378,44 +377,36 @@ func (c *conn) runDeferred() {
 	}
 	c.wakes = c.wakes[:0]
 	// The read's jobs go to the pool together: one wake-up for the turn.
-	// Each entry is cleared as it is dealt with, so that dropDeferred,
-	// after a panic here (a user tracer's span.End), sees each job once.
-	for i, t := range c.spawns {
-		c.spawns[i] = task{}
+	started := c.spawns[:0]
+	for _, t := range c.spawns {
 		if t.w.jc.Err() == ErrKilled { // CANCEL or KILL_ALL in the same read: out of the table already
 			c.n.unstarted(t.w)
 		} else {
-			c.started = append(c.started, t)
+			started = append(started, t)
 		}
 	}
+	c.n.pool.submit(started)
+	clear(c.spawns)
 	c.spawns = c.spawns[:0]
-	c.n.pool.submit(c.started)
-	clear(c.started)
-	c.started = c.started[:0]
 }
 
 // dropDeferred releases the jobs this read accepted but did not start,
 // because the read failed and the connection is ending: each is killed
 // before its handler ever runs. Event loop only.
 func (c *conn) dropDeferred() {
-	for _, list := range []*[]task{&c.spawns, &c.started} {
-		for i, t := range *list {
-			(*list)[i] = task{}
-			w := t.w
-			if w == nil { // runDeferred dealt with it before it panicked
-				continue
-			}
-			c.mu.Lock()
-			if !w.removed {
-				delete(c.jobs, w.ref)
-				w.removed = true
-				c.n.killed(w)
-			}
-			c.mu.Unlock()
-			c.n.unstarted(w)
+	for i, t := range c.spawns {
+		w := t.w
+		c.mu.Lock()
+		if !w.removed {
+			delete(c.jobs, w.ref)
+			w.removed = true
+			c.n.killed(w)
 		}
-		*list = (*list)[:0]
+		c.mu.Unlock()
+		c.n.unstarted(w)
+		c.spawns[i] = task{}
 	}
+	c.spawns = c.spawns[:0]
 }
 
 // unstarted recycles a killed job's worker whose handler never started.
