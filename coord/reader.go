@@ -52,8 +52,7 @@ func (s *session) read() error {
 				break
 			}
 			if err != nil {
-				rb.release()
-				s.sendError(err)
+				s.refuse(&rb, err)
 				return fmt.Errorf("node sent a bad frame: %w", err)
 			}
 			if s.sess != nil {
@@ -105,8 +104,7 @@ type frameReader struct {
 func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error {
 	var err error
 	if fr.plain, err = fr.s.sess.Recv.Open(fr.plain, header, f); err != nil {
-		rb.release()
-		fr.s.sendError(&frame.ProtocolError{Code: frame.CodeBadRecord, Detail: err.Error()})
+		fr.s.refuse(rb, &frame.ProtocolError{Code: frame.CodeBadRecord, Detail: err.Error()})
 		return fmt.Errorf("node sent a record that does not open: %w", err)
 	}
 	off := 0
@@ -116,8 +114,7 @@ func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error
 			break
 		}
 		if err != nil {
-			rb.release()
-			fr.s.sendError(err)
+			fr.s.refuse(rb, err)
 			return fmt.Errorf("node sent a bad frame: %w", err)
 		}
 		off += n
@@ -135,8 +132,7 @@ func (fr *frameReader) frame(f frame.Frame, rb *readBatch) error {
 	var err error
 	p, fr.scratch, err = fr.expansion.Payload(f, fr.scratch, fr.s.p.cl.cfg.MaxPayload)
 	if err != nil {
-		rb.release()
-		fr.s.sendError(err)
+		fr.s.refuse(rb, err)
 		return fmt.Errorf("node sent a bad payload: %w", err)
 	}
 	return fr.s.dispatch(f, p, rb)
@@ -171,6 +167,14 @@ func (rb *readBatch) release() {
 		rb.held.inbox.mu.Unlock()
 		rb.held = nil
 	}
+}
+
+// refuse sends ERROR{err} to the node, whose read is ending. It lets go
+// of the inbox lock first: sending takes the session's lock, which ranks
+// before an inbox's.
+func (s *session) refuse(rb *readBatch, err error) {
+	rb.release()
+	s.sendError(err)
 }
 
 type refCount struct {
@@ -235,8 +239,7 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		k = KindExit
 	default:
 		err := fmt.Errorf("node sent %s, which only coordinators send", f.Type)
-		rb.release()
-		s.sendError(&frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
+		s.refuse(rb, &frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
 		return err
 	}
 	id := f.Ref >> refSlotBits
