@@ -30,6 +30,7 @@ func (s *session) read() error {
 	var rb readBatch
 	start, end := 0, 0
 	var armed time.Time // when the read deadline was last pushed back
+	sock := newSockReader(s)
 	for {
 		// Re-arming the deadline costs a timer update: do it every 1/8 of
 		// the timeout, so silence is detected after 7/8 to 8/8 of it.
@@ -37,7 +38,7 @@ func (s *session) read() error {
 			_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
 			armed = now
 		}
-		n, err := conn.Read(buf[end:])
+		n, err := sock.Read(buf[end:])
 		end += n
 		if err != nil {
 			var ne net.Error
