@@ -64,15 +64,18 @@ type Coordinator struct {
 // the reaper's callbacks point here, never at the Coordinator handle, so
 // that an abandoned handle becomes unreachable and its cleanup runs.
 type state struct {
-	cl       *Client
-	id       uint64
-	ctx      context.Context // ends with New's ctx, a bound ctx, or Close
-	cancel   context.CancelCauseFunc
-	binds    []func() bool // AfterFunc stops of Bind
-	table    *reaper.Table
-	inbox    inbox
-	slots    []slot
-	open     int        // slots not finished
+	cl     *Client
+	id     uint64
+	ctx    context.Context // ends with New's ctx, a bound ctx, or Close
+	cancel context.CancelCauseFunc
+	binds  []func() bool // AfterFunc stops of Bind
+	table  *reaper.Table
+	inbox  inbox
+	slots  []slot
+	open   int // slots not finished
+	// finished lists slots finished since the reaper's table was last
+	// told (flushFinished): one table lock per batch, not one per job.
+	finished []int
 	sessions []*session // sessions that list this coordinator for their loss sweep
 	stopCtx  func() bool
 	closed   bool
@@ -93,6 +96,7 @@ type state struct {
 	// smallCluster nodes: no allocation per fan-out for them.
 	sessArr, pushArr, submitArr [smallCluster]*session
 	submitNArr                  [smallCluster]int32
+	finishedArr                 [64]int
 
 	span  trace.Span        // the fan-out's span; nil without tracing
 	trace frame.TraceParent // its context, carried by every DOIT
@@ -120,6 +124,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 	}
 	s.sessions, s.pushes = s.sessArr[:0], s.pushArr[:0]
 	s.submitN, s.submitS = s.submitNArr[:0], s.submitArr[:0]
+	s.finished = s.finishedArr[:0]
 	s.inbox.signal = make(chan struct{}, 1)
 	s.pair = batchPool.Get().(*batchPair)
 	s.inbox.cur, s.spare = s.pair.a, s.pair.b
@@ -237,8 +242,8 @@ func (s *state) absorbFinals() {
 	s.inbox.mu.Lock()
 	collect(s.inbox.cur)
 	s.inbox.mu.Unlock()
-	// Finished after the inbox lock is let go: finish takes the reaper
-	// table's lock, which is taken before a session's, which is taken
+	// Finished after the inbox lock is let go: telling the reaper's table
+	// takes its lock, which is taken before a session's, which is taken
 	// before an inbox's (submit).
 	for _, e := range finals {
 		if int(e.slot) >= len(s.slots) {
@@ -254,6 +259,7 @@ func (s *state) absorbFinals() {
 		}
 		s.finish(e.slot, st)
 	}
+	s.flushFinished() // before the table fires or closes
 }
 
 // Len is the number of jobs submitted so far.
@@ -320,18 +326,20 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	// which session its DOIT goes to.
 	for i := range jobs {
 		k := s.submitNode(m, &jobs[i])
-		ni, sess := s.submitN[k], s.submitS[k]
-		idx := int32(len(s.slots))
-		var target reaper.Target
-		if sess != nil {
-			target = sess
-		}
-		if s.table.Add(target, s.ref(idx)) < 0 {
-			return 0, fmt.Errorf("coord: submit: coordinator already reaped: %w", context.Cause(s.ctx))
-		}
-		s.slots = append(s.slots, slot{node: int32(ni), sess: sess, rng: jobs[i].Range})
-		s.open++
+		s.slots = append(s.slots, slot{node: s.submitN[k], sess: s.submitS[k], rng: jobs[i].Range})
 	}
+	added := s.table.AddN(len(jobs), func(i int) (reaper.Target, uint64) {
+		idx := int32(first + i)
+		if sess := s.slots[idx].sess; sess != nil {
+			return sess, s.ref(idx)
+		}
+		return nil, s.ref(idx)
+	})
+	if added < 0 {
+		s.slots = s.slots[:first]
+		return 0, fmt.Errorf("coord: submit: coordinator already reaped: %w", context.Cause(s.ctx))
+	}
+	s.open += len(jobs)
 	// 2. Only then send, batched per node.
 	failed := false
 	for k, ni := range s.submitN {

@@ -94,6 +94,7 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 			idleTimer.Reset(opts.MessageTimeout)
 		}
 		n, done, err := s.dispatch(b, handle)
+		s.flushFinished()
 		if s.closed {
 			// Close ran inside the callback and released the coordinator:
 			// b stays this loop's and goes to the garbage collector.
@@ -208,7 +209,20 @@ func (s *state) finish(i int32, st slotState) {
 	s.open--
 	s.slots[i].st = st
 	s.slots[i].unacked = 0 // nobody is waiting for that ACK any more
-	s.table.Finish(int(i))
+	s.finished = append(s.finished, int(i))
+	if len(s.finished) == cap(s.finished) {
+		s.flushFinished()
+	}
+}
+
+// flushFinished tells the reaper's table which jobs finished, so that
+// KILL_ALL leaves them out. Until it does, a firing table names them too,
+// which the node answers with a tombstone each, and nothing else.
+func (s *state) flushFinished() {
+	if len(s.finished) > 0 {
+		s.table.Finish(s.finished...)
+		s.finished = s.finished[:0]
+	}
 }
 
 func (s *state) exitError(i int32, p []byte) error {

@@ -32,22 +32,35 @@ type Table struct {
 // sent) is recorded as finished. Adding to a table that was already fired
 // or closed returns -1: the caller must not send that DOIT.
 func (t *Table) Add(target Target, ref uint64) int {
+	return t.AddN(1, func(int) (Target, uint64) { return target, ref })
+}
+
+// AddN is Add for the n pairs pair(0) … pair(n-1), under one lock (a
+// fan-out adds hundreds at once); it returns the index of the first.
+func (t *Table) AddN(n int, pair func(i int) (Target, uint64)) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != armed {
 		return -1
 	}
-	t.targets = append(t.targets, target)
-	t.refs = append(t.refs, ref)
-	t.finished = append(t.finished, target == nil)
-	return len(t.refs) - 1
+	first := len(t.refs)
+	for i := range n {
+		target, ref := pair(i)
+		t.targets = append(t.targets, target)
+		t.refs = append(t.refs, ref)
+		t.finished = append(t.finished, target == nil)
+	}
+	return first
 }
 
-// Finish marks pair i as known finished (its final message or EXIT
-// arrived, or its connection was lost): it is left out of KILL_ALL.
-func (t *Table) Finish(i int) {
+// Finish marks the pairs at idx as known finished (their final message or
+// EXIT arrived, or their connection was lost): they are left out of
+// KILL_ALL. One lock for them all, so callers batch.
+func (t *Table) Finish(idx ...int) {
 	t.mu.Lock()
-	t.finished[i] = true
+	for _, i := range idx {
+		t.finished[i] = true
+	}
 	t.mu.Unlock()
 }
 
