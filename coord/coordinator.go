@@ -300,33 +300,14 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	// a node is looked up in the membership once, not once per job.
 	m := s.cl.members.Load() // one view of the membership for the whole Submit
 	s.submitN, s.submitS = s.submitN[:0], s.submitS[:0]
+	// 1. Fill the table (validating each job; any error refuses the lot):
+	// from here on the reaper knows every job, and which session its DOIT
+	// goes to.
 	for i := range jobs {
-		j := &jobs[i]
-		if err := s.check(j); err != nil {
+		if err := s.submitSlot(m, &jobs[i], i); err != nil {
+			s.slots = s.slots[:first]
 			return 0, err
 		}
-		k := s.submitNode(m, j)
-		if k < 0 {
-			ni, ok := m.index[j.Node]
-			if !ok || m.peers[ni].removed() {
-				return 0, fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
-			}
-			k = len(s.submitN)
-			s.submitN, s.submitS = append(s.submitN, int32(ni)), append(s.submitS, m.peers[ni].current())
-		}
-		// A job its node can never take is the caller's bug: refuse the lot.
-		if sess := s.submitS[k]; sess != nil {
-			if n := sess.doitLen(s, j); n > sess.peerMax {
-				return 0, fmt.Errorf("coord: submit: job %d's DOIT payload is %d bytes, over node %s's max_payload of %d: %w",
-					i, n, j.Node, sess.peerMax, ErrJobTooLarge)
-			}
-		}
-	}
-	// 1. Fill the table: from here on the reaper knows every job, and
-	// which session its DOIT goes to.
-	for i := range jobs {
-		k := s.submitNode(m, &jobs[i])
-		s.slots = append(s.slots, slot{node: s.submitN[k], sess: s.submitS[k], rng: jobs[i].Range})
 	}
 	added := s.table.AddN(len(jobs), func(i int) (reaper.Target, uint64) {
 		idx := int32(first + i)
@@ -369,6 +350,33 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	}
 	s.pushQueued()
 	return first, nil
+}
+
+// submitSlot checks job i of a Submit, finds its node's session and
+// appends its slot.
+func (s *state) submitSlot(m *membership, j *Job, i int) error {
+	if err := s.check(j); err != nil {
+		return err
+	}
+	k := s.submitNode(m, j)
+	if k < 0 {
+		ni, ok := m.index[j.Node]
+		if !ok || m.peers[ni].removed() {
+			return fmt.Errorf("%w: %q", ErrUnknownNode, j.Node)
+		}
+		k = len(s.submitN)
+		s.submitN, s.submitS = append(s.submitN, int32(ni)), append(s.submitS, m.peers[ni].current())
+	}
+	// A job its node can never take is the caller's bug: refuse the lot.
+	sess := s.submitS[k]
+	if sess != nil {
+		if n := sess.doitLen(s, j); n > sess.peerMax {
+			return fmt.Errorf("coord: submit: job %d's DOIT payload is %d bytes, over node %s's max_payload of %d: %w",
+				i, n, j.Node, sess.peerMax, ErrJobTooLarge)
+		}
+	}
+	s.slots = append(s.slots, slot{node: s.submitN[k], sess: sess, rng: j.Range})
+	return nil
 }
 
 // submitNode is j's position in s.submitN, or -1. A Submit names a few

@@ -142,11 +142,11 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 		s.coords[co] = struct{}{}
 	}
 	for i := range jobs {
-		j := &jobs[i]
-		if j.Node != s.p.addr {
-			continue
-		}
 		idx := int32(first + i)
+		if co.slots[idx].sess != s {
+			continue // another node's job (Submit set each slot's session)
+		}
+		j := &jobs[i]
 		if s.closed || s.retiring { // lost or removed since Submit looked: the sweep will not include co
 			cause := s.cause
 			if s.retiring {
