@@ -41,6 +41,7 @@ type conn struct {
 	spare     []byte                // the output buffer not in use by workers
 	tombs     tombstones
 	need      int             // inbound bytes needed before the next frame is whole
+	readAt    time.Time       // when this read began: the clock of its frames, read once per read, not per DOIT
 	partial   int             // bytes of an incomplete frame held, counted in the node's partialBytes
 	wakes     []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
 	spawns    []task          // jobs to start then
@@ -120,8 +121,9 @@ func (c *conn) traffic() (action gnet.Action) {
 		return c.fail(ce)
 	}
 	inbound := c.gc.InboundBuffered()
+	c.readAt = time.Now()
 	if inbound > 0 {
-		c.lastRecv.Store(time.Now().UnixNano()) // not the janitor's clock, which may lag: liveness must never be judged early
+		c.lastRecv.Store(c.readAt.UnixNano()) // not the janitor's clock, which may lag: liveness must never be judged early
 	}
 	if inbound < c.need {
 		if err := c.holdPartial(inbound + len(c.plain)); err != nil {

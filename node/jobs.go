@@ -18,7 +18,7 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 	if ref == 0 {
 		return newConnError(frame.CodeUnexpected, "DOIT with ref 0")
 	}
-	now := time.Now()
+	now := c.readAt
 	if c.tombs.take(ref, now) {
 		c.n.stats.tombstoned.Add(1)
 		return nil
@@ -193,7 +193,7 @@ func (c *conn) kill(ref uint64) {
 
 // killAll kills the listed live jobs and tombstones the rest.
 func (c *conn) killAll(refs frame.RefList) {
-	now := time.Now()
+	now := c.readAt
 	c.mu.Lock()
 	for i := 0; i < refs.Len(); i++ {
 		ref := refs.At(i)
@@ -400,6 +400,9 @@ func (n *Node) countExit(x frame.Exit, hs *handlerCounters, handler string, nonc
 func (n *Node) liveDown(w *Worker) {
 	w.c.releaseArgs(w)
 	w.hs.live.Add(-1)
+	if w.src != nil { // a loop job: the rows pumpLocked did not count yet
+		w.hs.rows.Add(w.rows % rowsPerCount)
+	}
 	if n.stats.live.Add(-1) != 0 {
 		return
 	}

@@ -159,9 +159,11 @@ func (c *conn) pumpLocked(w *Worker) {
 		}
 		c.growRowBuf(len(row))
 		c.appendLocked(frame.TypeStream, w.ref, row)
-		w.hs.rows.Add(1)
 		w.unacked++
 		w.rows++
+		if w.rows%rowsPerCount == 0 { // the rest when the job ends (liveDown)
+			w.hs.rows.Add(rowsPerCount)
+		}
 	}
 }
 

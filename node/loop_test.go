@@ -191,8 +191,19 @@ func TestLoopStreamKilledAndTimedOut(t *testing.T) {
 	if x := parseExit(t, c.Expect(frame.TypeExit, 6)); x.Kind != frame.ExitPanic {
 		t.Fatalf("EXIT kind %v, want panic", x.Kind)
 	}
+	c.Doit(7, "lrows", "100") // killed after a window of rows
+	c.Expect(frame.TypeStreamInit, 7)
+	c.Control(frame.TypeStart, 7)
+	for i := 0; i < 5; i++ {
+		c.Expect(frame.TypeStream, 7)
+	}
+	c.Control(frame.TypeCancel, 7)
+	c.Doit(8, "lecho", "after") // the CANCEL is handled before this
+	c.Expect(frame.TypeReply, 8)
 	s := n.Stats()
-	if s.Killed != 2 || s.Tombstoned != 1 || s.InitTimeouts == 0 || s.AckTimeouts != 1 || s.Live != 0 {
+	// Rows are counted however a loop job ends: 5 before the ack timeout,
+	// 5 before the CANCEL.
+	if s.Killed != 3 || s.Tombstoned != 1 || s.InitTimeouts == 0 || s.AckTimeouts != 1 || s.Live != 0 || s.Streamed != 10 {
 		t.Fatalf("stats %+v", s)
 	}
 }
