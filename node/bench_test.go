@@ -75,25 +75,28 @@ func BenchmarkLargeEcho(b *testing.B) {
 // START for a third of them and CANCEL for the rest in one write; each
 // started job streams 10 rows of 100 bytes under a window of 5 (acked five
 // at a time) and a LAST. It compares loop handlers with goroutine
-// handlers doing the same, client included, in one process.
+// handlers doing the same, plain and Streaming, client included, in one
+// process.
 func BenchmarkStreamFanout(b *testing.B) {
 	const jobs, rows = 64, 10
 	row := bytes.Repeat([]byte("r"), 100)
-	for _, mode := range []string{"loop", "goroutine"} {
+	for _, mode := range []string{"loop", "goroutine", "streaming"} {
 		b.Run(mode, func(b *testing.B) {
 			n := startNode(b, newProbe(), func(c *Config) { c.Window = 5 })
 			n.HandleStream("lrows10", func(args, nonce []byte) (RowSource, error) {
 				return &knownRows{countRows: countRows{n: rows, size: 100}}, nil
 			})
-			n.Handle("grows10", func(ctx context.Context, w *Worker) error {
+			grows := func(ctx context.Context, w *Worker) error {
 				for range rows {
 					if err := w.Stream(row); err != nil {
 						return err
 					}
 				}
 				return w.Last([]byte("done"))
-			})
-			handler := map[string]string{"loop": "lrows10", "goroutine": "grows10"}[mode]
+			}
+			n.Handle("grows10", grows)
+			n.Handle("srows10", grows, Streaming())
+			handler := map[string]string{"loop": "lrows10", "goroutine": "grows10", "streaming": "srows10"}[mode]
 			c := connect(b, n, 0)
 			doit := frame.Doit{Handler: []byte(handler), Nonce: []byte("bench")}
 			var ref uint64
