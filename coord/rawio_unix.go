@@ -50,10 +50,11 @@ func newSockReader(s *session) *sockReader {
 // nothing; io.EOF once the node closed its side.
 func (r *sockReader) Read(buf []byte) (int, error) {
 	r.buf, r.n, r.err = buf, 0, nil
-	if err := r.raw.Read(r.fn); err != nil {
+	err := r.raw.Read(r.fn)
+	r.buf = nil
+	if err != nil {
 		return 0, err // the deadline passed, or the connection was closed
 	}
-	r.buf = nil
 	return r.n, r.err
 }
 
