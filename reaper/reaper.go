@@ -37,10 +37,7 @@ func (r *Reaper) Stats() Stats {
 // Register returns a new armed table with room for capacity pairs before
 // it grows. Register it before sending anything for its jobs.
 func (r *Reaper) Register(capacity int) *Table {
-	t := &Table{r: r}
-	t.targets = make([]Target, 0, capacity)
-	t.refs = make([]uint64, 0, capacity)
-	t.finished = make([]bool, 0, capacity)
+	t := &Table{r: r, pairs: newPairs(capacity)}
 	r.armed.Add(1)
 	return t
 }

@@ -103,3 +103,29 @@ func TestConcurrentFireAndClose(t *testing.T) {
 		t.Fatalf("stats %+v: every table fired or closed", s)
 	}
 }
+
+// A disarmed table's arrays go to the next table: it must see none of the
+// old pairs, and a late Finish on the old table must touch nothing.
+func TestDisarmedTablesArraysAreReusedClean(t *testing.T) {
+	r := New()
+	a, b := &target{}, &target{}
+	old := r.Register(4)
+	for i := range 4 {
+		old.Add(a, uint64(10+i))
+	}
+	old.Finish(0)
+	old.Close()
+	old.Finish(1, 2) // after Close, as a coordinator's last batch may
+	old.Fire()
+
+	tb := r.Register(2)
+	tb.AddN(2, func(i int) (Target, uint64) { return b, uint64(20 + i) })
+	old.Finish(3) // must not mark the new table's pair
+	tb.Fire()
+	if !slices.EqualFunc(b.kills, [][]uint64{{20, 21}}, slices.Equal) {
+		t.Fatalf("new table's KILL_ALLs %v, want [[20 21]]", b.kills)
+	}
+	if len(a.kills) != 1 || !slices.Equal(a.kills[0], []uint64{11, 12, 13}) {
+		t.Fatalf("old table's KILL_ALLs %v, want one from Close for 11-13", a.kills)
+	}
+}

@@ -19,12 +19,50 @@ const (
 type Table struct {
 	r *Reaper
 
-	mu       sync.Mutex
-	state    tableState
+	mu    sync.Mutex
+	state tableState
+	*pairs
+}
+
+// pairs are a table's arrays. Once the table is disarmed (closed or
+// fired) nothing reads them again, and they go to the next table: after
+// its job slots they were a fan-out's largest allocation.
+type pairs struct {
 	targets  []Target
 	refs     []uint64
 	finished []bool
 	scratch  []uint64 // refs of one target while sending
+}
+
+var pairsPool sync.Pool // of *pairs
+
+// maxPooledPairs: larger arrays are left to the garbage collector.
+const maxPooledPairs = 4096
+
+func newPairs(capacity int) *pairs {
+	if p, _ := pairsPool.Get().(*pairs); p != nil && cap(p.refs) >= capacity {
+		return p
+	}
+	return &pairs{
+		targets:  make([]Target, 0, capacity),
+		refs:     make([]uint64, 0, capacity),
+		finished: make([]bool, 0, capacity),
+	}
+}
+
+// disarmLocked moves the table to st and gives its arrays back. Caller
+// holds t.mu.
+func (t *Table) disarmLocked(st tableState) {
+	t.state = st
+	t.r.armed.Add(-1)
+	p := t.pairs
+	t.pairs = nil
+	if cap(p.refs) > maxPooledPairs || cap(p.targets) > maxPooledPairs {
+		return
+	}
+	clear(p.targets) // no connection is kept alive by a recycled array
+	p.targets, p.refs, p.finished, p.scratch = p.targets[:0], p.refs[:0], p.finished[:0], p.scratch[:0]
+	pairsPool.Put(p)
 }
 
 // Add records a pair and returns its index. Pairs are added before their
@@ -58,8 +96,10 @@ func (t *Table) AddN(n int, pair func(i int) (Target, uint64)) int {
 // KILL_ALL. One lock for them all, so callers batch.
 func (t *Table) Finish(idx ...int) {
 	t.mu.Lock()
-	for _, i := range idx {
-		t.finished[i] = true
+	if t.state == armed { // else the arrays are gone, and nothing is sent any more
+		for _, i := range idx {
+			t.finished[i] = true
+		}
 	}
 	t.mu.Unlock()
 }
@@ -74,9 +114,8 @@ func (t *Table) Fire() {
 		return
 	}
 	t.killLocked()
-	t.state = fired
 	t.r.fired.Add(1)
-	t.r.armed.Add(-1)
+	t.disarmLocked(fired)
 }
 
 // Close sends KILL_ALL for every unfinished pair, one per target, and only
@@ -91,8 +130,7 @@ func (t *Table) Close() bool {
 		return false
 	}
 	t.killLocked()
-	t.state = closed
-	t.r.armed.Add(-1)
+	t.disarmLocked(closed)
 	return true
 }
 
@@ -100,15 +138,15 @@ func (t *Table) Close() bool {
 // target's batch starts at its first unfinished pair; earlier pairs of that
 // target are all finished, so the scan from there collects every one.
 func (t *Table) killLocked() {
-	if cap(t.scratch) < len(t.refs) {
-		t.scratch = make([]uint64, 0, len(t.refs))
-	}
 	var done []Target // targets already sent; a cluster has few
 	for i, tg := range t.targets {
 		if t.finished[i] || slices.Contains(done, tg) {
 			continue
 		}
 		done = append(done, tg)
+		if cap(t.scratch) < len(t.refs)-i {
+			t.scratch = make([]uint64, 0, len(t.refs)-i)
+		}
 		refs := t.scratch[:0]
 		for j := i; j < len(t.targets); j++ {
 			if t.targets[j] == tg && !t.finished[j] {
