@@ -121,8 +121,8 @@ func (c *conn) traffic() (action gnet.Action) {
 		return c.fail(ce)
 	}
 	inbound := c.gc.InboundBuffered()
-	c.readAt = time.Now()
-	if inbound > 0 {
+	if inbound > 0 { // else a worker's kick: no frame is read below
+		c.readAt = time.Now()
 		c.lastRecv.Store(c.readAt.UnixNano()) // not the janitor's clock, which may lag: liveness must never be judged early
 	}
 	if inbound < c.need {
