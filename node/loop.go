@@ -81,14 +81,14 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 	}
 	if err != nil {
 		x := c.exitLoopLocked(ref, h, d.Nonce, err, stack, now)
-		endSpan(span, outcomeExit, 0, &x, nil)
+		c.n.endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
 	c.growRowBuf(len(reply))
 	if c.queueLocked(frame.TypeReply, ref, reply) {
 		h.stats.replied.Add(1)
 	}
-	endSpan(span, outcomeReply, 0, nil, nil)
+	c.n.endSpan(span, outcomeReply, 0, nil, nil)
 	return nil
 }
 
@@ -104,7 +104,7 @@ func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Tim
 	src, stack, err := callOpen(h.stream, d.Args, d.Nonce)
 	if err != nil {
 		x := c.exitLoopLocked(ref, h, d.Nonce, err, stack, now)
-		endSpan(span, outcomeExit, 0, &x, nil)
+		c.n.endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
 	w := c.n.getWorker() // pooled like a goroutine job's; recycled where the job ends (releaseLoopLocked)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,7 +134,8 @@ func (panickySpan) End(...trace.SpanEndOption) { panic("span end broke") }
 // loop and where the node cleans up) neither ends the connection nor
 // loses a job: here, jobs killed in the read that started them.
 func TestTracerPanicEndingASpanIsContained(t *testing.T) {
-	n := startNode(t, newProbe(), func(cfg *Config) { cfg.TracerProvider = panickyProvider{} })
+	logged := &messageCounter{msg: "rexi node: the tracer panicked ending a job span"}
+	n := startNode(t, newProbe(), func(cfg *Config) { cfg.TracerProvider, cfg.Logger = panickyProvider{}, slog.New(logged) })
 	c := connect(t, n, 0)
 	for ref := uint64(1); ref <= 4; ref++ {
 		c.Out = c.Enc.AppendDoit(c.Out, ref, frame.Doit{Handler: []byte("block")})
@@ -147,4 +149,23 @@ func TestTracerPanicEndingASpanIsContained(t *testing.T) {
 	eventually(t, "every job released", func() bool { s := n.Stats(); return s.Live == 0 && s.Running == 0 })
 	c.Doit(5, "echo", "still here")
 	c.Expect(frame.TypeReply, 5)
+	if logged.n.Load() == 0 {
+		t.Fatal("the tracer's panic was not logged through the node's logger")
+	}
 }
+
+// messageCounter is a slog.Handler that counts the records with msg.
+type messageCounter struct {
+	msg string
+	n   atomic.Int32
+}
+
+func (h *messageCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *messageCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *messageCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *messageCounter) WithGroup(string) slog.Handler      { return h }

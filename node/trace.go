@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/rexi-go/rexi/frame"
 	"go.opentelemetry.io/otel/attribute"
@@ -56,7 +55,7 @@ func (c *conn) startSpan(ref uint64, handler string, d frame.Doit) trace.Span {
 // c.mu or is the worker's goroutine after its handler returned.
 func (w *Worker) endSpan(outcome string, exit *frame.Exit, cause error) {
 	if w.span != nil {
-		endSpan(w.span, outcome, w.rows, exit, cause)
+		w.c.n.endSpan(w.span, outcome, w.rows, exit, cause)
 		w.span = nil
 	}
 }
@@ -65,13 +64,13 @@ func (w *Worker) endSpan(outcome string, exit *frame.Exit, cause error) {
 // span is the user's tracer's code, called on the event loop and from
 // places that clean up after a failure: a panic in it is logged, not let
 // loose, so that accounting around it stays whole.
-func endSpan(span trace.Span, outcome string, rows uint64, exit *frame.Exit, cause error) {
+func (n *Node) endSpan(span trace.Span, outcome string, rows uint64, exit *frame.Exit, cause error) {
 	if span == nil {
 		return
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			slog.Error("rexi node: the tracer panicked ending a job span", "panic", fmt.Sprint(r))
+			n.log.Error("rexi node: the tracer panicked ending a job span", "panic", fmt.Sprint(r))
 		}
 	}()
 	span.SetAttributes(attribute.String("rexi.outcome", outcome), attribute.Int64("rexi.rows", int64(rows)))
