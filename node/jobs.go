@@ -281,7 +281,6 @@ func (n *Node) killed(w *Worker) {
 func (n *Node) run(fn Handler, w *Worker) {
 	panicked, stack, err := call(fn, w)
 	n.stats.running.Add(-1)
-	w.hs.rows.Add(w.rows % rowsPerCount) // the rows Stream did not count yet; only this goroutine writes w.rows
 	cause := w.jc.Err()
 	w.jc.end() // the job is over: whatever the handler left running on ctx stops
 	x, failed := exitFor(cause, panicked, stack, err)
@@ -400,9 +399,10 @@ func (n *Node) countExit(x frame.Exit, hs *handlerCounters, handler string, nonc
 func (n *Node) liveDown(w *Worker) {
 	w.c.releaseArgs(w)
 	w.hs.live.Add(-1)
-	if w.src != nil { // a loop job: the rows pumpLocked did not count yet
-		w.hs.rows.Add(w.rows % rowsPerCount)
-	}
+	// The rows not counted yet (they are counted rowsPerCount at a time).
+	// No more come: a removed job's Stream fails, and w.rows changes only
+	// under c.mu, which the callers hold or took after the removal.
+	w.hs.rows.Add(w.rows % rowsPerCount)
 	if n.stats.live.Add(-1) != 0 {
 		return
 	}
