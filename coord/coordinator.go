@@ -309,7 +309,7 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 			return 0, err
 		}
 	}
-	added := s.table.AddN(len(jobs), func(i int) (reaper.Target, uint64) {
+	added := s.table.Add(len(jobs), func(i int) (reaper.Target, uint64) {
 		idx := int32(first + i)
 		if sess := s.slots[idx].sess; sess != nil {
 			return sess, s.ref(idx)

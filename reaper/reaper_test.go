@@ -33,7 +33,7 @@ func TestFireKillsUnfinishedBatchedPerTarget(t *testing.T) {
 	a, b, c := &target{}, &target{}, &target{}
 	tb := r.Register(4)
 	for i, tg := range []*target{a, b, a, c, b} {
-		tb.Add(tg, uint64(100+i))
+		addPair(tb, tg, uint64(100+i))
 	}
 	tb.Finish(3) // c's only job finished: no KILL_ALL for c
 	if r.Stats().Armed != 1 {
@@ -53,8 +53,8 @@ func TestNilTargetIsNeverKilled(t *testing.T) {
 	r := New()
 	a := &target{}
 	tb := r.Register(2)
-	tb.Add(nil, 1) // its node was down: never sent
-	tb.Add(a, 2)
+	addPair(tb, nil, 1) // its node was down: never sent
+	addPair(tb, a, 2)
 	tb.Fire()
 	if !slices.EqualFunc(a.kills, [][]uint64{{2}}, slices.Equal) {
 		t.Fatalf("kills %v", a.kills)
@@ -65,8 +65,8 @@ func TestCloseThenFireSendsOnce(t *testing.T) {
 	r := New()
 	a, b := &target{}, &target{}
 	tb := r.Register(2)
-	tb.Add(a, 1)
-	tb.Add(b, 2)
+	addPair(tb, a, 1)
+	addPair(tb, b, 2)
 	if !tb.Close() {
 		t.Fatal("Close of an armed table sent nothing")
 	}
@@ -78,7 +78,7 @@ func TestCloseThenFireSendsOnce(t *testing.T) {
 	if s := r.Stats(); s.Fired != 0 || s.KillAllSent != 2 || s.Armed != 0 {
 		t.Fatalf("stats %+v", s)
 	}
-	if tb.Add(a, 9) != -1 {
+	if addPair(tb, a, 9) != -1 {
 		t.Fatal("Add to a closed table accepted")
 	}
 }
@@ -90,7 +90,7 @@ func TestConcurrentFireAndClose(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < tables; i++ {
 		tb := r.Register(1)
-		tb.Add(a, uint64(i+1))
+		addPair(tb, a, uint64(i+1))
 		wg.Add(2)
 		go func() { defer wg.Done(); tb.Fire() }()
 		go func() { defer wg.Done(); tb.Close() }()
@@ -111,7 +111,7 @@ func TestDisarmedTablesArraysAreReusedClean(t *testing.T) {
 	a, b := &target{}, &target{}
 	old := r.Register(4)
 	for i := range 4 {
-		old.Add(a, uint64(10+i))
+		addPair(old, a, uint64(10+i))
 	}
 	old.Finish(0)
 	old.Close()
@@ -119,7 +119,7 @@ func TestDisarmedTablesArraysAreReusedClean(t *testing.T) {
 	old.Fire()
 
 	tb := r.Register(2)
-	tb.AddN(2, func(i int) (Target, uint64) { return b, uint64(20 + i) })
+	tb.Add(2, func(i int) (Target, uint64) { return b, uint64(20 + i) })
 	old.Finish(3) // must not mark the new table's pair
 	tb.Fire()
 	if !slices.EqualFunc(b.kills, [][]uint64{{20, 21}}, slices.Equal) {
@@ -128,4 +128,9 @@ func TestDisarmedTablesArraysAreReusedClean(t *testing.T) {
 	if len(a.kills) != 1 || !slices.Equal(a.kills[0], []uint64{11, 12, 13}) {
 		t.Fatalf("old table's KILL_ALLs %v, want one from Close for 11-13", a.kills)
 	}
+}
+
+// addPair adds one (target, ref) pair and returns its index.
+func addPair(tb *Table, tg Target, ref uint64) int {
+	return tb.Add(1, func(int) (Target, uint64) { return tg, ref })
 }

@@ -65,17 +65,13 @@ func (t *Table) disarmLocked(st tableState) {
 	pairsPool.Put(p)
 }
 
-// Add records a pair and returns its index. Pairs are added before their
-// DOIT is sent. A nil target (the job's node is down, so it will never be
-// sent) is recorded as finished. Adding to a table that was already fired
-// or closed returns -1: the caller must not send that DOIT.
-func (t *Table) Add(target Target, ref uint64) int {
-	return t.AddN(1, func(int) (Target, uint64) { return target, ref })
-}
-
-// AddN is Add for the n pairs pair(0) … pair(n-1), under one lock (a
-// fan-out adds hundreds at once); it returns the index of the first.
-func (t *Table) AddN(n int, pair func(i int) (Target, uint64)) int {
+// Add records the n pairs pair(0) … pair(n-1), under one lock (a fan-out
+// adds hundreds at once), and returns the index of the first. Pairs are
+// added before their DOITs are sent. A nil target (the job's node is
+// down, so it will never be sent) is recorded as finished. Adding to a
+// table that was already fired or closed returns -1: the caller must not
+// send those DOITs.
+func (t *Table) Add(n int, pair func(i int) (Target, uint64)) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != armed {
