@@ -16,4 +16,18 @@ type sockReader struct{ conn net.Conn }
 
 func newSockReader(s *session) *sockReader { return &sockReader{s.conn} }
 
-func (r *sockReader) Read(buf []byte) (int, error) { return r.conn.Read(buf) }
+// run reads the connection into space() and hands each read's byte count
+// to got until a read or got fails.
+func (r *sockReader) run(space func() []byte, got func(n int) error) error {
+	for {
+		n, err := r.conn.Read(space())
+		if n > 0 {
+			if gerr := got(n); gerr != nil {
+				return gerr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

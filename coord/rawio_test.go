@@ -38,6 +38,19 @@ func tcpPair(t *testing.T) (*session, *net.TCPConn) {
 	return &session{conn: c, raw: raw}, peer
 }
 
+// errStop ends a test's sockReader.run from its got callback.
+var errStop = errors.New("stop")
+
+// readOnce runs r until its first read: the bytes read, or run's error.
+func readOnce(r *sockReader, buf []byte) ([]byte, error) {
+	var n int
+	err := r.run(func() []byte { return buf }, func(m int) error { n = m; return errStop })
+	if errors.Is(err, errStop) {
+		return buf[:n], nil
+	}
+	return nil, err
+}
+
 // The reader's raw reads keep what conn.Read promised the reader loop:
 // data as it comes, io.EOF at the peer's close, a timeout net.Error at
 // the read deadline, and the errno of a reset.
@@ -47,19 +60,19 @@ func TestSockReaderKeepsConnReadsContract(t *testing.T) {
 	s, peer := tcpPair(t)
 	r := newSockReader(s)
 	go peer.Write([]byte("hello"))
-	if n, err := r.Read(buf); err != nil || string(buf[:n]) != "hello" {
-		t.Fatalf("Read: %q, %v", buf[:n], err)
+	if got, err := readOnce(r, buf); err != nil || string(got) != "hello" {
+		t.Fatalf("run: %q, %v", got, err)
 	}
 	peer.Close()
-	if n, err := r.Read(buf); n != 0 || err != io.EOF {
-		t.Fatalf("after the peer closed: %d bytes, %v; want io.EOF", n, err)
+	if got, err := readOnce(r, buf); len(got) != 0 || err != io.EOF {
+		t.Fatalf("after the peer closed: %q, %v; want io.EOF", got, err)
 	}
 
 	s, _ = tcpPair(t)
 	r = newSockReader(s)
 	s.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	var ne net.Error
-	if _, err := r.Read(buf); !errors.As(err, &ne) || !ne.Timeout() {
+	if _, err := readOnce(r, buf); !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("past the deadline: %v; want a timeout", err)
 	}
 
@@ -67,14 +80,50 @@ func TestSockReaderKeepsConnReadsContract(t *testing.T) {
 	r = newSockReader(s)
 	peer.SetLinger(0) // close with RST
 	peer.Close()
-	if _, err := r.Read(buf); !errors.Is(err, syscall.ECONNRESET) {
+	if _, err := readOnce(r, buf); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("after a reset: %v; want ECONNRESET", err)
 	}
 
 	s, _ = tcpPair(t)
 	r = newSockReader(s)
 	s.conn.Close()
-	if _, err := r.Read(buf); !errors.Is(err, net.ErrClosed) {
+	if _, err := readOnce(r, buf); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("on a closed connection: %v; want net.ErrClosed", err)
+	}
+}
+
+// A read that leaves the socket empty waits without reading again, and
+// what arrives while run is between reads still wakes it: two writes
+// with a short read between them both reach got, byte for byte, and a
+// read that fills the space reads again at once.
+func TestSockReaderShortReadStillSeesWhatFollows(t *testing.T) {
+	s, peer := tcpPair(t)
+	r := newSockReader(s)
+	const total = 1000
+	buf := make([]byte, 64)
+	var got []byte
+	go func() {
+		for i := 0; i < total; i += 100 {
+			chunk := make([]byte, 100)
+			for j := range chunk {
+				chunk[j] = byte(i + j)
+			}
+			peer.Write(chunk)
+		}
+	}()
+	err := r.run(func() []byte { return buf }, func(n int) error {
+		got = append(got, buf[:n]...)
+		if len(got) == total {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("run: %v after %d bytes", err, len(got))
+	}
+	for i, b := range got {
+		if b != byte(i) {
+			t.Fatalf("byte %d is %d", i, b)
+		}
 	}
 }

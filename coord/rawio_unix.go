@@ -32,46 +32,50 @@ func sysIO(trap, fd uintptr, b []byte) (int, syscall.Errno) {
 }
 
 // sockReader is the reader goroutine's way to read its socket.
-type sockReader struct {
-	raw syscall.RawConn
-	fn  func(fd uintptr) bool // r.once, made once
-	buf []byte
-	n   int
-	err error
-}
+type sockReader struct{ raw syscall.RawConn }
 
-func newSockReader(s *session) *sockReader {
-	r := &sockReader{raw: s.raw}
-	r.fn = r.once
-	return r
-}
+func newSockReader(s *session) *sockReader { return &sockReader{raw: s.raw} }
 
-// Read returns what the socket holds, waiting only while it holds
-// nothing; io.EOF once the node closed its side.
-func (r *sockReader) Read(buf []byte) (int, error) {
-	r.buf, r.n, r.err = buf, 0, nil
-	err := r.raw.Read(r.fn)
-	r.buf = nil
-	if err != nil {
-		return 0, err // the deadline passed, or the connection was closed
+// run reads the socket into space() and hands each read's byte count to
+// got, waiting while the socket holds nothing, until a read or got
+// fails: io.EOF once the node closed its side, the deadline's timeout,
+// net.ErrClosed, a read's errno, or got's error.
+//
+// The whole loop runs inside one RawConn.Read, which clears the socket's
+// readiness once, on entry. So a read that did not fill space() can go
+// straight to waiting: the socket held no more at that moment, and
+// whatever arrives after it marks the socket ready again, which the wait
+// sees. Calling Read per batch would clear that mark each time and need
+// one more read per batch, answering EAGAIN, to learn the socket is
+// empty.
+func (r *sockReader) run(space func() []byte, got func(n int) error) error {
+	var err error
+	rerr := r.raw.Read(func(fd uintptr) bool {
+		for {
+			b := space()
+			n, e := sysIO(syscall.SYS_READ, fd, b)
+			switch {
+			case e == syscall.EAGAIN:
+				return false
+			case e != 0:
+				err = os.NewSyscallError("read", e)
+				return true
+			case n == 0:
+				err = io.EOF
+				return true
+			}
+			if err = got(n); err != nil {
+				return true
+			}
+			if n < len(b) {
+				return false
+			}
+		}
+	})
+	if rerr != nil {
+		return rerr // the deadline passed, or the connection was closed
 	}
-	return r.n, r.err
-}
-
-// once runs inside RawConn.Read; false means "nothing yet, wait".
-func (r *sockReader) once(fd uintptr) bool {
-	n, e := sysIO(syscall.SYS_READ, fd, r.buf)
-	switch {
-	case e == syscall.EAGAIN:
-		return false
-	case e != 0:
-		r.err = os.NewSyscallError("read", e)
-	case n == 0:
-		r.err = io.EOF
-	default:
-		r.n = n
-	}
-	return true
+	return err
 }
 
 // tryWrite writes as much of buf as the socket takes now, from the

@@ -30,23 +30,17 @@ func (s *session) read() error {
 	var rb readBatch
 	start, end := 0, 0
 	var armed time.Time // when the read deadline was last pushed back
-	sock := newSockReader(s)
-	for {
+	space := func() []byte {
 		// Re-arming the deadline costs a timer update: do it every 1/8 of
 		// the timeout, so silence is detected after 7/8 to 8/8 of it.
 		if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
 			_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
 			armed = now
 		}
-		n, err := sock.Read(buf[end:])
+		return buf[end:]
+	}
+	got := func(n int) error {
 		end += n
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return fmt.Errorf("no frame for %v (missed heartbeats): %w", cl.cfg.HeartbeatTimeout, err)
-			}
-			return err
-		}
 		for {
 			f, used, err := fr.wire.Decode(buf[start:end])
 			if errors.Is(err, frame.ErrIncomplete) {
@@ -77,7 +71,7 @@ func (s *session) read() error {
 			if len(buf) > readBufferSize {
 				buf = make([]byte, readBufferSize)
 			}
-			continue
+			return nil
 		}
 		if start > 0 {
 			end = copy(buf, buf[start:end])
@@ -86,7 +80,14 @@ func (s *session) read() error {
 		if end == len(buf) {
 			buf = slices.Grow(buf, len(buf))[:2*len(buf)]
 		}
+		return nil
 	}
+	err := newSockReader(s).run(space, got)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("no frame for %v (missed heartbeats): %w", cl.cfg.HeartbeatTimeout, err)
+	}
+	return err
 }
 
 // frameReader turns what the wire carries into dispatched frames: frames
