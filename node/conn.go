@@ -42,6 +42,7 @@ type conn struct {
 	tombs     tombstones
 	need      int             // inbound bytes needed before the next frame is whole
 	readAt    time.Time       // when this read began: the clock of its frames, read once per read, not per DOIT
+	replies   replyCount      // this read's loop replies, told to their handler's counters once per read
 	partial   int             // bytes of an incomplete frame held, counted in the node's partialBytes
 	wakes     []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
 	spawns    []task          // jobs to start then
@@ -170,6 +171,7 @@ func (c *conn) traffic() (action gnet.Action) {
 			break
 		}
 	}
+	c.replies.flush()
 	if c.sess != nil {
 		c.need = c.recDec.Need(buf[used:])
 	} else {

@@ -73,23 +73,55 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 	if _, dup := c.jobs[ref]; dup {
 		return newConnError(frame.CodeUnexpected, "DOIT reuses ref %d, which is live", ref)
 	}
-	h.stats.started.Add(1)
 	span := c.startSpan(ref, h.name, d)
 	reply, stack, err := callReply(h.reply, d.Args, d.Nonce, c.rowBuf[:0])
 	if err == nil && len(reply) > c.peerMax {
 		err = ErrPayloadTooLarge
 	}
 	if err != nil {
+		h.stats.started.Add(1)
 		x := c.exitLoopLocked(ref, h, d.Nonce, err, stack, now)
 		c.n.endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
 	}
 	c.growRowBuf(len(reply))
-	if c.queueLocked(frame.TypeReply, ref, reply) {
-		h.stats.replied.Add(1)
-	}
+	c.replies.add(h.stats, c.queueLocked(frame.TypeReply, ref, reply))
 	c.n.endSpan(span, outcomeReply, 0, nil, nil)
 	return nil
+}
+
+// replyCount collects a read's loop replies for one handler: the loop
+// answers a read's DOITs back to back, and two atomic additions per DOIT
+// on counters that metrics read were a tenth of that work.
+type replyCount struct {
+	hs               *handlerCounters
+	started, replied uint64
+}
+
+// add counts one reply job of hs, sent or not.
+func (r *replyCount) add(hs *handlerCounters, sent bool) {
+	if r.hs != hs {
+		r.flush()
+		r.hs = hs
+	}
+	r.started++
+	if sent {
+		r.replied++
+	}
+}
+
+// flush adds what was collected to the handler's counters. Event loop,
+// at the end of every read, before its output is written: whoever sees a
+// reply sees it counted.
+func (r *replyCount) flush() {
+	if r.hs == nil {
+		return
+	}
+	r.hs.started.Add(r.started)
+	if r.replied > 0 {
+		r.hs.replied.Add(r.replied)
+	}
+	*r = replyCount{}
 }
 
 // doitStream opens a StreamFunc job and sends STREAM_INIT. Event loop.
