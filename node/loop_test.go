@@ -323,3 +323,63 @@ func TestLoopStreamSourceClosedWhenTheJobEnds(t *testing.T) {
 	wantClosed("dropped")
 	eventually(t, "no live job", func() bool { return n.Stats().Live == 0 })
 }
+
+// Loop replies are counted once per read, between the other frames of
+// that read: a read mixing every kind of DOIT with a heartbeat is
+// answered in full, counts each handler's replies, and leaves the
+// connection's lock free for workers and for the next read.
+func TestLoopRepliesMixedWithOtherFramesInOneRead(t *testing.T) {
+	n := startLoopNode(t, nil)
+	c := connect(t, n, 0)
+	doit := func(ref uint64, handler, args string) {
+		c.Out = c.Enc.AppendDoit(c.Out, ref, frame.Doit{Handler: []byte(handler), Args: []byte(args)})
+	}
+	doit(1, "lecho", "a")
+	doit(2, "echo", "goroutine") // a worker replies: it needs the lock the run held
+	doit(3, "lecho", "b")
+	c.Out = c.Enc.AppendEmpty(c.Out, frame.TypeHeartbeat, 0)
+	doit(4, "nope", "")
+	doit(5, "lfail", "x")
+	doit(6, "lrows", "1")
+	doit(7, "lecho", "c")
+	c.Send() // one write: one read
+	want := map[uint64]frame.Type{1: frame.TypeReply, 2: frame.TypeReply, 3: frame.TypeReply, 4: frame.TypeExit,
+		5: frame.TypeExit, 6: frame.TypeStreamInit, 7: frame.TypeReply}
+	for len(want) > 0 {
+		f := c.Next()
+		if f.Type == frame.TypeHeartbeat {
+			continue
+		}
+		if want[f.Ref] != f.Type {
+			t.Fatalf("got %v for ref %d, want %v", f.Type, f.Ref, want[f.Ref])
+		}
+		delete(want, f.Ref)
+	}
+	c.Doit(8, "echo", "after") // the lock is free: a worker can queue its reply
+	c.Expect(frame.TypeReply, 8)
+	for _, hs := range n.HandlerStats() {
+		if hs.Handler == "lecho" && (hs.Started != 3 || hs.Replied != 3) {
+			t.Fatalf("lecho counted %+v, want 3 started and 3 replied", hs)
+		}
+	}
+}
+
+// A loop reply DOIT that reuses a live job's ref ends the connection
+// after the frames before it were answered: the node closes it, kills
+// its job, and serves the next connection.
+func TestLoopReplyWithADuplicateRefEndsTheConnection(t *testing.T) {
+	n := startLoopNode(t, nil)
+	c := connect(t, n, 0)
+	c.Out = c.Enc.AppendDoit(c.Out, 1, frame.Doit{Handler: []byte("lrows"), Args: []byte("5")})
+	c.Out = c.Enc.AppendDoit(c.Out, 2, frame.Doit{Handler: []byte("lecho"), Args: []byte("a")})
+	c.Out = c.Enc.AppendDoit(c.Out, 1, frame.Doit{Handler: []byte("lecho"), Args: []byte("dup")})
+	c.Out = c.Enc.AppendDoit(c.Out, 3, frame.Doit{Handler: []byte("lecho"), Args: []byte("never")})
+	c.Send()
+	c.Expect(frame.TypeStreamInit, 1)
+	c.Expect(frame.TypeReply, 2)
+	c.ExpectClosedWith(frame.CodeUnexpected) // and nothing for ref 3
+	c2 := connect(t, n, 0)
+	c2.Doit(1, "echo", "next")
+	c2.Expect(frame.TypeReply, 1)
+	eventually(t, "no job live", func() bool { return n.Stats().Live == 0 })
+}
