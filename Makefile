@@ -2,7 +2,7 @@ GO        ?= go
 FUZZTIME  ?= 5m
 BENCHTIME ?= 1s
 
-.PHONY: test vet fmt-check cross bench fuzz compare soak test-netns
+.PHONY: test vet fmt-check cross bench fuzz compare reference soak test-netns
 
 ## test: vet, gofmt check and the race-enabled test suite (what CI runs).
 ## Packages run one at a time (-p 1): the reaping tests assert the bounds the
@@ -47,6 +47,13 @@ compare:
 	$(GO) build -o bin/rexinode ./cmd/rexinode
 	cd bench/grpcbase && $(GO) build -o ../../bin/grpcbase .
 	$(GO) run ./bench/compare -rexinode bin/rexinode -grpcbase bin/grpcbase $(COMPARE_FLAGS)
+
+## reference: W-cast on a minimal gnet node and coordinator, none of rexi:
+## what the transport allows on this host (bench/README.md)
+reference:
+	mkdir -p bin
+	$(GO) build -o bin/reference ./bench/reference
+	bin/reference
 
 ## soak: the long runs (about 16 minutes): hostile input (60 s), load (50
 ## coordinators, 60 s), every way a coordinator ends with node kills (2 min),
