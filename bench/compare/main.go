@@ -5,22 +5,19 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rexi-go/rexi/bench"
+	"github.com/rexi-go/rexi/internal/benchproc"
 )
 
 // result is what both bench commands print, plus the nodes' CPU.
@@ -58,7 +55,7 @@ func main() {
 }
 
 func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration, workloads []string, out string) error {
-	unlock, err := lock("/tmp/rexi-bench.lock")
+	unlock, err := benchproc.Lock(benchproc.LockPath)
 	if err != nil {
 		return err
 	}
@@ -136,20 +133,8 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 }
 
 func (s *system) start(args ...string) error {
-	cmd := exec.Command(s.bin, args...)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	s.nodes = append(s.nodes, cmd)
-	sc := bufio.NewScanner(stdout)
 	var addr, live string
-	for (addr == "" || live == "") && sc.Scan() {
-		line := sc.Text()
+	cmd, err := benchproc.Start(s.bin, args, func(line string) bool {
 		if _, a, ok := strings.Cut(line, " listening on "); ok {
 			addr = a
 		}
@@ -158,11 +143,12 @@ func (s *system) start(args ...string) error {
 				live = a
 			}
 		}
+		return addr != "" && live != ""
+	})
+	if err != nil {
+		return err
 	}
-	if addr == "" || live == "" {
-		return fmt.Errorf("%s did not print its addresses", s.bin)
-	}
-	go io.Copy(io.Discard, stdout)
+	s.nodes = append(s.nodes, cmd)
 	s.addrs = append(s.addrs, addr)
 	s.live = append(s.live, live)
 	return nil
@@ -192,31 +178,11 @@ func (s *system) bench(w string) (result, error) {
 	return rs[0], nil
 }
 
-// nodeCPU sums utime+stime of the node processes from /proc.
+// nodeCPU sums the CPU time of the node processes.
 func (s *system) nodeCPU() float64 {
 	var total float64
 	for _, c := range s.nodes {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
-		if err != nil {
-			continue
-		}
-		// Fields after the ")" of the command name: utime is field 14, stime 15.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		total += (ut + st) / 100 // clock ticks (USER_HZ = 100)
+		total += benchproc.CPUSeconds(c.Process.Pid)
 	}
 	return total
-}
-
-func lock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, errors.Join(errors.New("flock"), err)
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }

@@ -19,23 +19,19 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/rexi-go/rexi/internal/benchproc"
 )
 
 const (
@@ -124,27 +120,18 @@ func measure(fanouts, warmup int) error {
 		}
 	}()
 	for range 3 {
-		cmd := exec.Command(self, "-node")
-		cmd.Stderr = os.Stderr
-		stdout, err := cmd.StdoutPipe()
+		var lines []string
+		cmd, err := benchproc.Start(self, []string{"-node"}, func(line string) bool {
+			lines = append(lines, line)
+			return len(lines) == 2 // its address, then "listening"
+		})
 		if err != nil {
 			return err
 		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
 		nodes = append(nodes, cmd)
-		sc := bufio.NewScanner(stdout)
-		if !sc.Scan() {
-			return errors.New("a node did not print its address")
-		}
-		addrs = append(addrs, sc.Text())
-		if !sc.Scan() {
-			return errors.New("a node did not start")
-		}
-		go io.Copy(io.Discard, stdout)
+		addrs = append(addrs, lines[0])
 	}
-	unlock, err := lock("/tmp/rexi-bench.lock")
+	unlock, err := benchproc.Lock(benchproc.LockPath)
 	if err != nil {
 		return err
 	}
@@ -160,8 +147,9 @@ func measure(fanouts, warmup int) error {
 	}
 	var left atomic.Int64
 	batch := make(chan struct{}, 1)
+	failed := make(chan error, len(conns)) // room for every reader: none blocks after we return
 	for _, c := range conns {
-		go read(c, &left, batch)
+		go read(c, &left, batch, failed)
 	}
 	self0, nodes0 := cpuSeconds(nodes)
 	out := make([][]byte, len(conns))
@@ -186,8 +174,10 @@ func measure(fanouts, warmup int) error {
 			}
 		}
 		for left.Load() > 0 {
-			if _, ok := <-batch; !ok {
-				return errors.New("a node closed its connection")
+			select {
+			case <-batch:
+			case err := <-failed:
+				return fmt.Errorf("a node's connection failed: %w", err)
 			}
 		}
 		if i >= warmup {
@@ -209,13 +199,14 @@ func measure(fanouts, warmup int) error {
 }
 
 // read counts the answers on one connection and wakes the caller per
-// batch.
-func read(c net.Conn, left *atomic.Int64, batch chan struct{}) {
+// batch; it ends when the connection does.
+func read(c net.Conn, left *atomic.Int64, batch chan struct{}, failed chan<- error) {
 	buf := make([]byte, 256<<10)
 	end := 0
 	for {
 		n, err := c.Read(buf[end:])
 		if err != nil {
+			failed <- err
 			return
 		}
 		end += n
@@ -243,26 +234,7 @@ func cpuSeconds(nodes []*exec.Cmd) (self, total float64) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	self = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	for _, c := range nodes {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		total += (ut + st) / 100 // clock ticks (USER_HZ = 100)
+		total += benchproc.CPUSeconds(c.Process.Pid)
 	}
 	return self, total
-}
-
-func lock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
