@@ -92,7 +92,7 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 
 // replyCount collects a read's loop replies for one handler: the loop
 // answers a read's DOITs back to back, and two atomic additions per DOIT
-// on counters that metrics read were a tenth of that work.
+// on shared counters were a measurable part of that work.
 type replyCount struct {
 	hs               *handlerCounters
 	started, replied uint64

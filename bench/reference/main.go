@@ -63,7 +63,7 @@ type events struct {
 	out []byte
 }
 
-func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
+func (e *events) OnBoot(gnet.Engine) gnet.Action {
 	fmt.Println("listening") // the coordinator waits for this line
 	return gnet.None
 }
@@ -84,7 +84,9 @@ func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
 		out = append(out, make([]byte, 64)...)
 		used += 4 + n
 	}
-	c.Discard(used)
+	if used > 0 { // gnet's Discard(0) would drop a partial frame too
+		c.Discard(used)
+	}
 	e.out = out
 	if len(out) > 0 {
 		if _, err := c.Write(out); err != nil {
