@@ -110,6 +110,7 @@ func newConn(n *Node, gc gnet.Conn) *conn {
 func (c *conn) traffic() (action gnet.Action) {
 	defer func() {
 		if r := recover(); r != nil { // a bug of ours must not take the loop down
+			c.replies.flush() // fail writes what the read queued: count it first
 			c.n.log.Error("rexi node: panic handling traffic", "remote", c.remote, "panic", r)
 			c.dropDeferred()
 			action = c.fail(newConnError(frame.CodeInternal, "internal error"))

@@ -79,7 +79,7 @@ func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time
 		err = ErrPayloadTooLarge
 	}
 	if err != nil {
-		h.stats.started.Add(1)
+		c.replies.add(h.stats, false)
 		x := c.exitLoopLocked(ref, h, d.Nonce, err, stack, now)
 		c.n.endSpan(span, outcomeExit, 0, &x, nil)
 		return nil
@@ -98,14 +98,15 @@ type replyCount struct {
 	started, replied uint64
 }
 
-// add counts one reply job of hs, sent or not.
-func (r *replyCount) add(hs *handlerCounters, sent bool) {
+// add counts one started reply job of hs, and whether it replied (an
+// EXIT, or a REPLY the output gate refused, did not).
+func (r *replyCount) add(hs *handlerCounters, replied bool) {
 	if r.hs != hs {
 		r.flush()
 		r.hs = hs
 	}
 	r.started++
-	if sent {
+	if replied {
 		r.replied++
 	}
 }
