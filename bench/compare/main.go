@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rexi-go/rexi/bench"
@@ -154,12 +153,7 @@ func (s *system) start(args ...string) error {
 	return nil
 }
 
-func (s *system) stop() {
-	for _, c := range s.nodes {
-		c.Process.Signal(syscall.SIGTERM)
-		c.Wait()
-	}
-}
+func (s *system) stop() { benchproc.Stop(s.nodes) }
 
 // bench runs one workload and adds the nodes' CPU seconds.
 func (s *system) bench(w string) (result, error) {

@@ -115,12 +115,7 @@ func measure(fanouts, warmup int) error {
 	}
 	var addrs []string
 	var nodes []*exec.Cmd
-	defer func() {
-		for _, c := range nodes {
-			c.Process.Signal(syscall.SIGTERM)
-			c.Wait()
-		}
-	}()
+	defer func() { benchproc.Stop(nodes) }()
 	for range 3 {
 		var lines []string
 		cmd, err := benchproc.Start(self, []string{"-node"}, func(line string) bool {

@@ -1,6 +1,6 @@
 // Package benchproc holds what the benchmark programs that run node
 // processes share: the lock that keeps two timed runs off the cores at
-// once, and a process's CPU time.
+// once, starting and stopping the node processes, and their CPU time.
 package benchproc
 
 import (
@@ -52,8 +52,7 @@ func CPUSeconds(pid int) float64 {
 
 // Start runs a node process, its stderr shared with ours, and passes the
 // lines it prints to ready until ready says it has seen enough (its
-// address, say); the rest of its output is discarded. Stop it with
-// Process.Signal and Wait.
+// address, say); the rest of its output is discarded. Stop ends it.
 func Start(bin string, args []string, ready func(line string) bool) (*exec.Cmd, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
@@ -74,4 +73,12 @@ func Start(bin string, args []string, ready func(line string) bool) (*exec.Cmd, 
 	cmd.Process.Kill()
 	cmd.Wait()
 	return nil, fmt.Errorf("%s %s: ended its output before it was ready", bin, strings.Join(args, " "))
+}
+
+// Stop asks each process to end (SIGTERM) and waits for it.
+func Stop(cmds []*exec.Cmd) {
+	for _, c := range cmds {
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+	}
 }
