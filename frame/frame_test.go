@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -308,6 +309,25 @@ func TestDoitPayloadLen(t *testing.T) {
 				t.Errorf("features %v, trace %v: DoitPayloadLen %d, encoded %d", features, trace.Valid(), got, want)
 			}
 		}
+	}
+}
+
+// Doit.Parse overwrites every field: a Doit reused for the next DOIT
+// keeps nothing of the last one, whose optional fields may be absent now.
+func TestDoitParseReused(t *testing.T) {
+	full := Doit{TimeoutMillis: 5, Handler: []byte("rows"), Nonce: []byte("n1"), RangeLo: 1, RangeHi: 9,
+		Trace: TraceParent{TraceID: [16]byte{1}, SpanID: [8]byte{2}, Flags: 1}, Args: []byte("10:100")}
+	features := FeatureRange | FeatureTraceContext
+	var d Doit
+	if err := d.Parse(appendDoitPayload(nil, full, features), features); err != nil || !reflect.DeepEqual(d, full) {
+		t.Fatalf("parsed %+v, %v; want %+v", d, err, full)
+	}
+	bare := Doit{Handler: []byte("echo"), Nonce: []byte{}, Args: []byte{}}
+	if err := d.Parse(appendDoitPayload(nil, bare, features), features); err != nil || d.Trace.Valid() || d.RangeHi != 0 || d.TimeoutMillis != 0 || string(d.Handler) != "echo" {
+		t.Fatalf("second parse %+v, %v: fields of the first DOIT left behind", d, err)
+	}
+	if got, err := ParseDoit(appendDoitPayload(nil, full, features), features); err != nil || !reflect.DeepEqual(got, full) {
+		t.Fatalf("ParseDoit %+v, %v", got, err)
 	}
 }
 

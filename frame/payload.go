@@ -112,46 +112,55 @@ var (
 // with an all-zero id, is dropped (Trace stays zero), as W3C asks.
 func ParseDoit(p []byte, features Feature) (Doit, error) {
 	var d Doit
+	err := d.Parse(p, features)
+	return d, err
+}
+
+// Parse is ParseDoit into d, which it overwrites: a node parses every
+// DOIT it reads, and a Doit returned by value is copied twice on its way.
+// On error d holds what was parsed before the fault.
+func (d *Doit) Parse(p []byte, features Feature) error {
+	*d = Doit{}
 	if len(p) < 5 {
-		return d, errDoitShort
+		return errDoitShort
 	}
 	d.TimeoutMillis = binary.BigEndian.Uint32(p)
 	hl := int(p[4])
 	p = p[5:]
 	if hl == 0 {
-		return d, errDoitHandler
+		return errDoitHandler
 	}
 	if len(p) < hl+2 {
-		return d, errDoitShort
+		return errDoitShort
 	}
 	d.Handler = p[:hl:hl]
 	nl := int(binary.BigEndian.Uint16(p[hl:]))
 	p = p[hl+2:]
 	if len(p) < nl {
-		return d, errDoitShort
+		return errDoitShort
 	}
 	d.Nonce = p[:nl:nl]
 	p = p[nl:]
 	if features&FeatureRange != 0 {
 		if len(p) < 8 {
-			return d, errDoitShort
+			return errDoitShort
 		}
 		d.RangeLo, d.RangeHi = binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:])
 		if d.RangeLo > d.RangeHi {
-			return d, errDoitRange
+			return errDoitRange
 		}
 		p = p[8:]
 	}
 	if features&FeatureTraceContext != 0 {
 		if len(p) < 1 {
-			return d, errDoitShort
+			return errDoitShort
 		}
 		tl := int(p[0])
 		if tl != 0 && tl != traceFieldSize {
-			return d, errDoitTrace
+			return errDoitTrace
 		}
 		if len(p) < 1+tl {
-			return d, errDoitShort
+			return errDoitShort
 		}
 		if tl == traceFieldSize && p[1] == 0 {
 			copy(d.Trace.TraceID[:], p[2:18])
@@ -164,7 +173,7 @@ func ParseDoit(p []byte, features Feature) (Doit, error) {
 		p = p[1+tl:]
 	}
 	d.Args = p
-	return d, nil
+	return nil
 }
 
 var errAckSize = &ProtocolError{Code: CodeMalformed, Detail: "ACK payload must be exactly 4 bytes"}

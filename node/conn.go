@@ -40,12 +40,14 @@ type conn struct {
 	expansion frame.ExpansionBudget // what compressed frames may decode to
 	spare     []byte                // the output buffer not in use by workers
 	tombs     tombstones
-	need      int             // inbound bytes needed before the next frame is whole
-	readAt    time.Time       // when this read began: the clock of its frames, read once per read, not per DOIT
-	replies   replyCount      // this read's loop replies, told to their handler's counters once per read
-	partial   int             // bytes of an incomplete frame held, counted in the node's partialBytes
-	wakes     []chan struct{} // signal channels of goroutine workers to wake once this read's output is flushed
-	spawns    []task          // jobs to start then
+	need      int                       // inbound bytes needed before the next frame is whole
+	readAt    time.Time                 // when this read began: the clock of its frames, read once per read, not per DOIT
+	replies   replyCount                // this read's loop replies, told to their handler's counters once per read
+	partial   int                       // bytes of an incomplete frame held, counted in the node's partialBytes
+	wakes     []chan struct{}           // signal channels of goroutine workers to wake once this read's output is flushed
+	lastH     *handlerEntry             // the handler the previous DOIT named: a coordinator's DOITs mostly name one
+	lastReg   *map[string]*handlerEntry // the registry lastH was found in; a new registration replaces it
+	spawns    []task                    // jobs to start then
 
 	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
 	lingerUntil time.Time
@@ -287,11 +289,11 @@ func (c *conn) handle(f frame.Frame) error {
 	}
 	switch f.Type {
 	case frame.TypeDoit:
-		d, err := frame.ParseDoit(p, c.doitFields)
-		if err != nil {
+		var d frame.Doit
+		if err := d.Parse(p, c.doitFields); err != nil {
 			return err
 		}
-		return c.doit(f.Ref, d)
+		return c.doit(f.Ref, &d)
 	case frame.TypeStart:
 		if err := frame.CheckEmpty(p); err != nil {
 			return err

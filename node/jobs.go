@@ -14,7 +14,7 @@ import (
 // loop and never block: they update the table under c.mu and signal the
 // worker.
 
-func (c *conn) doit(ref uint64, d frame.Doit) error {
+func (c *conn) doit(ref uint64, d *frame.Doit) error {
 	if ref == 0 {
 		return newConnError(frame.CodeUnexpected, "DOIT with ref 0")
 	}
@@ -27,7 +27,7 @@ func (c *conn) doit(ref uint64, d frame.Doit) error {
 		c.queueExit(ref, frame.Exit{Kind: frame.ExitShuttingDown, Reason: []byte("node is shutting down")})
 		return nil
 	}
-	h, ok := c.n.handler(d.Handler)
+	h, ok := c.handler(d.Handler)
 	if !ok {
 		x := frame.Exit{Kind: frame.ExitUnknownHandler, Reason: fmt.Appendf(nil, "unknown handler %q", d.Handler)}
 		c.n.stats.unknown.Add(1)

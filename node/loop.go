@@ -67,7 +67,7 @@ func (n *Node) HandleStream(name string, fn StreamFunc) {
 }
 
 // doitReply runs a ReplyFunc job to its end. Event loop.
-func (c *conn) doitReply(ref uint64, h handlerEntry, d frame.Doit, now time.Time) error {
+func (c *conn) doitReply(ref uint64, h *handlerEntry, d *frame.Doit, now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, dup := c.jobs[ref]; dup {
@@ -126,7 +126,7 @@ func (r *replyCount) flush() {
 }
 
 // doitStream opens a StreamFunc job and sends STREAM_INIT. Event loop.
-func (c *conn) doitStream(ref uint64, h handlerEntry, d frame.Doit, now time.Time) error {
+func (c *conn) doitStream(ref uint64, h *handlerEntry, d *frame.Doit, now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, dup := c.jobs[ref]; dup {
@@ -304,7 +304,7 @@ func (c *conn) failLoopLocked(w *Worker, kind frame.ExitKind, err error, stack [
 }
 
 // exitLoopLocked answers a loop job that failed before it started.
-func (c *conn) exitLoopLocked(ref uint64, h handlerEntry, nonce []byte, err error, stack []byte, now time.Time) frame.Exit {
+func (c *conn) exitLoopLocked(ref uint64, h *handlerEntry, nonce []byte, err error, stack []byte, now time.Time) frame.Exit {
 	x := frame.Exit{Kind: frame.ExitError, Reason: []byte(err.Error()), Stack: stack}
 	if stack != nil {
 		x.Kind = frame.ExitPanic

@@ -383,3 +383,29 @@ func TestLoopReplyWithADuplicateRefEndsTheConnection(t *testing.T) {
 	c2.Expect(frame.TypeReply, 1)
 	eventually(t, "no job live", func() bool { return n.Stats().Live == 0 })
 }
+
+// TestHandlerReplacedWhileConnected: a connection remembers the handler
+// its last DOIT named; registering that name again must still take effect
+// for the connection's next DOIT, and so must a handler added since.
+func TestHandlerReplacedWhileConnected(t *testing.T) {
+	n := startLoopNode(t, nil)
+	c := connect(t, n, 0)
+	c.Doit(1, "lecho", "a")
+	c.Expect(frame.TypeReply, 1)
+	n.HandleReply("lecho", func(args, nonce, dst []byte) ([]byte, error) { return append(dst, "new "...), nil })
+	c.Doit(2, "lecho", "b")
+	if f := c.Expect(frame.TypeReply, 2); string(f.Payload) != "new " {
+		t.Fatalf("reply %q after the handler was replaced, want the new handler's", f.Payload)
+	}
+	c.Doit(3, "lnew", "c") // unknown until registered
+	c.Expect(frame.TypeExit, 3)
+	n.HandleReply("lnew", func(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil })
+	c.Doit(4, "lnew", "d")
+	if f := c.Expect(frame.TypeReply, 4); string(f.Payload) != "d" {
+		t.Fatalf("reply %q", f.Payload)
+	}
+	c.Doit(5, "lecho", "e") // back to the first name: the replaced handler still
+	if f := c.Expect(frame.TypeReply, 5); string(f.Payload) != "new " {
+		t.Fatalf("reply %q", f.Payload)
+	}
+}

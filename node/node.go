@@ -32,7 +32,7 @@ type Node struct {
 	log    *slog.Logger
 	tracer trace.Tracer // nil without Config.TracerProvider
 
-	handlers atomic.Pointer[map[string]handlerEntry] // copy-on-write
+	handlers atomic.Pointer[map[string]*handlerEntry] // copy-on-write; entries never change once stored
 	hmu      sync.Mutex                              // serialises Handle
 
 	name         string // sent in WELCOME: cfg.Name, or the bound address (set before any connection)
@@ -105,7 +105,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.TracerProvider != nil {
 		n.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
-	empty := map[string]handlerEntry{}
+	empty := map[string]*handlerEntry{}
 	n.handlers.Store(&empty)
 	return n, nil
 }
@@ -147,7 +147,7 @@ func (n *Node) register(h handlerEntry) {
 	n.hmu.Lock()
 	defer n.hmu.Unlock()
 	old := *n.handlers.Load()
-	m := make(map[string]handlerEntry, len(old)+1)
+	m := make(map[string]*handlerEntry, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
@@ -155,12 +155,22 @@ func (n *Node) register(h handlerEntry) {
 	if prev, ok := old[h.name]; ok { // a replaced handler keeps counting
 		h.stats = prev.stats
 	}
-	m[h.name] = h
+	m[h.name] = &h
 	n.handlers.Store(&m)
 }
 
-func (n *Node) handler(name []byte) (handlerEntry, bool) {
-	h, ok := (*n.handlers.Load())[string(name)]
+// handler looks up a DOIT's handler, remembering the last one found:
+// comparing a few bytes is cheaper than hashing the name for every DOIT.
+// Event loop.
+func (c *conn) handler(name []byte) (*handlerEntry, bool) {
+	reg := c.n.handlers.Load()
+	if h := c.lastH; h != nil && reg == c.lastReg && h.name == string(name) {
+		return h, true
+	}
+	h, ok := (*reg)[string(name)]
+	if ok {
+		c.lastH, c.lastReg = h, reg
+	}
 	return h, ok
 }
 

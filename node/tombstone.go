@@ -48,6 +48,9 @@ func (t *tombstones) add(ref uint64, now time.Time) {
 
 // take reports whether ref has a live tombstone and removes it.
 func (t *tombstones) take(ref uint64, now time.Time) bool {
+	if len(t.set) == 0 { // the usual case, checked inline: every DOIT asks
+		return false
+	}
 	at, ok := t.set[ref]
 	if !ok {
 		return false

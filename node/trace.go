@@ -25,11 +25,15 @@ const (
 // startSpan opens a job's "rexi.job" span: a child of the coordinator's
 // span when the DOIT carried its context, a root otherwise. Nil without a
 // tracer. Event loop.
-func (c *conn) startSpan(ref uint64, handler string, d frame.Doit) trace.Span {
-	t := c.n.tracer
-	if t == nil {
+func (c *conn) startSpan(ref uint64, handler string, d *frame.Doit) trace.Span {
+	if c.n.tracer == nil { // small enough to inline: an untraced job pays no call
 		return nil
 	}
+	return c.startTracedSpan(ref, handler, d)
+}
+
+func (c *conn) startTracedSpan(ref uint64, handler string, d *frame.Doit) trace.Span {
+	t := c.n.tracer
 	ctx := context.Background()
 	if d.Trace.Valid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
@@ -65,9 +69,12 @@ func (w *Worker) endSpan(outcome string, exit *frame.Exit, cause error) {
 // places that clean up after a failure: a panic in it is logged, not let
 // loose, so that accounting around it stays whole.
 func (n *Node) endSpan(span trace.Span, outcome string, rows uint64, exit *frame.Exit, cause error) {
-	if span == nil {
-		return
+	if span != nil { // small enough to inline, like startSpan
+		n.endTracedSpan(span, outcome, rows, exit, cause)
 	}
+}
+
+func (n *Node) endTracedSpan(span trace.Span, outcome string, rows uint64, exit *frame.Exit, cause error) {
 	defer func() {
 		if r := recover(); r != nil {
 			n.log.Error("rexi node: the tracer panicked ending a job span", "panic", fmt.Sprint(r))
