@@ -14,6 +14,8 @@ import (
 // countRows is a RowSource of n numbered rows of size bytes.
 type countRows struct{ i, n, size int }
 
+var dots = []byte("................................................................")
+
 func (r *countRows) Next(dst []byte) ([]byte, bool) {
 	if r.n < 0 {
 		panic("row source broke")
@@ -21,9 +23,10 @@ func (r *countRows) Next(dst []byte) ([]byte, bool) {
 	if r.i >= r.n {
 		return nil, false
 	}
+	start := len(dst)
 	dst = strconv.AppendInt(dst, int64(r.i), 10)
-	for len(dst) < r.size {
-		dst = append(dst, '.')
+	for len(dst)-start < r.size {
+		dst = append(dst, dots[:min(len(dots), r.size-(len(dst)-start))]...)
 	}
 	r.i++
 	return dst, true

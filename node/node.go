@@ -33,7 +33,7 @@ type Node struct {
 	tracer trace.Tracer // nil without Config.TracerProvider
 
 	handlers atomic.Pointer[map[string]*handlerEntry] // copy-on-write; entries never change once stored
-	hmu      sync.Mutex                              // serialises Handle
+	hmu      sync.Mutex                               // serialises Handle
 
 	name         string // sent in WELCOME: cfg.Name, or the bound address (set before any connection)
 	stats        counters

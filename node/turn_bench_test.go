@@ -14,32 +14,44 @@ type turnConn struct {
 	gnet.Conn // nil: a turn calls nothing else
 	in        []byte
 	wrote     int
+	last      []byte // what the last Write wrote (the node reuses it)
 }
 
 func (t *turnConn) InboundBuffered() int          { return len(t.in) }
 func (t *turnConn) Peek(int) ([]byte, error)      { return t.in, nil }
 func (t *turnConn) Discard(n int) (int, error)    { return n, nil }
-func (t *turnConn) Write(p []byte) (int, error)   { t.wrote += len(p); return len(p), nil }
+func (t *turnConn) Write(p []byte) (int, error)   { t.wrote += len(p); t.last = p; return len(p), nil }
 func (t *turnConn) OutboundBuffered() int         { return 0 }
 func (t *turnConn) Wake(gnet.AsyncCallback) error { return nil }
 func (t *turnConn) RemoteAddr() net.Addr          { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
 
-// BenchmarkLoopReplyTurn: one event-loop turn that reads 64 echo DOITs (a
-// W-cast node's share) and writes their 64 REPLYs, on a connection past
-// its handshake. Reports ns per DOIT.
-func BenchmarkLoopReplyTurn(b *testing.B) {
+// turnNode is a node with loop handlers echo and rows, and a connection
+// to it past the handshake over a turnConn.
+func turnNode(b *testing.B) (*conn, *turnConn) {
 	n, err := New(Config{Name: "n1", Secret: testSecret, Logger: quietLogger(), InsecurePlaintext: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	n.HandleReply("echo", func(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil })
+	n.HandleStream("rows", func(args, nonce []byte) (RowSource, error) {
+		count, size := parseRowsArgs(string(args))
+		return &knownRows{countRows: countRows{n: count, size: size}}, nil
+	})
 	tc := &turnConn{}
 	c := newConn(n, tc)
 	name := "bench"
 	c.peerName.Store(&name)
 	c.phase, c.peerMax, c.doitFields = phaseReady, 1<<20, frame.FeatureRange|frame.FeatureTraceContext
 	c.dec = frame.Decoder{MaxPayload: 1 << 20}
-	var enc frame.Encoder
+	return c, tc
+}
+
+// BenchmarkLoopReplyTurn: one event-loop turn that reads 64 echo DOITs (a
+// W-cast node's share) and writes their 64 REPLYs, on a connection past
+// its handshake. Reports ns per DOIT.
+func BenchmarkLoopReplyTurn(b *testing.B) {
+	c, tc := turnNode(b)
+	enc := frame.Encoder{Doit: c.doitFields}
 	const jobs = 64
 	args := make([]byte, 64)
 	ref := uint64(0)
@@ -63,4 +75,41 @@ func BenchmarkLoopReplyTurn(b *testing.B) {
 		b.Fatal("no REPLY written")
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*jobs), "ns/DOIT")
+}
+
+// BenchmarkLoopStreamTurns: a W-stream node's three turns for 64 loop
+// streams of 10 rows of 100 bytes under a window of 5: the DOITs (64
+// STREAM_INITs out), the STARTs (5 rows each), the ACKs (5 rows and a
+// LAST each). Reports ns per job.
+func BenchmarkLoopStreamTurns(b *testing.B) {
+	c, tc := turnNode(b)
+	enc := frame.Encoder{Doit: c.doitFields}
+	const jobs = 64
+	ref := uint64(0)
+	var doits, starts, acks []byte
+	turn := func(in []byte) {
+		tc.in = in
+		if a := c.traffic(); a != gnet.None {
+			var d frame.Decoder
+			f, _, _ := d.Decode(tc.last)
+			b.Fatalf("action %v; the node wrote %s %q", a, f.Type, f.Payload)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		doits, starts, acks = doits[:0], starts[:0], acks[:0]
+		for i := 0; i < jobs; i++ {
+			ref++
+			doits = enc.AppendDoit(doits, ref, frame.Doit{Handler: []byte("rows"), Nonce: []byte("nonce-12"), RangeLo: uint32(i), RangeHi: uint32(i), Args: []byte("10:100"), TimeoutMillis: 5000})
+			starts = enc.Append(starts, frame.TypeStart, ref, nil)
+			acks = enc.AppendAck(acks, ref, 5)
+		}
+		turn(doits)
+		turn(starts)
+		turn(acks)
+	}
+	if live := len(c.jobs); live != 0 {
+		b.Fatalf("%d jobs still live after their LASTs", live)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*jobs), "ns/job")
 }
