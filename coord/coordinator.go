@@ -36,13 +36,14 @@ const (
 // slot is one job of a coordinator. Only the coordinator's goroutine
 // touches it.
 type slot struct {
-	node    int32
 	sess    *session // the connection its DOIT went to; nil if the node was down
+	rows    uint64   // rows delivered
 	rng     Range
-	st      slotState
-	rows    uint64 // rows delivered
+	node    int32
 	unacked uint32 // rows delivered since the last ACK
-	chosen  bool   // Stream picked it to serve its range
+	doitLen int32  // its DOIT's payload length, found by Submit's check and used by its send
+	st      slotState
+	chosen  bool // Stream picked it to serve its range
 }
 
 // finished: nothing more will come from the job and it needs no KILL_ALL.
@@ -369,13 +370,14 @@ func (s *state) submitSlot(m *membership, j *Job, i int) error {
 	}
 	// A job its node can never take is the caller's bug: refuse the lot.
 	sess := s.submitS[k]
+	n := 0
 	if sess != nil {
-		if n := sess.doitLen(s, j); n > sess.peerMax {
+		if n = sess.doitLen(s, j); n > sess.peerMax {
 			return fmt.Errorf("coord: submit: job %d's DOIT payload is %d bytes, over node %s's max_payload of %d: %w",
 				i, n, j.Node, sess.peerMax, ErrJobTooLarge)
 		}
 	}
-	s.slots = append(s.slots, slot{node: s.submitN[k], sess: sess, rng: j.Range})
+	s.slots = append(s.slots, slot{node: s.submitN[k], sess: sess, rng: j.Range, doitLen: int32(n)})
 	return nil
 }
 

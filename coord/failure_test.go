@@ -166,7 +166,7 @@ func TestWrongSecretIsReported(t *testing.T) {
 
 // silentNode completes the handshake and then never sends a byte, like a
 // frozen process.
-func silentNode(t *testing.T) string {
+func silentNode(t testing.TB) string {
 	return fakeNode(t, func(conn net.Conn) {
 		if _, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Name: []byte("frozen")}); err == nil {
 			io.Copy(io.Discard, conn)

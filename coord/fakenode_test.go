@@ -14,7 +14,7 @@ import (
 // on its own goroutine; the test's cleanup closes the listener and every
 // connection and waits for them. serve plays a node that a real one will
 // not: frozen, flapping, or breaking the protocol.
-func fakeNode(t *testing.T, serve func(conn net.Conn)) string {
+func fakeNode(t testing.TB, serve func(conn net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -158,7 +158,7 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 		}
 		// What is queued and what a short write left both wait for the
 		// socket; a frame is its header, payload and checksum trailer.
-		size := frame.HeaderSize + s.doitLen(co, j) + 8
+		size := frame.HeaderSize + int(co.slots[idx].doitLen) + 8
 		if len(s.out)+len(s.wire)+size > s.p.cl.cfg.OutboundLimit {
 			failed = true
 			s.p.cl.stats.overloads.Add(1)
