@@ -87,7 +87,7 @@ func AppendRaw(dst []byte, f Frame) []byte {
 // AppendDoit appends a DOIT frame.
 func (e *Encoder) AppendDoit(dst []byte, ref uint64, d Doit) []byte {
 	dst, s := e.begin(dst, TypeDoit, ref)
-	dst = appendDoitPayload(dst, d, e.Doit)
+	dst = appendDoitPayload(dst, &d, e.Doit)
 	return e.finish(dst, s, true)
 }
 

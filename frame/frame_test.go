@@ -305,7 +305,7 @@ func TestDoitPayloadLen(t *testing.T) {
 	for _, features := range []Feature{0, FeatureRange, FeatureTraceContext, FeatureRange | FeatureTraceContext} {
 		for _, trace := range []TraceParent{{}, tc} {
 			d := Doit{TimeoutMillis: 5, Handler: []byte("rows"), Nonce: []byte("n1"), RangeLo: 1, RangeHi: 9, Trace: trace, Args: []byte("10:100")}
-			if got, want := DoitPayloadLen(d, features), len(appendDoitPayload(nil, d, features)); got != want {
+			if got, want := DoitPayloadLen(d, features), len(appendDoitPayload(nil, &d, features)); got != want {
 				t.Errorf("features %v, trace %v: DoitPayloadLen %d, encoded %d", features, trace.Valid(), got, want)
 			}
 		}
@@ -319,14 +319,14 @@ func TestDoitParseReused(t *testing.T) {
 		Trace: TraceParent{TraceID: [16]byte{1}, SpanID: [8]byte{2}, Flags: 1}, Args: []byte("10:100")}
 	features := FeatureRange | FeatureTraceContext
 	var d Doit
-	if err := d.Parse(appendDoitPayload(nil, full, features), features); err != nil || !reflect.DeepEqual(d, full) {
+	if err := d.Parse(appendDoitPayload(nil, &full, features), features); err != nil || !reflect.DeepEqual(d, full) {
 		t.Fatalf("parsed %+v, %v; want %+v", d, err, full)
 	}
 	bare := Doit{Handler: []byte("echo"), Nonce: []byte{}, Args: []byte{}}
-	if err := d.Parse(appendDoitPayload(nil, bare, features), features); err != nil || d.Trace.Valid() || d.RangeHi != 0 || d.TimeoutMillis != 0 || string(d.Handler) != "echo" {
+	if err := d.Parse(appendDoitPayload(nil, &bare, features), features); err != nil || d.Trace.Valid() || d.RangeHi != 0 || d.TimeoutMillis != 0 || string(d.Handler) != "echo" {
 		t.Fatalf("second parse %+v, %v: fields of the first DOIT left behind", d, err)
 	}
-	if got, err := ParseDoit(appendDoitPayload(nil, full, features), features); err != nil || !reflect.DeepEqual(got, full) {
+	if got, err := ParseDoit(appendDoitPayload(nil, &full, features), features); err != nil || !reflect.DeepEqual(got, full) {
 		t.Fatalf("ParseDoit %+v, %v", got, err)
 	}
 }

@@ -49,7 +49,7 @@ func (t TraceParent) Valid() bool {
 
 // appendDoitPayload encodes d; features says which optional fields the
 // connection carries.
-func appendDoitPayload(dst []byte, d Doit, features Feature) []byte {
+func appendDoitPayload(dst []byte, d *Doit, features Feature) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, d.TimeoutMillis)
 	dst = append(dst, byte(len(d.Handler)))
 	dst = append(dst, d.Handler...)
