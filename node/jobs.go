@@ -445,3 +445,18 @@ func (n *Node) WaitNoLive(ctx context.Context) error {
 		}
 	}
 }
+
+// handler looks up a DOIT's handler, remembering the last one found:
+// comparing a few bytes is cheaper than hashing the name for every DOIT.
+// Event loop.
+func (c *conn) handler(name []byte) (*handlerEntry, bool) {
+	reg := c.n.handlers.Load()
+	if h := c.lastH; h != nil && reg == c.lastReg && h.name == string(name) {
+		return h, true
+	}
+	h, ok := (*reg)[string(name)]
+	if ok {
+		c.lastH, c.lastReg = h, reg
+	}
+	return h, ok
+}

@@ -159,21 +159,6 @@ func (n *Node) register(h handlerEntry) {
 	n.handlers.Store(&m)
 }
 
-// handler looks up a DOIT's handler, remembering the last one found:
-// comparing a few bytes is cheaper than hashing the name for every DOIT.
-// Event loop.
-func (c *conn) handler(name []byte) (*handlerEntry, bool) {
-	reg := c.n.handlers.Load()
-	if h := c.lastH; h != nil && reg == c.lastReg && h.name == string(name) {
-		return h, true
-	}
-	h, ok := (*reg)[string(name)]
-	if ok {
-		c.lastH, c.lastReg = h, reg
-	}
-	return h, ok
-}
-
 // Start listens on cfg.Addr and returns once the node accepts connections.
 func (n *Node) Start() error {
 	n.mu.Lock()
