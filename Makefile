@@ -48,7 +48,7 @@ compare:
 	cd bench/grpcbase && $(GO) build -o ../../bin/grpcbase .
 	$(GO) run ./bench/compare -rexinode bin/rexinode -grpcbase bin/grpcbase $(COMPARE_FLAGS)
 
-## reference: W-cast on a minimal gnet node and coordinator, none of rexi:
+## reference: W-cast and W-stream on a minimal gnet node and coordinator, none of rexi:
 ## what the transport allows on this host (bench/README.md)
 reference:
 	mkdir -p bin

@@ -1,8 +1,8 @@
-// Command reference measures what the transport allows for W-cast on this
-// host, with none of rexi: three gnet node processes that answer each
-// request on their event loop, and a coordinator with a reader goroutine
-// per connection, as small as the workload permits. It has no handshake,
-// job table, reaper, timeouts, windows or error handling beyond stopping.
+// Command reference measures what the transport allows for W-cast and
+// W-stream on this host, with none of rexi: three gnet node processes that
+// run every job on their event loop, and a coordinator with a reader
+// goroutine per connection, as small as the workloads permit. It has no
+// handshake, reaper, timeouts, checksums or error handling beyond stopping.
 // Run it next to `make compare` to see how far rexi is from the floor:
 //
 //	go run ./bench/reference            # or: make reference
@@ -12,43 +12,42 @@
 // prints p50, p99 and mean over the timed fan-outs and the CPU of all four
 // processes per fan-out, warm-up included.
 //
-// A fan-out: 64 requests per node, each an 8-byte id and 92 bytes (about
-// a rexi DOIT), written in one write per node; each node answers every
-// request with its id and 64 bytes, all answers of one read in one write.
-// The coordinator's caller is woken per batch of answers, as rexi's is.
+// A fan-out sends 64 requests per node, each about a rexi DOIT's size, in
+// one write per node. W-cast: each node answers every request with 64
+// bytes, all answers of one read in one write. W-stream, with rexi's
+// semantics: each job answers INIT and waits; the first INIT per range is
+// chosen and the others get CANCEL at once; once all 64 ranges are
+// covered the chosen jobs get START and stream 10 rows of 100 bytes, at
+// most 5 un-acked, then a last message; the coordinator's readers ACK rows
+// on receipt (one write of coalesced ACKs per read). The caller is woken
+// per batch of frames, as rexi's is.
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"slices"
-	"sync/atomic"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
 	"github.com/rexi-go/rexi/internal/benchproc"
-)
-
-const (
-	perNode  = 64
-	reqBytes = 92
 )
 
 func main() {
 	node := flag.Bool("node", false, "run as a node (started by the coordinator)")
 	fanouts := flag.Int("fanouts", 2000, "timed fan-outs")
 	warmup := flag.Int("warmup", 200, "warm-up fan-outs")
+	workloads := flag.String("workload", "w-cast,w-stream", "w-cast, w-stream or a comma list")
 	flag.Parse()
 	var err error
 	if *node {
 		err = serve()
 	} else {
-		err = measure(*fanouts, *warmup)
+		err = measure(strings.Split(*workloads, ","), *fanouts, *warmup)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reference:", err)
@@ -56,66 +55,16 @@ func main() {
 	}
 }
 
-// events is the node: frames are a 4-byte length and a body whose first
-// 8 bytes are the id.
-type events struct {
-	gnet.BuiltinEventEngine
-	out []byte
-}
-
-func (e *events) OnBoot(gnet.Engine) gnet.Action {
-	fmt.Println("listening") // the coordinator waits for this line
-	return gnet.None
-}
-
-func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
-	buf, _ := c.Peek(-1)
-	out, used := e.out[:0], 0
-	for len(buf)-used >= 4 {
-		n := int(binary.BigEndian.Uint32(buf[used:]))
-		if n < 8 {
-			return gnet.Close
-		}
-		if len(buf)-used < 4+n {
-			break
-		}
-		out = binary.BigEndian.AppendUint32(out, 8+64)
-		out = append(out, buf[used+4:used+12]...)
-		out = append(out, make([]byte, 64)...)
-		used += 4 + n
-	}
-	if used > 0 { // gnet's Discard(0) would drop a partial frame too
-		c.Discard(used)
-	}
-	e.out = out
-	if len(out) > 0 {
-		if _, err := c.Write(out); err != nil {
-			return gnet.Close
-		}
-	}
-	return gnet.None
-}
-
-func serve() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // find a free port, then hand it to gnet
-	if err != nil {
-		return err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	fmt.Println(addr)
-	return gnet.Run(&events{}, "tcp://"+addr) // one event loop: one connection
-}
-
-// measure starts three nodes, connects, and times the fan-outs.
-func measure(fanouts, warmup int) error {
+// measure starts three nodes, connects, and times the fan-outs of each
+// workload in turn.
+func measure(workloads []string, fanouts, warmup int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	var addrs []string
-	var nodes []*exec.Cmd
-	defer func() { benchproc.Stop(nodes) }()
+	var cmds []*exec.Cmd
+	defer func() { benchproc.Stop(cmds) }()
 	for range 3 {
 		var lines []string
 		cmd, err := benchproc.Start(self, []string{"-node"}, func(line string) bool {
@@ -125,7 +74,7 @@ func measure(fanouts, warmup int) error {
 		if err != nil {
 			return err
 		}
-		nodes = append(nodes, cmd)
+		cmds = append(cmds, cmd)
 		addrs = append(addrs, lines[0])
 	}
 	unlock, err := benchproc.Lock(benchproc.LockPath)
@@ -142,87 +91,40 @@ func measure(fanouts, warmup int) error {
 		defer c.Close()
 		conns = append(conns, c)
 	}
-	var left atomic.Int64
-	batch := make(chan struct{}, 1)
-	failed := make(chan error, len(conns)) // room for every reader: none blocks after we return
-	for _, c := range conns {
-		go read(c, &left, batch, failed)
+	co := newCoordinator(conns)
+	for _, w := range workloads {
+		run := map[string]func() error{"w-cast": co.cast, "w-stream": co.stream}[w]
+		if run == nil {
+			return fmt.Errorf("unknown workload %q (w-cast, w-stream)", w)
+		}
+		self0, nodes0 := cpuSeconds(cmds)
+		lat := make([]time.Duration, 0, fanouts)
+		for i := range warmup + fanouts {
+			start := time.Now()
+			if err := run(); err != nil {
+				return fmt.Errorf("%s: %w", w, err)
+			}
+			if i >= warmup {
+				lat = append(lat, time.Since(start))
+			}
+		}
+		self1, nodes1 := cpuSeconds(cmds)
+		report(w, lat, float64(warmup+fanouts), self1-self0, nodes1-nodes0)
 	}
-	self0, nodes0 := cpuSeconds(nodes)
-	out := make([][]byte, len(conns))
-	lat := make([]time.Duration, 0, fanouts)
-	var id uint64
-	for i := range warmup + fanouts {
-		start := time.Now()
-		left.Store(int64(perNode * len(conns)))
-		for k := range conns {
-			b := out[k][:0]
-			for range perNode {
-				id++
-				b = binary.BigEndian.AppendUint32(b, 8+reqBytes)
-				b = binary.BigEndian.AppendUint64(b, id)
-				b = append(b, make([]byte, reqBytes)...)
-			}
-			out[k] = b
-		}
-		for k, c := range conns {
-			if _, err := c.Write(out[k]); err != nil {
-				return err
-			}
-		}
-		for left.Load() > 0 {
-			select {
-			case <-batch:
-			case err := <-failed:
-				return fmt.Errorf("a node's connection failed: %w", err)
-			}
-		}
-		if i >= warmup {
-			lat = append(lat, time.Since(start))
-		}
-	}
-	self1, nodes1 := cpuSeconds(nodes)
-	runs := float64(warmup + fanouts)
+	return nil
+}
+
+// report prints p50, p99 and mean of lat and the CPU per fan-out.
+func report(w string, lat []time.Duration, runs, self, nodes float64) {
 	slices.Sort(lat)
 	var sum time.Duration
 	for _, d := range lat {
 		sum += d
 	}
 	us := func(d time.Duration) string { return d.Round(time.Microsecond).String() }
-	fmt.Printf("w-cast %d runs  p50 %s  p99 %s  mean %s  CPU per fan-out (warm-up included): %.3f ms, nodes %.3f, coordinator %.3f\n",
-		len(lat), us(lat[len(lat)/2]), us(lat[len(lat)*99/100]), us(sum/time.Duration(len(lat))),
-		(self1-self0+nodes1-nodes0)*1000/runs, (nodes1-nodes0)*1000/runs, (self1-self0)*1000/runs)
-	return nil
-}
-
-// read counts the answers on one connection and wakes the caller per
-// batch; it ends when the connection does.
-func read(c net.Conn, left *atomic.Int64, batch chan struct{}, failed chan<- error) {
-	buf := make([]byte, 256<<10)
-	end := 0
-	for {
-		n, err := c.Read(buf[end:])
-		if err != nil {
-			failed <- err
-			return
-		}
-		end += n
-		start, got := 0, 0
-		for end-start >= 4 {
-			m := int(binary.BigEndian.Uint32(buf[start:]))
-			if end-start < 4+m {
-				break
-			}
-			start += 4 + m
-			got++
-		}
-		end = copy(buf, buf[start:end])
-		left.Add(-int64(got))
-		select {
-		case batch <- struct{}{}:
-		default:
-		}
-	}
+	fmt.Printf("%-8s %d runs  p50 %s  p99 %s  mean %s  CPU per fan-out (warm-up included): %.3f ms, nodes %.3f, coordinator %.3f\n",
+		w, len(lat), us(lat[len(lat)/2]), us(lat[len(lat)*99/100]), us(sum/time.Duration(len(lat))),
+		(self+nodes)*1000/runs, nodes*1000/runs, self*1000/runs)
 }
 
 // cpuSeconds is the CPU time of this process and of the nodes so far.
