@@ -12,12 +12,14 @@ const (
 	nodes  = 3
 )
 
-// inbox is what the readers hand the caller: the ids whose INIT arrived
-// and how many jobs finished (a reply or a last message) in this fan-out.
+// inbox is what the readers hand the caller: the ids whose INIT arrived,
+// how many jobs finished (a reply or a last message) and how many rows
+// arrived in this fan-out.
 type inbox struct {
 	mu    sync.Mutex
 	inits []uint64
 	done  int
+	rows  int
 	wake  chan struct{} // one pending wake-up: the caller is woken per batch
 }
 
@@ -50,7 +52,7 @@ func (c *coordinator) begin(kind byte) (uint64, error) {
 	base := c.last + 1
 	c.last += ranges * nodes
 	c.in.mu.Lock()
-	c.in.done = 0
+	c.in.done, c.in.rows = 0, 0
 	c.in.mu.Unlock()
 	for k := range c.conns {
 		b := c.out[k][:0]
@@ -137,6 +139,12 @@ func (c *coordinator) stream() error {
 			return err
 		}
 		if done == ranges {
+			c.in.mu.Lock()
+			got := c.in.rows
+			c.in.mu.Unlock()
+			if got != ranges*rows {
+				return fmt.Errorf("%d rows arrived, want %d", got, ranges*rows)
+			}
 			return nil
 		}
 	}
@@ -169,7 +177,7 @@ func (c *coordinator) read(conn net.Conn) {
 			return
 		}
 		end += n
-		start, done := 0, 0
+		start, done, rowsIn := 0, 0, 0
 		acks, inits = acks[:0], inits[:0]
 		var rowID uint64 // the job whose rows are being counted
 		rowN := 0
@@ -186,6 +194,7 @@ func (c *coordinator) read(conn net.Conn) {
 			case kindInit:
 				inits = append(inits, id)
 			case kindRow:
+				rowsIn++
 				if id != rowID && rowN > 0 {
 					acks = appendAck(acks, rowID, rowN)
 					rowN = 0
@@ -207,6 +216,7 @@ func (c *coordinator) read(conn net.Conn) {
 		c.in.mu.Lock()
 		c.in.inits = append(c.in.inits, inits...)
 		c.in.done += done
+		c.in.rows += rowsIn
 		c.in.mu.Unlock()
 		select {
 		case c.in.wake <- struct{}{}:
