@@ -42,6 +42,9 @@ func (b *ExpansionBudget) Payload(f Frame, buf []byte, maxPayload int) (payload,
 		}
 		b.left += MaxExpansion * int64(len(f.Payload))
 		if n, err := s2.DecodedLen(f.Payload); err == nil {
+			if n > orDefaultMax(maxPayload) {
+				return nil, buf, errCompressedSize // over the maximum is TOO_LARGE, whatever the budget says
+			}
 			if int64(n) > b.left {
 				return nil, buf, errCompressedRatio
 			}
@@ -62,14 +65,11 @@ func Payload(f Frame, buf []byte, maxPayload int) (payload, newBuf []byte, err e
 	if f.Flags&FlagCompressed == 0 {
 		return f.Payload, buf, nil
 	}
-	if maxPayload <= 0 {
-		maxPayload = DefaultMaxPayload
-	}
 	n, err := s2.DecodedLen(f.Payload)
 	if err != nil {
 		return nil, buf, errCompressedHeader
 	}
-	if n > maxPayload {
+	if n > orDefaultMax(maxPayload) {
 		return nil, buf, errCompressedSize
 	}
 	if cap(buf) < n {
@@ -80,4 +80,12 @@ func Payload(f Frame, buf []byte, maxPayload int) (payload, newBuf []byte, err e
 		return nil, buf, errCompressedData
 	}
 	return out, buf, nil
+}
+
+// orDefaultMax is maxPayload, or DefaultMaxPayload for 0.
+func orDefaultMax(maxPayload int) int {
+	if maxPayload <= 0 {
+		return DefaultMaxPayload
+	}
+	return maxPayload
 }

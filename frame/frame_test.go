@@ -349,4 +349,12 @@ func TestExpansionBudget(t *testing.T) {
 	if _, _, err := b.Payload(raw, nil, 0); err != nil {
 		t.Fatalf("uncompressed frame after the budget ran out: %v", err)
 	}
+	// A declared size over the maximum is TOO_LARGE, before the budget.
+	var fresh ExpansionBudget
+	if _, _, err := fresh.Payload(bomb, nil, 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("16 MiB bomb, 1 MiB maximum: %v, want ErrTooLarge", err)
+	}
+	if _, _, err := b.Payload(bomb, nil, 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("16 MiB bomb, 1 MiB maximum, budget spent: %v, want ErrTooLarge", err)
+	}
 }
