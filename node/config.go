@@ -49,6 +49,12 @@ type Config struct {
 	// HandshakeTimeout bounds HELLO + AUTH after the TCP accept, whatever
 	// IdleTimeout is. Default 10 s.
 	HandshakeTimeout time.Duration
+	// MaxConns caps the node's open connections, in the handshake or
+	// authenticated; one more is refused at accept with ERROR OVERLOADED.
+	// The per-connection bounds times MaxConns bound what peers can make
+	// the node hold: each connection's queued output is at most
+	// OutboundHardLimit plus one frame of MaxPayload. Default 1 024.
+	MaxConns int
 	// MaxHandshakes caps the connections accepted and not yet
 	// authenticated; further ones are refused at once with ERROR
 	// OVERLOADED. Default 256.
@@ -144,6 +150,7 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultOutboundLimit    = 8 << 20
+	DefaultMaxConns         = 1024
 	DefaultMaxHandshakes    = 256
 	DefaultMaxHandshakeRate = 1000
 	DefaultMaxJobs          = 10_000
@@ -189,7 +196,7 @@ func (c Config) Validate() error {
 	case c.MaxPayload > 1<<31-1:
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
 	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0 ||
-		c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
+		c.MaxConns < 0 || c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
 		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0 || c.MaxPartialBytes < 0:
 		return configError("counts must not be negative")
 	case belowPayload(c.MaxArgBytes, c.MaxPayload) || belowPayload(c.MaxConnArgBytes, c.MaxPayload) || belowPayload(c.MaxPartialBytes, c.MaxPayload):
@@ -251,6 +258,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxPayload, frame.DefaultMaxPayload)
 	defInt(&c.OutboundLimit, DefaultOutboundLimit)
 	defInt(&c.OutboundHardLimit, 2*c.OutboundLimit)
+	defInt(&c.MaxConns, DefaultMaxConns)
 	defInt(&c.MaxHandshakes, DefaultMaxHandshakes)
 	defInt(&c.MaxHandshakeRate, DefaultMaxHandshakeRate)
 	defInt(&c.MaxJobs, DefaultMaxJobs)

@@ -209,6 +209,28 @@ func TestHandshakeCap(t *testing.T) {
 	}
 }
 
+// Open connections are capped, authenticated or not: one more is refused
+// at accept with ERROR OVERLOADED, and a slot frees when one closes.
+func TestConnCap(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.MaxConns = 2 })
+	first := connect(t, n, 0)
+	_ = dialRaw(t, n.Addr()) // in the handshake: it counts too
+	eventually(t, "2 connections open", func() bool { return n.Stats().Open == 2 })
+	extra := dialRaw(t, n.Addr())
+	msg := extra.ExpectClosedWith(frame.CodeOverloaded)
+	if !strings.Contains(msg, "2 connections are open") {
+		t.Fatalf("refused with %q", msg)
+	}
+	first.NC.Close()
+	eventually(t, "a slot freed", func() bool { return n.Stats().Open == 1 })
+	late := connect(t, n, 0)
+	late.Doit(1, "echo", "in")
+	late.Expect(frame.TypeReply, 1)
+	if s := n.Stats(); s.HandshakeRefusals != 1 {
+		t.Fatalf("refusals at accept %d, want 1", s.HandshakeRefusals)
+	}
+}
+
 // The handshake timeout alone governs a connection until it has
 // authenticated: a shorter idle timeout does not pre-empt it.
 func TestHandshakeTimeoutIndependentOfIdleTimeout(t *testing.T) {

@@ -218,6 +218,9 @@ func (n *Node) Stats() Stats {
 	}
 	s.Idle = int64(n.pool.idleCount())
 	s.Handshaking = n.handshaking.Load()
+	n.mu.Lock()
+	s.Open = int64(len(n.conns))
+	n.mu.Unlock()
 	s.ArgBytes = n.argBytes.Load()
 	s.PartialBytes = n.partialBytes.Load()
 	s.Tombstones = n.tombCount.Load()
@@ -429,6 +432,12 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		e.n.stats.refused.Add(1)
 		e.n.stats.handshakeRefusals.Add(1)
 		return (&frame.Encoder{}).AppendError(nil, 0, frame.CodeOverloaded, msg), gnet.Close
+	}
+	e.n.mu.Lock()
+	open := len(e.n.conns)
+	e.n.mu.Unlock()
+	if open >= e.n.cfg.MaxConns {
+		return refuse(fmt.Sprintf("%d connections are open, the node's limit; retry later", e.n.cfg.MaxConns))
 	}
 	if e.n.handshaking.Load() >= int64(e.n.cfg.MaxHandshakes) {
 		return refuse(fmt.Sprintf("%d connections are already in the handshake; retry later", e.n.cfg.MaxHandshakes))

@@ -27,10 +27,11 @@ type Stats struct {
 
 	Connections       uint64 // connections that completed the handshake
 	Refused           uint64 // connections refused during the handshake (bad auth, version, garbage, limit)
-	HandshakeRefusals uint64 // of those, refused at accept: MaxHandshakes connections already in the handshake, or MaxHandshakeRate reached
+	HandshakeRefusals uint64 // of those, refused at accept: MaxConns connections open, MaxHandshakes in the handshake, or MaxHandshakeRate reached
 	Overloaded        uint64 // DOITs refused with EXIT OVERLOADED (MaxJobs, MaxConnJobs, MaxArgBytes, MaxConnArgBytes)
 	Overflows         uint64 // connections ended with OUTPUT_OVERFLOW (output past OutboundHardLimit)
 	Handshaking       int64  // connections accepted and not yet authenticated
+	Open              int64  // connections open, in the handshake or authenticated (MaxConns)
 	Tombstones        int64  // tombstones held, all connections
 	ArgBytes          int64  // nonce and argument bytes live goroutine jobs hold (MaxArgBytes)
 	PartialBytes      int64  // bytes of frames still arriving, all connections (MaxPartialBytes)

@@ -35,24 +35,24 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 
 // serveFlags are rexinode serve's settings.
 type serveFlags struct {
-	listen, admin, name, peers, logLevel *string
-	logFormat, peersDNS                  *string
-	window                               *int
-	initTimeout, ackTimeout, drainGrace  *time.Duration
-	idleTimeout, handshakeTimeout        *time.Duration
-	maxFrame, outbound, threshold        *int
-	hardLimit, maxJobs, maxConnJobs      *int
-	maxArgBytes, maxConnArgBytes         *int
-	maxPartialBytes                      *int
-	maxHandshakes, maxHandshakeRate      *int
-	handlerMode                          *string
-	checksum, compression                *bool
-	secret                               secretFlags
-	security                             securityFlags
-	adminTokenFile, adminCert, adminKey  *string
-	otlpEndpoint                         *string
-	otlpRatio                            *float64
-	client                               clientFlags
+	listen, admin, name, peers, logLevel      *string
+	logFormat, peersDNS                       *string
+	window                                    *int
+	initTimeout, ackTimeout, drainGrace       *time.Duration
+	idleTimeout, handshakeTimeout             *time.Duration
+	maxFrame, outbound, threshold             *int
+	hardLimit, maxJobs, maxConnJobs           *int
+	maxArgBytes, maxConnArgBytes              *int
+	maxPartialBytes                           *int
+	maxConns, maxHandshakes, maxHandshakeRate *int
+	handlerMode                               *string
+	checksum, compression                     *bool
+	secret                                    secretFlags
+	security                                  securityFlags
+	adminTokenFile, adminCert, adminKey       *string
+	otlpEndpoint                              *string
+	otlpRatio                                 *float64
+	client                                    clientFlags
 }
 
 func addServeFlags(fs flagSet) serveFlags {
@@ -69,6 +69,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		ackTimeout:       fs.Duration("ack-timeout", node.DefaultStreamTimeout, "wait for ACK with a full window"),
 		idleTimeout:      fs.Duration("idle-timeout", node.DefaultIdleTimeout, "close connections silent this long whose coordinator announced no heartbeat interval (0 or negative: never); heartbeating coordinators are closed after 4 missed heartbeats"),
 		handshakeTimeout: fs.Duration("handshake-timeout", node.DefaultHandshakeTimeout, "close connections that have not completed the handshake in this time"),
+		maxConns:         fs.Int("max-conns", node.DefaultMaxConns, "connections open at once, in the handshake or authenticated; more are refused with ERROR OVERLOADED"),
 		maxHandshakes:    fs.Int("max-handshakes", node.DefaultMaxHandshakes, "connections allowed in the handshake at once; more are refused with ERROR OVERLOADED"),
 		maxHandshakeRate: fs.Int("max-handshake-rate", node.DefaultMaxHandshakeRate, "connections let into the handshake per second (a burst of that many); more are refused with ERROR OVERLOADED"),
 		maxJobs:          fs.Int("max-jobs", node.DefaultMaxJobs, "live jobs on the node; a DOIT over it gets EXIT OVERLOADED"),
@@ -302,7 +303,7 @@ func (f serveFlags) nodeConfig(secret []byte, ks keySet, log *slog.Logger) node.
 	return node.Config{
 		Name: *f.name, Addr: *f.listen, Secret: secret,
 		Window: *f.window, InitTimeout: *f.initTimeout, AckTimeout: *f.ackTimeout, IdleTimeout: idle,
-		HandshakeTimeout: *f.handshakeTimeout, MaxHandshakes: *f.maxHandshakes, MaxHandshakeRate: *f.maxHandshakeRate, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
+		HandshakeTimeout: *f.handshakeTimeout, MaxConns: *f.maxConns, MaxHandshakes: *f.maxHandshakes, MaxHandshakeRate: *f.maxHandshakeRate, MaxJobs: *f.maxJobs, MaxConnJobs: *f.maxConnJobs,
 		MaxArgBytes: *f.maxArgBytes, MaxConnArgBytes: *f.maxConnArgBytes, MaxPartialBytes: *f.maxPartialBytes,
 		MaxPayload: *f.maxFrame, OutboundLimit: *f.outbound, OutboundHardLimit: *f.hardLimit, CompressThreshold: *f.threshold,
 		DisableChecksum: !*f.checksum, DisableCompression: !*f.compression,
