@@ -202,10 +202,29 @@ func TestHandshakeRefusals(t *testing.T) {
 		c := dialRaw(t, n.Addr())
 		c.ExpectClosedWith(frame.CodeBadHandshake)
 	})
+	// After WELCOME, a header the decoder refuses keeps the decoder's code
+	// (PROTOCOL.md section 3, rule 3), an undefined type included.
+	for _, tc := range []struct {
+		name   string
+		header []byte
+		code   frame.ErrorCode
+	}{
+		{"unknown type after WELCOME", []byte{0, 0, 0, 0, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, frame.CodeUnknownType},
+		{"length over 1024 after WELCOME", []byte{0, 0, 4, 1, byte(frame.TypeAuth), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, frame.CodeTooLarge},
+		{"AUTH with a flag after WELCOME", []byte{0, 0, 0, 32, byte(frame.TypeAuth), 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, frame.CodeMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRaw(t, n.Addr())
+			c.Write(frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1024}))
+			c.Expect(frame.TypeWelcome, 0)
+			c.Write(tc.header)
+			c.ExpectClosedWith(tc.code)
+		})
+	}
 	good.Doit(1, "echo", "still here")
 	good.Expect(frame.TypeReply, 1)
-	if s := n.Stats(); s.Refused != 4 || s.Connections != 1 {
-		t.Fatalf("refused=%d connections=%d, want 4 and 1", s.Refused, s.Connections)
+	if s := n.Stats(); s.Refused != 7 || s.Connections != 1 {
+		t.Fatalf("refused=%d connections=%d, want 7 and 1", s.Refused, s.Connections)
 	}
 }
 
