@@ -55,9 +55,17 @@ func main() {
 	}
 }
 
+// runs are the workloads: one fan-out each.
+var runs = map[string]func(*coordinator) error{"w-cast": (*coordinator).cast, "w-stream": (*coordinator).stream}
+
 // measure starts three nodes, connects, and times the fan-outs of each
 // workload in turn.
 func measure(workloads []string, fanouts, warmup int) error {
+	for _, w := range workloads {
+		if runs[w] == nil {
+			return fmt.Errorf("unknown workload %q (w-cast, w-stream)", w)
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -93,15 +101,12 @@ func measure(workloads []string, fanouts, warmup int) error {
 	}
 	co := newCoordinator(conns)
 	for _, w := range workloads {
-		run := map[string]func() error{"w-cast": co.cast, "w-stream": co.stream}[w]
-		if run == nil {
-			return fmt.Errorf("unknown workload %q (w-cast, w-stream)", w)
-		}
+		run := runs[w]
 		self0, nodes0 := cpuSeconds(cmds)
 		lat := make([]time.Duration, 0, fanouts)
 		for i := range warmup + fanouts {
 			start := time.Now()
-			if err := run(); err != nil {
+			if err := run(co); err != nil {
 				return fmt.Errorf("%s: %w", w, err)
 			}
 			if i >= warmup {
@@ -115,7 +120,7 @@ func measure(workloads []string, fanouts, warmup int) error {
 }
 
 // report prints p50, p99 and mean of lat and the CPU per fan-out.
-func report(w string, lat []time.Duration, runs, self, nodes float64) {
+func report(w string, lat []time.Duration, runs, self, nodeCPU float64) {
 	slices.Sort(lat)
 	var sum time.Duration
 	for _, d := range lat {
@@ -124,15 +129,15 @@ func report(w string, lat []time.Duration, runs, self, nodes float64) {
 	us := func(d time.Duration) string { return d.Round(time.Microsecond).String() }
 	fmt.Printf("%-8s %d runs  p50 %s  p99 %s  mean %s  CPU per fan-out (warm-up included): %.3f ms, nodes %.3f, coordinator %.3f\n",
 		w, len(lat), us(lat[len(lat)/2]), us(lat[len(lat)*99/100]), us(sum/time.Duration(len(lat))),
-		(self+nodes)*1000/runs, nodes*1000/runs, self*1000/runs)
+		(self+nodeCPU)*1000/runs, nodeCPU*1000/runs, self*1000/runs)
 }
 
 // cpuSeconds is the CPU time of this process and of the nodes so far.
-func cpuSeconds(nodes []*exec.Cmd) (self, total float64) {
+func cpuSeconds(cmds []*exec.Cmd) (self, total float64) {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	self = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-	for _, c := range nodes {
+	for _, c := range cmds {
 		total += benchproc.CPUSeconds(c.Process.Pid)
 	}
 	return self, total
