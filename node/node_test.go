@@ -542,3 +542,33 @@ func TestFramesSplitAcrossReads(t *testing.T) {
 		seen[f.Ref] = true
 	}
 }
+
+// A KILL_ALL longer than the tombstone bound leaves tombstones for its
+// last refs only (adding past the bound drops the oldest, so the earlier
+// ones are not tombstoned at all), and still kills every live job it
+// names, wherever in the list.
+func TestLongKillAllTombstonesItsLastRefs(t *testing.T) {
+	p := newProbe()
+	n := startNode(t, p, func(c *Config) { c.MaxTombstones = 4 })
+	c := connect(t, n, 0)
+	c.Doit(1, "block", "a")
+	p.waitEvent(t, "block:a")
+	refs := []uint64{1}
+	for r := uint64(10); r < 20; r++ {
+		refs = append(refs, r)
+	}
+	c.KillAll(refs...)
+	if err := p.waitCause(t); !errors.Is(err, ErrKilled) {
+		t.Fatalf("live worker stopped with %v, want ErrKilled", err)
+	}
+	c.Doit(15, "echo", "not tombstoned") // before the last four
+	c.Expect(frame.TypeReply, 15)
+	for r := uint64(16); r < 20; r++ {
+		c.Doit(r, "echo", "tombstoned")
+	}
+	c.Doit(20, "echo", "after")
+	c.Expect(frame.TypeReply, 20)
+	if s := n.Stats(); s.Tombstoned != 4 || s.Tombstones != 0 || s.Killed != 1 {
+		t.Fatalf("tombstoned %d, held %d, killed %d; want 4, 0, 1", s.Tombstoned, s.Tombstones, s.Killed)
+	}
+}
