@@ -59,6 +59,11 @@ type Config struct {
 	// authenticated; further ones are refused at once with ERROR
 	// OVERLOADED. Default 256.
 	MaxHandshakes int
+	// MaxSourceHandshakes caps the connections from one source address
+	// (IP) in the handshake at once, so that one host holding half-open
+	// connections leaves the rest of MaxHandshakes to others; further
+	// ones from it are refused at once with ERROR OVERLOADED. Default 64.
+	MaxSourceHandshakes int
 	// MaxHandshakeRate caps the connections let into the handshake per
 	// second (a burst of one second's worth is allowed); further ones are
 	// refused at once with ERROR OVERLOADED. An encrypted handshake costs
@@ -152,6 +157,7 @@ const (
 	DefaultOutboundLimit    = 8 << 20
 	DefaultMaxConns         = 1024
 	DefaultMaxHandshakes    = 256
+	DefaultMaxSourceHS      = 64
 	DefaultMaxHandshakeRate = 1000
 	DefaultMaxJobs          = 10_000
 	DefaultMaxConnJobs      = 4_096
@@ -196,7 +202,7 @@ func (c Config) Validate() error {
 	case c.MaxPayload > 1<<31-1:
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
 	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0 ||
-		c.MaxConns < 0 || c.MaxHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
+		c.MaxConns < 0 || c.MaxHandshakes < 0 || c.MaxSourceHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
 		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0 || c.MaxPartialBytes < 0:
 		return configError("counts must not be negative")
 	case belowPayload(c.MaxArgBytes, c.MaxPayload) || belowPayload(c.MaxConnArgBytes, c.MaxPayload) || belowPayload(c.MaxPartialBytes, c.MaxPayload):
@@ -260,6 +266,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.OutboundHardLimit, 2*c.OutboundLimit)
 	defInt(&c.MaxConns, DefaultMaxConns)
 	defInt(&c.MaxHandshakes, DefaultMaxHandshakes)
+	defInt(&c.MaxSourceHandshakes, DefaultMaxSourceHS)
 	defInt(&c.MaxHandshakeRate, DefaultMaxHandshakeRate)
 	defInt(&c.MaxJobs, DefaultMaxJobs)
 	defInt(&c.MaxConnJobs, DefaultMaxConnJobs)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type conn struct {
 	gc     gnet.Conn
 	opened time.Time
 	remote string
+	source netip.Addr // the remote address without its port: MaxSourceHandshakes counts per source
 
 	// Event loop only.
 	phase     phase
@@ -348,7 +350,7 @@ func (c *conn) closeAll() {
 	c.partial = 0
 	c.tombs.clear()          // the loop is done with this connection (OnClose, or after the engine stopped)
 	if !c.ready.Swap(true) { // it never finished the handshake
-		c.n.handshaking.Add(-1)
+		c.n.leftHandshake(c.source)
 	}
 }
 

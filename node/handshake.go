@@ -186,7 +186,7 @@ func (c *conn) authenticated() {
 		Compression: c.enc.Compress,
 	}
 	c.ready.Store(true)
-	c.n.handshaking.Add(-1)
+	c.n.leftHandshake(c.source)
 	c.n.stats.connections.Add(1)
 	c.n.log.Debug("rexi node: coordinator connected", "remote", c.remote, "name", *c.peerName.Load(), "encrypted", c.sess != nil)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/internal/wiretest"
 )
 
 func heapInUse() int64 {
@@ -214,6 +215,26 @@ func servedAfterOneRefusal(t *testing.T, n *Node) {
 	if s := n.Stats(); s.HandshakeRefusals != 1 {
 		t.Fatalf("refusals at accept %d, want 1", s.HandshakeRefusals)
 	}
+}
+
+// Connections in the handshake are capped per source address too: one
+// host's half-open connections leave room for others.
+func TestSourceHandshakeCap(t *testing.T) {
+	n := startNode(t, newProbe(), func(c *Config) { c.MaxSourceHandshakes = 2 })
+	first := wiretest.DialFrom(t, n.Addr(), "127.0.0.1")
+	_ = wiretest.DialFrom(t, n.Addr(), "127.0.0.1")
+	eventually(t, "2 connections in the handshake", func() bool { return n.Stats().Handshaking == 2 })
+	extra := wiretest.DialFrom(t, n.Addr(), "127.0.0.1")
+	if msg := extra.ExpectClosedWith(frame.CodeOverloaded); !strings.Contains(msg, "from 127.0.0.1") {
+		t.Fatalf("refused with %q", msg)
+	}
+	other := wiretest.DialFrom(t, n.Addr(), "127.0.0.2") // another host is let in
+	other.Handshake(testSecret, 0)
+	other.Doit(1, "echo", "in")
+	other.Expect(frame.TypeReply, 1)
+	first.Handshake(testSecret, 0)
+	eventually(t, "a slot of 127.0.0.1 freed", func() bool { return n.Stats().Handshaking == 1 })
+	servedAfterOneRefusal(t, n)
 }
 
 // Open connections are capped, authenticated or not: one more is refused

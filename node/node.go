@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	sources  map[netip.Addr]int // connections in the handshake per source address (MaxSourceHandshakes)
 	eng      gnet.Engine
 	addr     string
 	booted   chan struct{}
@@ -97,6 +99,7 @@ func New(cfg Config) (*Node, error) {
 		log:      cfg.Logger,
 		errs:     newErrorRing(cfg.ErrorRing),
 		conns:    make(map[*conn]struct{}),
+		sources:  make(map[netip.Addr]int),
 		booted:   make(chan struct{}),
 		runDone:  make(chan struct{}),
 		connGone: make(chan struct{}, 1),
@@ -433,11 +436,15 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		e.n.stats.handshakeRefusals.Add(1)
 		return (&frame.Encoder{}).AppendError(nil, 0, frame.CodeOverloaded, msg), gnet.Close
 	}
+	src := sourceOf(gc)
 	e.n.mu.Lock()
-	open := len(e.n.conns)
+	open, fromSrc := len(e.n.conns), e.n.sources[src]
 	e.n.mu.Unlock()
 	if open >= e.n.cfg.MaxConns {
 		return refuse(fmt.Sprintf("%d connections are open, the node's limit; retry later", e.n.cfg.MaxConns))
+	}
+	if fromSrc >= e.n.cfg.MaxSourceHandshakes {
+		return refuse(fmt.Sprintf("%d connections from %s are already in the handshake; retry later", e.n.cfg.MaxSourceHandshakes, src))
 	}
 	if e.n.handshaking.Load() >= int64(e.n.cfg.MaxHandshakes) {
 		return refuse(fmt.Sprintf("%d connections are already in the handshake; retry later", e.n.cfg.MaxHandshakes))
@@ -447,9 +454,11 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	e.n.handshaking.Add(1)
 	c := newConn(e.n, gc)
+	c.source = src
 	gc.SetContext(c)
 	e.n.mu.Lock()
 	e.n.conns[c] = struct{}{}
+	e.n.sources[src]++
 	e.n.mu.Unlock()
 	return nil, gnet.None
 }
@@ -486,3 +495,23 @@ func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprint
 func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: fatal: " + fmt.Sprintf(f, a...)) }
+
+// sourceOf is the address a connection comes from, without its port (the
+// zero Addr when gnet cannot say).
+func sourceOf(gc gnet.Conn) netip.Addr {
+	if a, ok := gc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// leftHandshake counts a connection out of the handshake: authenticated,
+// or closed before. Called once per connection (conn.ready guards it).
+func (n *Node) leftHandshake(src netip.Addr) {
+	n.handshaking.Add(-1)
+	n.mu.Lock()
+	if n.sources[src]--; n.sources[src] <= 0 {
+		delete(n.sources, src)
+	}
+	n.mu.Unlock()
+}

@@ -27,7 +27,7 @@ type Stats struct {
 
 	Connections       uint64 // connections that completed the handshake
 	Refused           uint64 // connections refused during the handshake (bad auth, version, garbage, limit)
-	HandshakeRefusals uint64 // of those, refused at accept: MaxConns connections open, MaxHandshakes in the handshake, or MaxHandshakeRate reached
+	HandshakeRefusals uint64 // of those, refused at accept: MaxConns connections open, MaxHandshakes in the handshake (MaxSourceHandshakes from its source), or MaxHandshakeRate reached
 	Overloaded        uint64 // DOITs refused with EXIT OVERLOADED (MaxJobs, MaxConnJobs, MaxArgBytes, MaxConnArgBytes)
 	Overflows         uint64 // connections ended with OUTPUT_OVERFLOW (output past OutboundHardLimit)
 	Handshaking       int64  // connections accepted and not yet authenticated

@@ -39,9 +39,20 @@ type Client struct {
 // Dial connects to a node; the connection closes when the test ends.
 func Dial(t testing.TB, addr string) *Client {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, WaitFor)
+	return DialFrom(t, addr, "")
+}
+
+// DialFrom is Dial from the local IP address from ("" for any): a node
+// counts some limits per source address.
+func DialFrom(t testing.TB, addr, from string) *Client {
+	t.Helper()
+	d := net.Dialer{Timeout: WaitFor}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		t.Fatalf("dial %s from %q: %v", addr, from, err)
 	}
 	c := &Client{t: t, NC: nc, Dec: frame.Decoder{MaxPayload: 1024}, tmp: make([]byte, 64<<10)}
 	t.Cleanup(func() { nc.Close() })
