@@ -39,10 +39,9 @@ type Node struct {
 	name         string // sent in WELCOME: cfg.Name, or the bound address (set before any connection)
 	stats        counters
 	tombCount    atomic.Int64 // tombstones held by all connections
-	handshaking  atomic.Int64 // connections accepted and not yet authenticated
 	argBytes     atomic.Int64 // held by live goroutine jobs (MaxArgBytes)
 	partialBytes atomic.Int64 // of frames still arriving (MaxPartialBytes)
-	admits       tokenBucket  // MaxHandshakeRate
+	admits       tokenBucket  // MaxHandshakeRate; under mu
 	idleSince    atomic.Int64 // unix nanos when live workers last reached 0
 	clock        atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges
 	zeroMu       sync.Mutex
@@ -55,7 +54,8 @@ type Node struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
-	sources  map[netip.Addr]int // connections in the handshake per source address (MaxSourceHandshakes)
+	sources  map[netip.Addr]int // connections in the handshake, per source address (MaxSourceHandshakes)
+	inHS     int                // connections in the handshake, all sources (MaxHandshakes)
 	eng      gnet.Engine
 	addr     string
 	booted   chan struct{}
@@ -220,9 +220,8 @@ func (n *Node) Stats() Stats {
 		s.Deadlines += hs.Deadlines
 	}
 	s.Idle = int64(n.pool.idleCount())
-	s.Handshaking = n.handshaking.Load()
 	n.mu.Lock()
-	s.Open = int64(len(n.conns))
+	s.Open, s.Handshaking = int64(len(n.conns)), int64(n.inHS)
 	n.mu.Unlock()
 	s.ArgBytes = n.argBytes.Load()
 	s.PartialBytes = n.partialBytes.Load()
@@ -437,30 +436,39 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return (&frame.Encoder{}).AppendError(nil, 0, frame.CodeOverloaded, msg), gnet.Close
 	}
 	src := sourceOf(gc)
+	// Checked and counted in one critical section, so that event loops
+	// accepting at once cannot both take the last place.
 	e.n.mu.Lock()
-	open, fromSrc := len(e.n.conns), e.n.sources[src]
+	why := e.n.admitLocked(src)
+	if why == "" {
+		c := newConn(e.n, gc)
+		c.source = src
+		gc.SetContext(c)
+		e.n.conns[c] = struct{}{}
+		e.n.sources[src]++
+		e.n.inHS++
+	}
 	e.n.mu.Unlock()
-	if open >= e.n.cfg.MaxConns {
-		return refuse(fmt.Sprintf("%d connections are open, the node's limit; retry later", e.n.cfg.MaxConns))
+	if why != "" {
+		return refuse(why)
 	}
-	if fromSrc >= e.n.cfg.MaxSourceHandshakes {
-		return refuse(fmt.Sprintf("%d connections from %s are already in the handshake; retry later", e.n.cfg.MaxSourceHandshakes, src))
-	}
-	if e.n.handshaking.Load() >= int64(e.n.cfg.MaxHandshakes) {
-		return refuse(fmt.Sprintf("%d connections are already in the handshake; retry later", e.n.cfg.MaxHandshakes))
-	}
-	if !e.n.admits.take(time.Now().UnixNano(), e.n.cfg.MaxHandshakeRate) {
-		return refuse(fmt.Sprintf("more than %d handshakes a second; retry later", e.n.cfg.MaxHandshakeRate))
-	}
-	e.n.handshaking.Add(1)
-	c := newConn(e.n, gc)
-	c.source = src
-	gc.SetContext(c)
-	e.n.mu.Lock()
-	e.n.conns[c] = struct{}{}
-	e.n.sources[src]++
-	e.n.mu.Unlock()
 	return nil, gnet.None
+}
+
+// admitLocked says why a connection from src may not enter the
+// handshake, or "" when it may. Caller holds n.mu.
+func (n *Node) admitLocked(src netip.Addr) string {
+	switch {
+	case len(n.conns) >= n.cfg.MaxConns:
+		return fmt.Sprintf("%d connections are open, the node's limit; retry later", n.cfg.MaxConns)
+	case n.sources[src] >= n.cfg.MaxSourceHandshakes:
+		return fmt.Sprintf("%d connections from %s are already in the handshake; retry later", n.cfg.MaxSourceHandshakes, src)
+	case n.inHS >= n.cfg.MaxHandshakes:
+		return fmt.Sprintf("%d connections are already in the handshake; retry later", n.cfg.MaxHandshakes)
+	case !n.admits.take(time.Now().UnixNano(), n.cfg.MaxHandshakeRate):
+		return fmt.Sprintf("more than %d handshakes a second; retry later", n.cfg.MaxHandshakeRate)
+	}
+	return ""
 }
 
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
@@ -508,8 +516,8 @@ func sourceOf(gc gnet.Conn) netip.Addr {
 // leftHandshake counts a connection out of the handshake: authenticated,
 // or closed before. Called once per connection (conn.ready guards it).
 func (n *Node) leftHandshake(src netip.Addr) {
-	n.handshaking.Add(-1)
 	n.mu.Lock()
+	n.inHS--
 	if n.sources[src]--; n.sources[src] <= 0 {
 		delete(n.sources, src)
 	}

@@ -1,19 +1,14 @@
 package node
 
-import "sync"
-
 // tokenBucket admits up to rate events a second, with a burst of one
-// second's worth. Event loops share it, so it has its own lock.
+// second's worth. The node's is used under n.mu (admitLocked).
 type tokenBucket struct {
-	mu     sync.Mutex
 	tokens float64
 	last   int64 // unix nanos of the last refill; 0 before the first take
 }
 
 // take spends a token if one is left at now.
 func (b *tokenBucket) take(now int64, rate int) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.last == 0 {
 		b.tokens = float64(rate)
 	} else if elapsed := now - b.last; elapsed > 0 {
