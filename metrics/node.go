@@ -26,6 +26,8 @@ var (
 	mOutputWaits = newDesc("rexi_node_output_waits_total", "Times a worker waited for room under the outbound limit.", prometheus.CounterValue)
 	mOverloaded  = newDesc("rexi_node_jobs_overloaded_total", "DOITs refused with EXIT OVERLOADED at the live-job limits.", prometheus.CounterValue)
 	mOverflows   = newDesc("rexi_node_output_overflows_total", "Connections ended with OUTPUT_OVERFLOW.", prometheus.CounterValue)
+	mShed        = newDesc("rexi_node_output_shed_total", "Of those, connections ended because the node's output passed its budget and they held the most.", prometheus.CounterValue)
+	mOutput      = newDesc("rexi_node_output_bytes", "Output held unwritten for peers, all connections.", prometheus.GaugeValue)
 	mHSRefused   = newDesc("rexi_node_handshake_limit_refusals_total", "Connections refused at accept: too many open, in the handshake, or let in this second.", prometheus.CounterValue)
 	mNodeOpen    = newDesc("rexi_node_open_connections", "Connections open, in the handshake or authenticated.", prometheus.GaugeValue)
 	mHandshaking = newDesc("rexi_node_handshaking_connections", "Connections accepted and not yet authenticated.", prometheus.GaugeValue)
@@ -41,7 +43,7 @@ var (
 	mHKilled  = newDesc("rexi_node_handler_jobs_killed_total", "A handler's jobs killed by CANCEL, KILL_ALL, connection loss or shutdown.", prometheus.CounterValue, "handler")
 	mHErrors  = newDesc("rexi_node_handler_jobs_failed_total", "A handler's jobs that ended with an EXIT, by kind (error, panic, deadline).", prometheus.CounterValue, "handler", "kind")
 	nodeDescs = []desc{mLive, mRunning, mIdle, mFramesOut, mWrites, mStarted, mReplied, mStreamed, mKilled, mErrors, mPanics, mUnknown,
-		mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mOverloaded, mOverflows, mHSRefused, mNodeOpen, mHandshaking, mArgBytes, mPartial, mTombstones, mBytes,
+		mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mOverloaded, mOverflows, mShed, mOutput, mHSRefused, mNodeOpen, mHandshaking, mArgBytes, mPartial, mTombstones, mBytes,
 		mHLive, mHStarted, mHReplied, mHRows, mHKilled, mHErrors}
 )
 
@@ -78,6 +80,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mOutputWaits, float64(s.OutputWaits))
 	e.emit(mOverloaded, float64(s.Overloaded))
 	e.emit(mOverflows, float64(s.Overflows))
+	e.emit(mShed, float64(s.Shed))
+	e.emit(mOutput, float64(s.OutputBytes))
 	e.emit(mHSRefused, float64(s.HandshakeRefusals))
 	e.emit(mNodeOpen, float64(s.Open))
 	e.emit(mHandshaking, float64(s.Handshaking))

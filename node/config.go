@@ -52,8 +52,8 @@ type Config struct {
 	// MaxConns caps the node's open connections, in the handshake or
 	// authenticated; one more is refused at accept with ERROR OVERLOADED.
 	// The per-connection bounds times MaxConns bound what peers can make
-	// the node hold: each connection's queued output is at most
-	// OutboundHardLimit plus one frame of MaxPayload. Default 1 024.
+	// the node hold where no node-wide bound (MaxOutputBytes,
+	// MaxPartialBytes, MaxArgBytes, MaxJobs) does. Default 1 024.
 	MaxConns int
 	// MaxHandshakes caps the connections accepted and not yet
 	// authenticated; further ones are refused at once with ERROR
@@ -90,6 +90,14 @@ type Config struct {
 	// past it ends with ERROR OUTPUT_OVERFLOW and its workers are killed.
 	// Default 2 × OutboundLimit; at least OutboundLimit.
 	OutboundHardLimit int
+	// MaxOutputBytes bounds the output the node holds unwritten for all
+	// its connections together (what the sockets did not take). When a
+	// write takes the total past it, the connection holding the most
+	// output ends at once with ERROR OUTPUT_OVERFLOW, its unread output
+	// dropped: many peers that do not read cannot together take what
+	// each alone may. Default 1 GiB (at least 2 × (OutboundHardLimit +
+	// MaxPayload)); not below OutboundHardLimit.
+	MaxOutputBytes int
 
 	// MaxJobs caps the live jobs of the node, all connections together,
 	// and MaxConnJobs those of one connection. A DOIT over either cap is
@@ -164,6 +172,7 @@ const (
 	DefaultMaxArgBytes      = 256 << 20
 	DefaultMaxConnArgBytes  = 64 << 20
 	DefaultMaxPartialBytes  = 128 << 20
+	DefaultMaxOutputBytes   = 1 << 30
 	DefaultErrorRing        = 20
 	DefaultMaxTombstones    = 1 << 16
 	DefaultTombstoneTTL     = 60 * time.Second
@@ -203,7 +212,7 @@ func (c Config) Validate() error {
 		return configError("MaxPayload %d exceeds the 32-bit length field", c.MaxPayload)
 	case c.ErrorRing < 0 || c.MaxTombstones < 0 || c.EventLoops < 0 || c.IdleWorkers < 0 ||
 		c.MaxConns < 0 || c.MaxHandshakes < 0 || c.MaxSourceHandshakes < 0 || c.MaxHandshakeRate < 0 || c.MaxJobs < 0 || c.MaxConnJobs < 0 ||
-		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0 || c.MaxPartialBytes < 0:
+		c.MaxArgBytes < 0 || c.MaxConnArgBytes < 0 || c.MaxPartialBytes < 0 || c.MaxOutputBytes < 0:
 		return configError("counts must not be negative")
 	case belowPayload(c.MaxArgBytes, c.MaxPayload) || belowPayload(c.MaxConnArgBytes, c.MaxPayload) || belowPayload(c.MaxPartialBytes, c.MaxPayload):
 		return configError("MaxArgBytes, MaxConnArgBytes and MaxPartialBytes must each be at least MaxPayload: a frame of the largest payload could never be taken")
@@ -214,6 +223,8 @@ func (c Config) Validate() error {
 	}
 	if d := c.withDefaults(); d.OutboundHardLimit < d.OutboundLimit {
 		return configError("OutboundHardLimit %d is below OutboundLimit %d", d.OutboundHardLimit, d.OutboundLimit)
+	} else if d.MaxOutputBytes < d.OutboundHardLimit {
+		return configError("MaxOutputBytes %d is below OutboundHardLimit %d: one connection within its own bound would be shed", d.MaxOutputBytes, d.OutboundHardLimit)
 	}
 	return nil
 }
@@ -264,6 +275,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxPayload, frame.DefaultMaxPayload)
 	defInt(&c.OutboundLimit, DefaultOutboundLimit)
 	defInt(&c.OutboundHardLimit, 2*c.OutboundLimit)
+	defInt(&c.MaxOutputBytes, max(DefaultMaxOutputBytes, 2*(c.OutboundHardLimit+c.MaxPayload)))
 	defInt(&c.MaxConns, DefaultMaxConns)
 	defInt(&c.MaxHandshakes, DefaultMaxHandshakes)
 	defInt(&c.MaxSourceHandshakes, DefaultMaxSourceHS)

@@ -66,7 +66,9 @@ type conn struct {
 	lastRecv atomic.Int64 // unix nanos of the last inbound bytes
 	liveness atomic.Int64 // silence after which the janitor closes the connection; 0: never
 	peerName atomic.Pointer[string]
-	closing  atomic.Pointer[connError] // set by the janitor: send it and close
+	closing  atomic.Pointer[connError] // set by the janitor or the output budget: send it and close
+	outHeld  atomic.Int64              // output gnet held after the last write, counted in the node's outHeld
+	shed     atomic.Bool               // chosen to end by the node's output budget
 
 	mu           sync.Mutex
 	enc          frame.Encoder
@@ -248,7 +250,7 @@ func (c *conn) fail(err error) gnet.Action {
 	c.mu.Lock()
 	c.out = c.enc.AppendError(c.out, 0, code, frame.FitMessage(msg, c.peerMax))
 	c.mu.Unlock()
-	if code != frame.CodeOutputOverflow {
+	if code != frame.CodeOutputOverflow || c.shed.Load() { // shed: its memory is wanted now, no linger
 		c.flush()
 		return gnet.Close
 	}
@@ -264,6 +266,9 @@ const lingerTimeout = 10 * time.Second
 // linger drops whatever the peer sends and closes once the output is
 // written or the linger time is over. Event loop only.
 func (c *conn) linger() gnet.Action {
+	if c.shed.Load() { // shed by the output budget meanwhile: its memory is wanted now
+		return gnet.Close
+	}
 	_, _ = c.gc.Discard(0) // everything buffered
 	c.flush()
 	if c.gc.OutboundBuffered() == 0 || time.Now().After(c.lingerUntil) {
@@ -348,6 +353,8 @@ func (c *conn) closeAll() {
 	c.killJobs()
 	c.n.partialBytes.Add(-int64(c.partial))
 	c.partial = 0
+	// gnet drops the output it held for the connection.
+	c.n.outHeld.Add(-c.outHeld.Swap(0))
 	c.tombs.clear()          // the loop is done with this connection (OnClose, or after the engine stopped)
 	if !c.ready.Swap(true) { // it never finished the handshake
 		c.n.leftHandshake(c.source)

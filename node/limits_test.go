@@ -470,3 +470,64 @@ func TestCompressionBombsEndTheConnection(t *testing.T) {
 	good.Doit(1, "echo", "still served")
 	good.Expect(frame.TypeReply, 1)
 }
+
+// Output held for peers is bounded node-wide: when a write takes the total
+// past MaxOutputBytes, the connection holding the most (a peer that asks
+// and does not read) ends at once, whichever connection's write went
+// over, and the others are served all along.
+func TestOutputBudgetShedsTheLargestHolder(t *testing.T) {
+	const limit = 1 << 20 // hard limit 2 MiB per connection
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit; c.MaxOutputBytes = 3 << 20 })
+	good, greedy, other := connect(t, n, 0), connect(t, n, 0), connect(t, n, 0)
+	args := strings.Repeat("x", 64<<10)
+	var in uint64 = n.Stats().BytesIn
+	ask := func(c *rawClient, ref uint64) { // one 64 KiB echo, unread, taken in by the node
+		c.Doit(ref, "lecho", args)
+		in += uint64(len(c.Enc.AppendDoit(nil, ref, frame.Doit{Handler: []byte("lecho"), Nonce: []byte("nonce-1"), Args: []byte(args)})))
+		eventually(t, "the DOIT read", func() bool { return n.Stats().BytesIn >= in })
+	}
+	// The greedy peer gets the node to hold 1.75 MiB for it, under its own
+	// hard limit; once its sockets are full, each echo adds 64 KiB.
+	ref := uint64(1)
+	for ; n.Stats().OutputBytes < 7*limit/4; ref++ {
+		ask(greedy, ref)
+		if ref > 10_000 {
+			t.Fatal("the node never held output for the greedy peer")
+		}
+	}
+	// Another peer asks without reading until the node is over its budget:
+	// that write goes over, but the greedy peer holds more.
+	asked := 0
+	for n.Stats().Shed == 0 {
+		asked++
+		ask(other, uint64(asked))
+		if asked > 10_000 {
+			t.Fatal("the node never shed output")
+		}
+	}
+	for {
+		f, err := greedy.ReadFrame(waitFor)
+		if err != nil {
+			if err != io.EOF && !wiretest.IsReset(err) {
+				t.Fatalf("the greedy peer was not closed: %v", err)
+			}
+			break
+		}
+		if f.Type == frame.TypeError {
+			if code, _, _ := frame.ParseError(f.Payload); code != frame.CodeOutputOverflow {
+				t.Fatalf("greedy peer got ERROR %v, want OUTPUT_OVERFLOW", code)
+			}
+		}
+	}
+	good.Doit(1, "lecho", "served")
+	good.Expect(frame.TypeReply, 1)
+	for i := 1; i <= asked; i++ { // the connection whose write went over lost nothing
+		if f := other.Expect(frame.TypeReply, uint64(i)); len(f.Payload) != len(args) {
+			t.Fatalf("reply %d has %d bytes", i, len(f.Payload))
+		}
+	}
+	eventually(t, "the shed output given back", func() bool { return n.Stats().OutputBytes <= 3<<20 })
+	if s := n.Stats(); s.Shed != 1 || s.Overflows != 1 {
+		t.Fatalf("shed %d, overflows %d; want 1, 1", s.Shed, s.Overflows)
+	}
+}

@@ -453,6 +453,8 @@ func TestConfigValidate(t *testing.T) {
 		{Secret: []byte("s"), InsecurePlaintext: true, AllowedKeys: []secure.PublicKey{{1}}}, // pinning needs Noise
 		{Secret: []byte("s"), MaxConnArgBytes: 1 << 20},                                      // below the 16 MiB default payload
 		{Secret: []byte("s"), MaxPayload: 4096, MaxPartialBytes: 4095},
+		{Secret: []byte("s"), OutboundLimit: 1 << 20, MaxOutputBytes: 2<<20 - 1}, // below the 2 MiB hard limit
+		{Secret: []byte("s"), MaxOutputBytes: -1},
 	}
 	for i, cfg := range bad {
 		if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
@@ -464,6 +466,9 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if c := (Config{Secret: []byte("s"), MaxPayload: 100 << 20}).withDefaults(); c.MaxConnArgBytes < c.MaxPayload || c.MaxPartialBytes < c.MaxPayload {
 		t.Errorf("defaults below a raised MaxPayload: args %d, partial %d", c.MaxConnArgBytes, c.MaxPartialBytes)
+	}
+	if c := (Config{Secret: []byte("s"), OutboundLimit: 1 << 30}).withDefaults(); c.MaxOutputBytes < c.OutboundHardLimit {
+		t.Errorf("default MaxOutputBytes %d below a raised hard limit %d", c.MaxOutputBytes, c.OutboundHardLimit)
 	}
 }
 

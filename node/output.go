@@ -211,6 +211,7 @@ func (c *conn) flush() {
 	buffered := c.gc.OutboundBuffered()
 	c.mu.Lock()
 	c.gnetBuffered = buffered
+	closed := c.closed
 	if !c.closed {
 		c.resumeParkedLocked()
 		if len(c.parked) > 0 {
@@ -229,6 +230,59 @@ func (c *conn) flush() {
 		}
 	}
 	c.mu.Unlock()
+	if !closed {
+		c.holdOutput(buffered)
+	}
+}
+
+// holdOutput records that gnet holds held bytes of the connection's
+// output, in the node's total too, and sheds output when a rise takes the
+// total past MaxOutputBytes. Event loop.
+func (c *conn) holdOutput(held int) {
+	d := int64(held) - c.outHeld.Load()
+	if d == 0 {
+		return
+	}
+	c.outHeld.Store(int64(held))
+	if total := c.n.outHeld.Add(d); d > 0 && total > int64(c.n.cfg.MaxOutputBytes) {
+		c.n.shedOutput()
+	}
+}
+
+// shedOutput ends the connections holding the most output, largest first,
+// until what the others hold fits MaxOutputBytes. The largest holder is a
+// peer that asks for more than it reads; the connection whose write went
+// over is often an innocent one. A connection already chosen counts as
+// gone: its loop closes it at its next turn, dropping what it held.
+func (n *Node) shedOutput() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	over := n.outHeld.Load() - int64(n.cfg.MaxOutputBytes)
+	for c := range n.conns {
+		if c.shed.Load() {
+			over -= c.outHeld.Load()
+		}
+	}
+	for over > 0 {
+		var victim *conn
+		var most int64
+		for c := range n.conns {
+			if h := c.outHeld.Load(); h > most && !c.shed.Load() {
+				victim, most = c, h
+			}
+		}
+		if victim == nil {
+			return
+		}
+		victim.shed.Store(true)
+		n.stats.overflows.Add(1)
+		n.stats.shed.Add(1)
+		victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOutputOverflow,
+			"the node holds more than %d bytes of output for its peers, this connection the most (%d): it does not read what it asks for",
+			n.cfg.MaxOutputBytes, most)) // unless it is ending already (lingering after its own overflow)
+		_ = victim.gc.Wake(nil) // its loop closes it, dropping what it held
+		over -= most
+	}
 }
 
 // schedulePollLocked arranges for pollRoom to run soon. Caller holds c.mu.

@@ -29,12 +29,14 @@ type Stats struct {
 	Refused           uint64 // connections refused during the handshake (bad auth, version, garbage, limit)
 	HandshakeRefusals uint64 // of those, refused at accept: MaxConns connections open, MaxHandshakes in the handshake (MaxSourceHandshakes from its source), or MaxHandshakeRate reached
 	Overloaded        uint64 // DOITs refused with EXIT OVERLOADED (MaxJobs, MaxConnJobs, MaxArgBytes, MaxConnArgBytes)
-	Overflows         uint64 // connections ended with OUTPUT_OVERFLOW (output past OutboundHardLimit)
+	Overflows         uint64 // connections ended with OUTPUT_OVERFLOW (output past OutboundHardLimit, or shed)
+	Shed              uint64 // of those, ended because the node's output passed MaxOutputBytes and they held the most
 	Handshaking       int64  // connections accepted and not yet authenticated
 	Open              int64  // connections open, in the handshake or authenticated (MaxConns)
 	Tombstones        int64  // tombstones held, all connections
 	ArgBytes          int64  // nonce and argument bytes live goroutine jobs hold (MaxArgBytes)
 	PartialBytes      int64  // bytes of frames still arriving, all connections (MaxPartialBytes)
+	OutputBytes       int64  // output held unwritten, all connections, as of each one's last write (MaxOutputBytes)
 	ProtocolErrors    uint64 // connections closed for a protocol error after the handshake
 	OutputWaits       uint64 // times a worker waited for room under OutboundLimit
 
@@ -54,7 +56,7 @@ type counters struct {
 	unknown, tombstoned                               atomic.Uint64
 	initTimeouts, ackTimeouts                         atomic.Uint64
 	connections, refused, protocolErrors, outputWaits atomic.Uint64
-	handshakeRefusals, overloaded, overflows          atomic.Uint64
+	handshakeRefusals, overloaded, overflows, shed    atomic.Uint64
 	bytesIn, bytesOut, framesOut, writes              atomic.Uint64
 }
 
@@ -64,7 +66,7 @@ func (c *counters) snapshot() Stats {
 		Unknown: c.unknown.Load(), Tombstoned: c.tombstoned.Load(),
 		InitTimeouts: c.initTimeouts.Load(), AckTimeouts: c.ackTimeouts.Load(),
 		Connections: c.connections.Load(), Refused: c.refused.Load(),
-		HandshakeRefusals: c.handshakeRefusals.Load(), Overloaded: c.overloaded.Load(), Overflows: c.overflows.Load(),
+		HandshakeRefusals: c.handshakeRefusals.Load(), Overloaded: c.overloaded.Load(), Overflows: c.overflows.Load(), Shed: c.shed.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), OutputWaits: c.outputWaits.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		FramesOut: c.framesOut.Load(), Writes: c.writes.Load(),
