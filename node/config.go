@@ -117,9 +117,11 @@ type Config struct {
 	// MaxPartialBytes caps the bytes of frames still arriving (received,
 	// not yet whole) that the node holds, all connections together: each
 	// connection may send frames up to MaxPayload, and its partial frame
-	// sits in memory until the rest comes. A connection whose partial
-	// frame would take the node past it ends with ERROR OVERLOADED.
-	// Default 128 MiB (at least 2 × MaxPayload); not below MaxPayload.
+	// sits in memory until the rest comes. When a frame's bytes would
+	// take the node past it, the connection whose frame has been arriving
+	// longest ends with ERROR OVERLOADED (a peer trickling a frame does
+	// not lock out the others); that may be the connection whose frame
+	// grew. Default 128 MiB (at least 2 × MaxPayload); not below MaxPayload.
 	MaxPartialBytes int
 	// DisableChecksum and DisableCompression refuse those features when a
 	// coordinator asks for them. Both are offered by default.

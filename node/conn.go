@@ -45,7 +45,6 @@ type conn struct {
 	need      int                       // inbound bytes needed before the next frame is whole
 	readAt    time.Time                 // when this read began: the clock of its frames, read once per read, not per DOIT
 	replies   replyCount                // this read's loop replies, told to their handler's counters once per read
-	partial   int                       // bytes of an incomplete frame held, counted in the node's partialBytes
 	wakes     []chan struct{}           // signal channels of goroutine workers to wake once this read's output is flushed
 	lastH     *handlerEntry             // the handler the previous DOIT named: a coordinator's DOITs mostly name one
 	lastReg   *map[string]*handlerEntry // the registry lastH was found in; a new registration replaces it
@@ -69,6 +68,12 @@ type conn struct {
 	closing  atomic.Pointer[connError] // set by the janitor or the output budget: send it and close
 	outHeld  atomic.Int64              // output gnet held after the last write, counted in the node's outHeld
 	shed     atomic.Bool               // chosen to end by the node's output budget
+
+	// The frame still arriving, counted in the node's partialBytes
+	// (written by the loop; read by other loops choosing whom to end).
+	partial      atomic.Int64 // bytes held
+	partialSince atomic.Int64 // unix nanos of the read that began it; 0: none
+	partialShed  atomic.Bool  // chosen to end to make room for others' frames
 
 	mu           sync.Mutex
 	enc          frame.Encoder
@@ -134,7 +139,7 @@ func (c *conn) traffic() (action gnet.Action) {
 		c.lastRecv.Store(c.readAt.UnixNano()) // not the janitor's clock, which may lag: liveness must never be judged early
 	}
 	if inbound < c.need {
-		if err := c.holdPartial(inbound + len(c.plain)); err != nil {
+		if err := c.holdPartial(inbound+len(c.plain), false); err != nil {
 			return c.fail(err)
 		}
 		c.flush()
@@ -189,7 +194,9 @@ func (c *conn) traffic() (action gnet.Action) {
 		_, _ = c.gc.Discard(used)
 	}
 	if err == nil {
-		err = c.holdPartial(len(buf) - used + len(c.plain)) // a record's opened plaintext may hold a partial frame too
+		// A record's opened plaintext may hold a partial frame too. Once
+		// a frame was consumed, what is left began in this read.
+		err = c.holdPartial(len(buf)-used+len(c.plain), used > 0)
 	}
 	if err != nil {
 		c.dropDeferred()
@@ -200,17 +207,60 @@ func (c *conn) traffic() (action gnet.Action) {
 	return gnet.None
 }
 
-// holdPartial counts the bytes of a frame still arriving against
-// MaxPartialBytes, and refuses a connection whose partial frame grows the
-// node past it. Event loop.
-func (c *conn) holdPartial(n int) error {
-	grow := int64(n - c.partial)
-	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) {
+// holdPartial counts the n bytes of a frame still arriving against
+// MaxPartialBytes; fresh says the frame began in this read. When it grows
+// the node past the bound, the connections whose frames have been
+// arriving longest are ended to make room (a peer that trickles a frame
+// must not lock out everyone whose read ends mid-frame); if its own frame
+// is the oldest, this connection is refused instead. Event loop.
+func (c *conn) holdPartial(n int, fresh bool) error {
+	switch {
+	case n == 0:
+		c.partialSince.Store(0)
+	case fresh || c.partialSince.Load() == 0:
+		c.partialSince.Store(c.readAt.UnixNano())
+	}
+	grow := int64(n) - c.partial.Load()
+	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) && !c.n.shedPartial(c, total) {
 		c.n.partialBytes.Add(-grow)
 		return newConnError(frame.CodeOverloaded, "the node holds %d bytes of frames still arriving, its limit", c.n.cfg.MaxPartialBytes)
 	}
-	c.partial = n
+	c.partial.Store(int64(n))
 	return nil
+}
+
+// shedPartial ends the connections whose frames still arriving are older
+// than c's, oldest first, until total fits MaxPartialBytes (counting those
+// already chosen as gone). It reports false, choosing no more, once c's
+// own frame is the oldest left.
+func (n *Node) shedPartial(c *conn, total int64) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	over := total - int64(n.cfg.MaxPartialBytes)
+	for o := range n.conns {
+		if o.partialShed.Load() {
+			over -= o.partial.Load()
+		}
+	}
+	for over > 0 {
+		var victim *conn
+		oldest := c.partialSince.Load()
+		for o := range n.conns {
+			if since := o.partialSince.Load(); since != 0 && since < oldest && o != c && !o.partialShed.Load() && o.partial.Load() > 0 {
+				victim, oldest = o, since
+			}
+		}
+		if victim == nil {
+			return false
+		}
+		victim.partialShed.Store(true)
+		victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOverloaded,
+			"the node holds %d bytes of frames still arriving, its limit, and this connection's frame has been arriving the longest (%v)",
+			n.cfg.MaxPartialBytes, time.Since(time.Unix(0, oldest)).Round(time.Millisecond)))
+		_ = victim.gc.Wake(nil) // its loop closes it, dropping the frame
+		over -= victim.partial.Load()
+	}
+	return true
 }
 
 // fail sends ERROR for err (unless the peer sent one), flushes and asks
@@ -351,8 +401,7 @@ func (c *conn) closeAll() {
 	}
 	c.mu.Unlock()
 	c.killJobs()
-	c.n.partialBytes.Add(-int64(c.partial))
-	c.partial = 0
+	c.n.partialBytes.Add(-c.partial.Swap(0))
 	// gnet drops the output it held for the connection.
 	c.n.outHeld.Add(-c.outHeld.Swap(0))
 	c.tombs.clear()          // the loop is done with this connection (OnClose, or after the engine stopped)

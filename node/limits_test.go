@@ -408,26 +408,46 @@ func TestLoneAnswerLargerThanTheHardLimit(t *testing.T) {
 }
 
 // Frames still arriving are held until whole: their bytes are capped for
-// the whole node, and the connection that would pass the cap is the one
-// closed (with OVERLOADED), not the node's memory.
+// the whole node. A frame that would pass the cap ends the connection
+// whose frame has been arriving longest, with OVERLOADED — a peer
+// trickling a frame must not lock out every connection whose read ends
+// mid-frame — and that may be the connection whose frame grew.
 func TestPartialFramesCapped(t *testing.T) {
 	const limit, size = 1 << 20, 900 << 10
 	n := startLoopNode(t, func(c *Config) { c.MaxPartialBytes = limit; c.MaxPayload = limit })
 	var enc frame.Encoder
 	doit := enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("lecho"), Args: bytes.Repeat([]byte("a"), size)})
-	half := len(doit) * 6 / 10
-	a := connect(t, n, 0)
-	a.Dec.MaxPayload = limit
-	a.Write(doit[:half])
-	eventually(t, "a's partial frame counted", func() bool { return n.Stats().PartialBytes == int64(half) })
-	b := connect(t, n, 0)
-	b.Write(doit[:half]) // together over the cap: b goes
-	b.ExpectClosedWith(frame.CodeOverloaded)
-	a.Write(doit[half:]) // a is served
-	if f := a.Expect(frame.TypeReply, 1); len(f.Payload) != size {
-		t.Fatalf("reply of %d bytes", len(f.Payload))
+	held := func(what string, want int) {
+		eventually(t, what, func() bool { return n.Stats().PartialBytes == int64(want) })
 	}
-	eventually(t, "nothing held", func() bool { return n.Stats().PartialBytes == 0 })
+	served := func(c *rawClient, rest []byte) {
+		c.Write(rest)
+		if f := c.Expect(frame.TypeReply, 1); len(f.Payload) != size {
+			t.Fatalf("reply of %d bytes", len(f.Payload))
+		}
+	}
+	a, b := connect(t, n, 0), connect(t, n, 0)
+	a.Dec.MaxPayload, b.Dec.MaxPayload = limit, limit
+	six := len(doit) * 6 / 10
+	a.Write(doit[:six])
+	held("a's partial frame counted", six)
+	b.Write(doit[:six]) // together over the cap: a's frame is the older, a goes
+	a.ExpectClosedWith(frame.CodeOverloaded)
+	served(b, doit[six:])
+	held("nothing held", 0)
+
+	// The connection whose frame grows past the cap is the oldest: it goes.
+	c, d := connect(t, n, 0), connect(t, n, 0)
+	d.Dec.MaxPayload = limit
+	three := len(doit) * 3 / 10
+	c.Write(doit[:three])
+	held("c's partial frame counted", three)
+	d.Write(doit[:six])
+	held("d's too", three+six)
+	c.Write(doit[three:six])
+	c.ExpectClosedWith(frame.CodeOverloaded)
+	served(d, doit[six:])
+	held("nothing held at the end", 0)
 }
 
 // What a connection's compressed frames decode to is bounded all
