@@ -27,7 +27,7 @@ var (
 	mOverloaded  = newDesc("rexi_node_jobs_overloaded_total", "DOITs refused with EXIT OVERLOADED at the live-job limits.", prometheus.CounterValue)
 	mOverflows   = newDesc("rexi_node_output_overflows_total", "Connections ended with OUTPUT_OVERFLOW.", prometheus.CounterValue)
 	mShed        = newDesc("rexi_node_output_shed_total", "Of those, connections ended because the node's output passed its budget and they held the most.", prometheus.CounterValue)
-	mOutput      = newDesc("rexi_node_output_bytes", "Output held unwritten for peers, all connections.", prometheus.GaugeValue)
+	mOutput      = newDesc("rexi_node_output_bytes", "Memory of the output held unwritten for peers, all connections (twice its bytes: buffers are powers of two).", prometheus.GaugeValue)
 	mHSRefused   = newDesc("rexi_node_handshake_limit_refusals_total", "Connections refused at accept: too many open, in the handshake, or let in this second.", prometheus.CounterValue)
 	mNodeOpen    = newDesc("rexi_node_open_connections", "Connections open, in the handshake or authenticated.", prometheus.GaugeValue)
 	mHandshaking = newDesc("rexi_node_handshaking_connections", "Connections accepted and not yet authenticated.", prometheus.GaugeValue)

@@ -90,13 +90,15 @@ type Config struct {
 	// past it ends with ERROR OUTPUT_OVERFLOW and its workers are killed.
 	// Default 2 × OutboundLimit; at least OutboundLimit.
 	OutboundHardLimit int
-	// MaxOutputBytes bounds the output the node holds unwritten for all
-	// its connections together (what the sockets did not take). When a
-	// write takes the total past it, the connection holding the most
-	// output ends at once with ERROR OUTPUT_OVERFLOW, its unread output
-	// dropped: many peers that do not read cannot together take what
-	// each alone may. Default 1 GiB (at least 2 × (OutboundHardLimit +
-	// MaxPayload)); not below OutboundHardLimit.
+	// MaxOutputBytes bounds the memory of the output the node holds
+	// unwritten for all its connections together (what the sockets did
+	// not take), counted as twice its bytes: gnet keeps it in buffers
+	// rounded up to powers of two. When a write takes the total past it,
+	// the connection holding the most ends at once with ERROR
+	// OUTPUT_OVERFLOW, its unread output dropped: many peers that do not
+	// read cannot together take what each alone may. Default 1 GiB (at
+	// least 4 × (OutboundHardLimit + MaxPayload)); not below 2 ×
+	// OutboundHardLimit.
 	MaxOutputBytes int
 
 	// MaxJobs caps the live jobs of the node, all connections together,
@@ -225,8 +227,8 @@ func (c Config) Validate() error {
 	}
 	if d := c.withDefaults(); d.OutboundHardLimit < d.OutboundLimit {
 		return configError("OutboundHardLimit %d is below OutboundLimit %d", d.OutboundHardLimit, d.OutboundLimit)
-	} else if d.MaxOutputBytes < d.OutboundHardLimit {
-		return configError("MaxOutputBytes %d is below OutboundHardLimit %d: one connection within its own bound would be shed", d.MaxOutputBytes, d.OutboundHardLimit)
+	} else if d.MaxOutputBytes < 2*d.OutboundHardLimit {
+		return configError("MaxOutputBytes %d is below twice OutboundHardLimit %d: one connection within its own bound would be shed", d.MaxOutputBytes, d.OutboundHardLimit)
 	}
 	return nil
 }
@@ -277,7 +279,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxPayload, frame.DefaultMaxPayload)
 	defInt(&c.OutboundLimit, DefaultOutboundLimit)
 	defInt(&c.OutboundHardLimit, 2*c.OutboundLimit)
-	defInt(&c.MaxOutputBytes, max(DefaultMaxOutputBytes, 2*(c.OutboundHardLimit+c.MaxPayload)))
+	defInt(&c.MaxOutputBytes, max(DefaultMaxOutputBytes, 4*(c.OutboundHardLimit+c.MaxPayload)))
 	defInt(&c.MaxConns, DefaultMaxConns)
 	defInt(&c.MaxHandshakes, DefaultMaxHandshakes)
 	defInt(&c.MaxSourceHandshakes, DefaultMaxSourceHS)

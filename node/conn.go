@@ -66,7 +66,7 @@ type conn struct {
 	liveness atomic.Int64 // silence after which the janitor closes the connection; 0: never
 	peerName atomic.Pointer[string]
 	closing  atomic.Pointer[connError] // set by the janitor or the output budget: send it and close
-	outHeld  atomic.Int64              // output gnet held after the last write, counted in the node's outHeld
+	outHeld  atomic.Int64              // memory of the output gnet held after the last write (holdOutput), counted in the node's outHeld
 	shed     atomic.Bool               // chosen to end by the node's output budget
 
 	// The frame still arriving, counted in the node's partialBytes

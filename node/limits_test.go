@@ -497,19 +497,14 @@ func TestCompressionBombsEndTheConnection(t *testing.T) {
 // over, and the others are served all along.
 func TestOutputBudgetShedsTheLargestHolder(t *testing.T) {
 	const limit = 1 << 20 // hard limit 2 MiB per connection
-	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit; c.MaxOutputBytes = 3 << 20 })
+	const budget = 6 << 20 // counted as twice the bytes held
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit; c.MaxOutputBytes = budget })
 	good, greedy, other := connect(t, n, 0), connect(t, n, 0), connect(t, n, 0)
-	args := strings.Repeat("x", 64<<10)
-	var in uint64 = n.Stats().BytesIn
-	ask := func(c *rawClient, ref uint64) { // one 64 KiB echo, unread, taken in by the node
-		c.Doit(ref, "lecho", args)
-		in += uint64(len(c.Enc.AppendDoit(nil, ref, frame.Doit{Handler: []byte("lecho"), Nonce: []byte("nonce-1"), Args: []byte(args)})))
-		eventually(t, "the DOIT read", func() bool { return n.Stats().BytesIn >= in })
-	}
+	ask := unreadEchoes(t, n)
 	// The greedy peer gets the node to hold 1.75 MiB for it, under its own
 	// hard limit; once its sockets are full, each echo adds 64 KiB.
 	ref := uint64(1)
-	for ; n.Stats().OutputBytes < 7*limit/4; ref++ {
+	for ; n.Stats().OutputBytes < 2*7*limit/4; ref++ {
 		ask(greedy, ref)
 		if ref > 10_000 {
 			t.Fatal("the node never held output for the greedy peer")
@@ -542,12 +537,49 @@ func TestOutputBudgetShedsTheLargestHolder(t *testing.T) {
 	good.Doit(1, "lecho", "served")
 	good.Expect(frame.TypeReply, 1)
 	for i := 1; i <= asked; i++ { // the connection whose write went over lost nothing
-		if f := other.Expect(frame.TypeReply, uint64(i)); len(f.Payload) != len(args) {
+		if f := other.Expect(frame.TypeReply, uint64(i)); len(f.Payload) != 64<<10 {
 			t.Fatalf("reply %d has %d bytes", i, len(f.Payload))
 		}
 	}
-	eventually(t, "the shed output given back", func() bool { return n.Stats().OutputBytes <= 3<<20 })
+	eventually(t, "the shed output given back", func() bool { return n.Stats().OutputBytes <= budget })
 	if s := n.Stats(); s.Shed != 1 || s.Overflows != 1 {
 		t.Fatalf("shed %d, overflows %d; want 1, 1", s.Shed, s.Overflows)
+	}
+}
+
+// unreadEchoes returns a function that sends one 64 KiB echo DOIT on a
+// connection that does not read, and waits until the node has read it.
+func unreadEchoes(t *testing.T, n *Node) func(c *rawClient, ref uint64) {
+	args := strings.Repeat("x", 64<<10)
+	in := n.Stats().BytesIn
+	return func(c *rawClient, ref uint64) {
+		c.Doit(ref, "lecho", args)
+		in += uint64(len(c.Enc.AppendDoit(nil, ref, frame.Doit{Handler: []byte("lecho"), Nonce: []byte("nonce-1"), Args: []byte(args)})))
+		eventually(t, "the DOIT read", func() bool { return n.Stats().BytesIn >= in })
+	}
+}
+
+// A connection already ending after passing its own hard limit (it
+// lingers, holding its output, for its peer to read the ERROR) is the
+// first the output budget ends, at once, and counted once.
+func TestOutputBudgetEndsALingeringConnectionOnce(t *testing.T) {
+	const limit = 1 << 20 // hard limit 2 MiB per connection
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit; c.MaxOutputBytes = 6 << 20 })
+	lingering, other := connect(t, n, 0), connect(t, n, 0)
+	ask := unreadEchoes(t, n)
+	for ref := uint64(1); n.Stats().Overflows == 0; ref++ {
+		ask(lingering, ref)
+		if ref > 10_000 {
+			t.Fatal("never overflowed")
+		}
+	}
+	for ref := uint64(1); n.Stats().Open == 2; ref++ { // until the budget ends the lingering one
+		ask(other, ref)
+		if n.Stats().Overflows > 1 || ref > 10_000 {
+			t.Fatalf("the lingering connection was not shed: %+v", n.Stats())
+		}
+	}
+	if s := n.Stats(); s.Overflows != 1 || s.Shed != 0 {
+		t.Fatalf("overflows %d, shed %d; want 1, 0", s.Overflows, s.Shed)
 	}
 }

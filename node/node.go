@@ -41,7 +41,7 @@ type Node struct {
 	tombCount    atomic.Int64 // tombstones held by all connections
 	argBytes     atomic.Int64 // held by live goroutine jobs (MaxArgBytes)
 	partialBytes atomic.Int64 // of frames still arriving (MaxPartialBytes)
-	outHeld      atomic.Int64 // output the connections' sockets did not take (MaxOutputBytes)
+	outHeld      atomic.Int64 // memory of the output the connections' sockets did not take (MaxOutputBytes)
 	admits       tokenBucket  // MaxHandshakeRate; under mu
 	idleSince    atomic.Int64 // unix nanos when live workers last reached 0
 	clock        atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges

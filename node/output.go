@@ -237,13 +237,16 @@ func (c *conn) flush() {
 
 // holdOutput records that gnet holds held bytes of the connection's
 // output, in the node's total too, and sheds output when a rise takes the
-// total past MaxOutputBytes. Event loop.
+// total past MaxOutputBytes. What is counted is the memory: twice the
+// bytes, since gnet copies what a write leaves into a buffer rounded up
+// to a power of two (a 1 MiB reply and a byte take 2 MiB). Event loop.
 func (c *conn) holdOutput(held int) {
-	d := int64(held) - c.outHeld.Load()
+	mem := 2 * int64(held)
+	d := mem - c.outHeld.Load()
 	if d == 0 {
 		return
 	}
-	c.outHeld.Store(int64(held))
+	c.outHeld.Store(mem)
 	if total := c.n.outHeld.Add(d); d > 0 && total > int64(c.n.cfg.MaxOutputBytes) {
 		c.n.shedOutput()
 	}
@@ -275,11 +278,12 @@ func (n *Node) shedOutput() {
 			return
 		}
 		victim.shed.Store(true)
-		n.stats.overflows.Add(1)
-		n.stats.shed.Add(1)
-		victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOutputOverflow,
-			"the node holds more than %d bytes of output for its peers, this connection the most (%d): it does not read what it asks for",
-			n.cfg.MaxOutputBytes, most)) // unless it is ending already (lingering after its own overflow)
+		if victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOutputOverflow,
+			"the node's output for its peers takes more than %d bytes, this connection's the most (%d): it does not read what it asks for",
+			n.cfg.MaxOutputBytes, most)) {
+			n.stats.overflows.Add(1)
+			n.stats.shed.Add(1)
+		} // else it is ending already (lingering after its own overflow, counted then): it ends now
 		_ = victim.gc.Wake(nil) // its loop closes it, dropping what it held
 		over -= most
 	}

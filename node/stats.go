@@ -36,7 +36,7 @@ type Stats struct {
 	Tombstones        int64  // tombstones held, all connections
 	ArgBytes          int64  // nonce and argument bytes live goroutine jobs hold (MaxArgBytes)
 	PartialBytes      int64  // bytes of frames still arriving, all connections (MaxPartialBytes)
-	OutputBytes       int64  // output held unwritten, all connections, as of each one's last write (MaxOutputBytes)
+	OutputBytes       int64  // memory of the output held unwritten, all connections, as of each one's last write: twice its bytes (MaxOutputBytes)
 	ProtocolErrors    uint64 // connections closed for a protocol error after the handshake
 	OutputWaits       uint64 // times a worker waited for room under OutboundLimit
 

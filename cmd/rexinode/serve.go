@@ -84,7 +84,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		outbound:            fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
 		handlerMode:         fs.String("handler-mode", "loop", "how the built-in echo and rows run: loop (on the event loop) or goroutine (node.Handle: a worker goroutine per job, like a handler that blocks; rows with node.Streaming, so it runs only once STARTed)"),
 		hardLimit:           fs.Int("outbound-hard-limit", 0, "bytes queued per connection, counting frames that cannot wait, before the connection ends with OUTPUT_OVERFLOW (default 2 × -outbound-limit)"),
-		maxOutputBytes:      fs.Int("max-output-bytes", 0, "bytes of output held unwritten, all connections; past it the connection holding the most ends with OUTPUT_OVERFLOW (default 1 GiB, at least 2 × (-outbound-hard-limit + -max-frame))"),
+		maxOutputBytes:      fs.Int("max-output-bytes", 0, "memory of the output held unwritten, all connections, counted as twice its bytes; past it the connection holding the most ends with OUTPUT_OVERFLOW (default 1 GiB, at least 4 × (-outbound-hard-limit + -max-frame))"),
 		threshold:           fs.Int("compress-threshold", frame.DefaultCompressThreshold, "payloads above this many bytes are S2-compressed when negotiated"),
 		checksum:            fs.Bool("checksum", true, "offer xxhash64 checksums to coordinators"),
 		compression:         fs.Bool("compression", true, "offer S2 compression to coordinators"),
