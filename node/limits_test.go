@@ -496,7 +496,7 @@ func TestCompressionBombsEndTheConnection(t *testing.T) {
 // and does not read) ends at once, whichever connection's write went
 // over, and the others are served all along.
 func TestOutputBudgetShedsTheLargestHolder(t *testing.T) {
-	const limit = 1 << 20 // hard limit 2 MiB per connection
+	const limit = 1 << 20  // hard limit 2 MiB per connection
 	const budget = 6 << 20 // counted as twice the bytes held
 	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit; c.MaxOutputBytes = budget })
 	good, greedy, other := connect(t, n, 0), connect(t, n, 0), connect(t, n, 0)
