@@ -316,7 +316,7 @@ const lingerTimeout = 10 * time.Second
 // linger drops whatever the peer sends and closes once the output is
 // written or the linger time is over. Event loop only.
 func (c *conn) linger() gnet.Action {
-	if c.shed.Load() { // shed by the output budget meanwhile: its memory is wanted now
+	if c.shed.Load() || c.partialShed.Load() { // ended meanwhile for the node's memory, which is wanted now
 		return gnet.Close
 	}
 	_, _ = c.gc.Discard(0) // everything buffered
