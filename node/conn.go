@@ -209,10 +209,10 @@ func (c *conn) traffic() (action gnet.Action) {
 
 // holdPartial counts the n bytes of a frame still arriving against
 // MaxPartialBytes; fresh says the frame began in this read. When it grows
-// the node past the bound, the connections whose frames have been
-// arriving longest are ended to make room (a peer that trickles a frame
-// must not lock out everyone whose read ends mid-frame); if its own frame
-// is the oldest, this connection is refused instead. Event loop.
+// the node past the bound, the connections whose frames cost the most
+// are ended to make room (peers that pin large frames must not lock out
+// everyone whose read ends mid-frame); if its own frame costs the most,
+// this connection is refused instead. Event loop.
 func (c *conn) holdPartial(n int, fresh bool) error {
 	switch {
 	case n == 0:
@@ -221,7 +221,7 @@ func (c *conn) holdPartial(n int, fresh bool) error {
 		c.partialSince.Store(c.readAt.UnixNano())
 	}
 	grow := int64(n) - c.partial.Load()
-	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) && !c.n.shedPartial(c, total) {
+	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) && !c.n.shedPartial(c, int64(n), total) {
 		c.n.partialBytes.Add(-grow)
 		return newConnError(frame.CodeOverloaded, "the node holds %d bytes of frames still arriving, its limit", c.n.cfg.MaxPartialBytes)
 	}
@@ -229,11 +229,19 @@ func (c *conn) holdPartial(n int, fresh bool) error {
 	return nil
 }
 
-// shedPartial ends the connections whose frames still arriving are older
-// than c's, oldest first, until total fits MaxPartialBytes (counting those
-// already chosen as gone). It reports false, choosing no more, once c's
-// own frame is the oldest left.
-func (n *Node) shedPartial(c *conn, total int64) bool {
+// shedPartial ends the connections whose frames still arriving cost more
+// than c's would with held bytes, costliest first, until total fits
+// MaxPartialBytes (counting those already chosen as gone). It reports
+// false, choosing no more, once c's own frame is the costliest left.
+//
+// A frame's cost is its bytes times the time since it began: a frame
+// pinned half-sent is soon the costliest, however often its sender
+// reconnects to pin afresh, while a small frame on a slow link stays
+// cheap. (By age alone, a pinner that reconnects always had the newest
+// frame, and slow senders of large frames lost theirs instead.)
+func (n *Node) shedPartial(c *conn, held, total int64) bool {
+	now := time.Now().UnixNano()
+	cost := func(bytes, since int64) float64 { return float64(bytes) * float64(now-since) }
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	over := total - int64(n.cfg.MaxPartialBytes)
@@ -244,10 +252,10 @@ func (n *Node) shedPartial(c *conn, total int64) bool {
 	}
 	for over > 0 {
 		var victim *conn
-		oldest := c.partialSince.Load()
+		most := cost(held, c.partialSince.Load())
 		for o := range n.conns {
-			if since := o.partialSince.Load(); since != 0 && since < oldest && o != c && !o.partialShed.Load() && o.partial.Load() > 0 {
-				victim, oldest = o, since
+			if since, bytes := o.partialSince.Load(), o.partial.Load(); since != 0 && bytes > 0 && o != c && !o.partialShed.Load() && cost(bytes, since) > most {
+				victim, most = o, cost(bytes, since)
 			}
 		}
 		if victim == nil {
@@ -255,8 +263,8 @@ func (n *Node) shedPartial(c *conn, total int64) bool {
 		}
 		victim.partialShed.Store(true)
 		victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOverloaded,
-			"the node holds %d bytes of frames still arriving, its limit, and this connection's frame has been arriving the longest (%v)",
-			n.cfg.MaxPartialBytes, time.Since(time.Unix(0, oldest)).Round(time.Millisecond)))
+			"the node holds %d bytes of frames still arriving, its limit, and this connection's frame costs the most (%d bytes for %v)",
+			n.cfg.MaxPartialBytes, victim.partial.Load(), time.Duration(now-victim.partialSince.Load()).Round(time.Millisecond)))
 		_ = victim.gc.Wake(nil) // its loop closes it, dropping the frame
 		over -= victim.partial.Load()
 	}

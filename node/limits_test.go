@@ -409,36 +409,24 @@ func TestLoneAnswerLargerThanTheHardLimit(t *testing.T) {
 
 // Frames still arriving are held until whole: their bytes are capped for
 // the whole node. A frame that would pass the cap ends the connection
-// whose frame has been arriving longest, with OVERLOADED — a peer
-// trickling a frame must not lock out every connection whose read ends
-// mid-frame — and that may be the connection whose frame grew.
+// whose frame costs the most (bytes times time since it began), with
+// OVERLOADED — a peer pinning a frame must not lock out every connection
+// whose read ends mid-frame — and that may be the connection whose frame
+// grew.
 func TestPartialFramesCapped(t *testing.T) {
-	const limit, size = 1 << 20, 900 << 10
-	n := startLoopNode(t, func(c *Config) { c.MaxPartialBytes = limit; c.MaxPayload = limit })
-	var enc frame.Encoder
-	doit := enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("lecho"), Args: bytes.Repeat([]byte("a"), size)})
-	held := func(what string, want int) {
-		eventually(t, what, func() bool { return n.Stats().PartialBytes == int64(want) })
-	}
-	served := func(c *rawClient, rest []byte) {
-		c.Write(rest)
-		if f := c.Expect(frame.TypeReply, 1); len(f.Payload) != size {
-			t.Fatalf("reply of %d bytes", len(f.Payload))
-		}
-	}
-	a, b := connect(t, n, 0), connect(t, n, 0)
-	a.Dec.MaxPayload, b.Dec.MaxPayload = limit, limit
+	n, doit := partialNode(t)
+	held := partialHeld(t, n)
+	a, b := connectBig(t, n), connectBig(t, n)
 	six := len(doit) * 6 / 10
 	a.Write(doit[:six])
 	held("a's partial frame counted", six)
-	b.Write(doit[:six]) // together over the cap: a's frame is the older, a goes
+	b.Write(doit[:six]) // together over the cap: a's frame is as large and older, a goes
 	a.ExpectClosedWith(frame.CodeOverloaded)
-	served(b, doit[six:])
+	servedBig(t, b, doit[six:])
 	held("nothing held", 0)
 
-	// The connection whose frame grows past the cap is the oldest: it goes.
-	c, d := connect(t, n, 0), connect(t, n, 0)
-	d.Dec.MaxPayload = limit
+	// The connection whose frame grows past the cap costs the most: it goes.
+	c, d := connect(t, n, 0), connectBig(t, n)
 	three := len(doit) * 3 / 10
 	c.Write(doit[:three])
 	held("c's partial frame counted", three)
@@ -446,8 +434,65 @@ func TestPartialFramesCapped(t *testing.T) {
 	held("d's too", three+six)
 	c.Write(doit[three:six])
 	c.ExpectClosedWith(frame.CodeOverloaded)
-	served(d, doit[six:])
+	servedBig(t, d, doit[six:])
 	held("nothing held at the end", 0)
+}
+
+// A small frame arriving slowly costs less than a large one pinned since
+// later: the large one goes.
+func TestPartialFramesShedTheCostliest(t *testing.T) {
+	n, doit := partialNode(t)
+	held := partialHeld(t, n)
+	slow, pinned, next := connectBig(t, n), connectBig(t, n), connectBig(t, n)
+	one, six, five := len(doit)/10, len(doit)*6/10, len(doit)*5/10
+	t0 := time.Now()
+	slow.Write(doit[:one])
+	held("the slow frame counted", one)
+	pinned.Write(doit[:six])
+	held("the pinned frame counted", one+six)
+	// Let the pinned frame age as long as the slow one had before it:
+	// the pinned one then holds six times the bytes for at least half the
+	// time, whatever the scheduling.
+	time.Sleep(time.Since(t0))
+	next.Write(doit[:five])
+	pinned.ExpectClosedWith(frame.CodeOverloaded)
+	servedBig(t, next, doit[five:])
+	servedBig(t, slow, doit[one:])
+	held("nothing held", 0)
+}
+
+// partialNode starts a node whose frames still arriving are capped at
+// 1 MiB, and returns a DOIT of about 900 KiB for it.
+func partialNode(t *testing.T) (*Node, []byte) {
+	const limit = 1 << 20
+	n := startLoopNode(t, func(c *Config) { c.MaxPartialBytes = limit; c.MaxPayload = limit })
+	var enc frame.Encoder
+	return n, enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("lecho"), Args: bytes.Repeat([]byte("a"), bigArgs)})
+}
+
+const bigArgs = 900 << 10
+
+func partialHeld(t *testing.T, n *Node) func(what string, want int) {
+	return func(what string, want int) {
+		t.Helper()
+		eventually(t, what, func() bool { return n.Stats().PartialBytes == int64(want) })
+	}
+}
+
+// connectBig connects a client that accepts partialNode's replies.
+func connectBig(t *testing.T, n *Node) *rawClient {
+	c := connect(t, n, 0)
+	c.Dec.MaxPayload = 1 << 20
+	return c
+}
+
+// servedBig sends the rest of partialNode's DOIT and expects its reply.
+func servedBig(t *testing.T, c *rawClient, rest []byte) {
+	t.Helper()
+	c.Write(rest)
+	if f := c.Expect(frame.TypeReply, 1); len(f.Payload) != bigArgs {
+		t.Fatalf("reply of %d bytes", len(f.Payload))
+	}
 }
 
 // What a connection's compressed frames decode to is bounded all
