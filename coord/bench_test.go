@@ -66,8 +66,9 @@ func BenchmarkDispatch(b *testing.B) {
 	c := newCluster(b, 1, nil, nil)
 	co, _ := c.cl.New(context.Background(), 1)
 	defer co.Close()
-	co.s.slots = append(co.s.slots, slot{}) // a slot without a job: no DOIT is sent
 	sess := c.cl.members.Load().peers[0].current()
+	co.s.slots = append(co.s.slots, slot{sess: sess}) // a slot without a job: no DOIT is sent
+	co.s.inbox.own(0, co.s.slots)
 	row := make([]byte, 100)
 	f := frame.Frame{Type: frame.TypeStream, Ref: co.s.ref(0)}
 	var rb readBatch

@@ -123,6 +123,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		table: cl.reaper.Register(capacity),
 		slots: make([]slot, 0, capacity),
 	}
+	s.inbox.jobs = make([]inboxJob, 0, capacity)
 	s.sessions, s.pushes = s.sessArr[:0], s.pushArr[:0]
 	s.submitN, s.submitS = s.submitNArr[:0], s.submitArr[:0]
 	s.finished = s.finishedArr[:0]
@@ -322,6 +323,7 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 		return 0, fmt.Errorf("coord: submit: coordinator already reaped: %w", context.Cause(s.ctx))
 	}
 	s.open += len(jobs)
+	s.inbox.own(first, s.slots[first:]) // before any DOIT is written: the readers check its answers against it
 	// 2. Only then send, batched per node.
 	failed := false
 	for k, ni := range s.submitN {

@@ -1,10 +1,12 @@
 package coord
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +29,7 @@ func forgingNode(t *testing.T, answer func(enc *frame.Encoder, doit frame.Frame)
 // reads after the handshake, what onFrame returns.
 func scriptedNode(t *testing.T, onFrame func(enc *frame.Encoder, f frame.Frame) []byte) string {
 	return fakeNode(t, func(conn net.Conn) {
-		pending, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Name: []byte("scripted")})
+		pending, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Window: 5, Name: []byte("scripted")})
 		if err != nil {
 			return
 		}
@@ -208,4 +210,59 @@ func replyThenClose(cl *Client, node string) error {
 		return fmt.Errorf("Recv %v after %v, want the reply", err, kinds)
 	}
 	return nil
+}
+
+// A node that ignores the window cannot make the coordinator hold what it
+// sends: once a job has the window's rows taken in and not acknowledged
+// (the fan-out's buffer is past what it acknowledges on receipt), its next
+// row ends the connection with ERROR UNEXPECTED, and the job fails as
+// node-down.
+func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
+	refused := make(chan frame.ErrorCode, 1)
+	row := bytes.Repeat([]byte("r"), 64<<10)
+	flooder := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+		switch f.Type {
+		case frame.TypeDoit: // 40 rows at once, with a window of 5
+			var out []byte
+			for range 40 {
+				out = enc.Append(out, frame.TypeStream, f.Ref, row)
+			}
+			return out
+		case frame.TypeError:
+			code, _, _ := frame.ParseError(f.Payload)
+			refused <- code
+		}
+		return nil
+	})
+	cl := connectedClient(t, Config{Nodes: []string{flooder}, InsecurePlaintext: true, Secret: secret})
+	co := mustNew(t, cl, context.Background(), 1)
+	defer co.Close()
+	if _, err := co.Submit(Job{Node: flooder, Handler: "rows"}); err != nil {
+		t.Fatal(err)
+	}
+	select { // nothing consumes meanwhile: the rows pile up in the coordinator
+	case code := <-refused:
+		if code != frame.CodeUnexpected {
+			t.Fatalf("node got ERROR %v, want UNEXPECTED", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the coordinator took every row")
+	}
+	rows, down := 0, error(nil)
+	err := co.Recv(RecvOptions{Timeout: 10 * time.Second}, func(m Message) (bool, error) {
+		switch m.Kind {
+		case KindRow:
+			rows++
+		case KindNodeDown:
+			down = m.Err
+		}
+		return false, nil
+	})
+	const held = ackBudget/(64<<10) + 5 // acknowledged on receipt, then one window
+	if err != nil || down == nil || rows > held {
+		t.Fatalf("Recv %v after %d rows (at most %d), node down: %v", err, rows, held, down)
+	}
+	if !strings.Contains(down.Error(), "past its window") {
+		t.Fatalf("node down: %v", down)
+	}
 }

@@ -50,6 +50,7 @@ type handshakeResult struct {
 	enc      frame.Encoder   // for what we send
 	dec      frame.Decoder   // for what the node sends
 	peerMax  int             // the node's max_payload
+	window   int             // the node's window: un-acked rows a job may have
 	nodeName string          // from WELCOME
 	// heartbeat is the interval the session's HEARTBEATs must keep:
 	// heartbeatFor the configured one and WELCOME's liveness_ms.
@@ -126,6 +127,7 @@ func settled(cfg *Config, w frame.Welcome, sess *secure.Session) handshakeResult
 		enc:       enc,
 		dec:       frame.Decoder{MaxPayload: cfg.MaxPayload, Checksum: enc.Checksum, Compression: enc.Compress},
 		peerMax:   int(w.MaxPayload),
+		window:    int(w.Window),
 		nodeName:  string(w.Name),
 		heartbeat: heartbeatFor(cfg.HeartbeatInterval, time.Duration(w.LivenessMs)*time.Millisecond),
 	}

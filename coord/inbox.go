@@ -66,6 +66,18 @@ type inbox struct {
 	cur    batch
 	closed bool          // released: pushes are dropped
 	signal chan struct{} // capacity 1: something was pushed
+
+	// Per job slot, what a reader checks a node's frame against.
+	jobs []inboxJob
+}
+
+// inboxJob is what a reader knows of a job: the session its DOIT went to
+// (another node's frame for it is dropped before it is held), and the
+// rows received from it and not yet acknowledged (past the node's window,
+// the node breaks the protocol).
+type inboxJob struct {
+	owner   *session
+	unacked int32
 }
 
 // ackBudget bounds the row bytes a coordinator's inbox holds that the
@@ -102,6 +114,27 @@ func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	b.cur.data = append(b.cur.data, payload...) // the one copy of a row out of the reader's buffer
 	b.cur.entries = append(b.cur.entries, e)
 	return true, ackNow
+}
+
+// own records the sessions of the jobs from slot first on, before their
+// DOITs are written.
+func (b *inbox) own(first int, slots []slot) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.jobs = b.jobs[:first] // a refused Submit left none behind
+	for _, sl := range slots {
+		b.jobs = append(b.jobs, inboxJob{owner: sl.sess})
+	}
+}
+
+// job is what the inbox knows of slot i if session s runs it, else nil:
+// a frame for a job s does not run (refs are easy to guess) is dropped
+// before it is held. Caller holds b.mu; the pointer is good while it does.
+func (b *inbox) job(i int32, s *session) *inboxJob {
+	if int(i) < len(b.jobs) && b.jobs[i].owner == s {
+		return &b.jobs[i]
+	}
+	return nil
 }
 
 // notify wakes the coordinator; readers call it once per read batch.

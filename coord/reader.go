@@ -263,10 +263,25 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		co.inbox.mu.Lock()
 		rb.held = co
 	}
-	queued, ackNow := co.inbox.pushLocked(entry{kind: k, slot: int32(f.Ref & slotMask), sess: s}, p)
+	slot := int32(f.Ref & slotMask)
+	j := co.inbox.job(slot, s)
+	if j == nil { // not a job of this node's: not held
+		s.p.cl.stats.dropped.Add(1)
+		return nil
+	}
+	if k == KindRow && int(j.unacked) >= s.window {
+		// A node that ignores the window must not make us hold what it sends.
+		err := fmt.Errorf("node sent a row for ref %#x past its window of %d un-acknowledged rows", f.Ref, s.window)
+		s.refuse(rb, &frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
+		return err
+	}
+	queued, ackNow := co.inbox.pushLocked(entry{kind: k, slot: slot, sess: s}, p)
 	if !queued {
 		s.p.cl.stats.dropped.Add(1)
 		return nil
+	}
+	if k == KindRow && !ackNow {
+		j.unacked++ // acknowledged when consumed (flushAcks)
 	}
 	if ackNow {
 		if n := len(rb.acks); n > 0 && rb.acks[n-1].ref == f.Ref {

