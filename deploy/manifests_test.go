@@ -507,6 +507,31 @@ func TestManifests(t *testing.T) {
 				}
 			}
 		}},
+		{"memory bounds within the memory limit", func(t *testing.T) {
+			// What peers can make a node hold, by its flags (set here, not
+			// left to defaults sized for a large host), must fit under
+			// GOMEMLIMIT, and that under the container's limit: a greedy
+			// peer then meets the node's documented errors, not the OOM
+			// killer. Partial frames count 3× (their buffers, SECURITY.md).
+			bytes := func(name string) int64 {
+				n, err := strconv.ParseInt(serve.flags[name], 10, 64)
+				if err != nil || n <= 0 {
+					t.Fatalf("serve -%s %q: want a byte count", name, serve.flags[name])
+				}
+				return n
+			}
+			held := bytes("max-output-bytes") + 3*bytes("max-partial-bytes") + bytes("max-arg-bytes")
+			var soft int64 = -1
+			for _, e := range c.Env {
+				if e.Name == "GOMEMLIMIT" {
+					soft = parseMemLimit(e.Value)
+				}
+			}
+			limit := c.Resources.Limits.Memory().Value()
+			if soft <= 0 || held > soft || soft >= limit {
+				t.Errorf("node budgets %d MiB, GOMEMLIMIT %d MiB, memory limit %d MiB: want budgets ≤ GOMEMLIMIT < limit", held>>20, soft>>20, limit>>20)
+			}
+		}},
 		{"disruption budget", func(t *testing.T) {
 			mu := m.pdb.Spec.MaxUnavailable
 			if mu == nil || mu.Type != intstr.Int || mu.IntVal < 1 || m.sts.Spec.Replicas == nil || mu.IntVal >= *m.sts.Spec.Replicas {
@@ -774,4 +799,22 @@ func dashed(names []string) string {
 		out[i] = "-" + n
 	}
 	return strings.Join(out, ", ")
+}
+
+// parseMemLimit reads a GOMEMLIMIT value: bytes, or a number with a
+// B, KiB, MiB or GiB suffix; -1 when it is neither.
+func parseMemLimit(v string) int64 {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}, {"", 0}} {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			n, err := strconv.ParseInt(num, 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n << u.shift
+		}
+	}
+	return -1
 }
