@@ -266,3 +266,36 @@ func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
 		t.Fatalf("node down: %v", down)
 	}
 }
+
+// What a node may send at most once per job (STREAM_INIT, and one of
+// REPLY, LAST or EXIT, after which nothing), or once per batch (PING: one
+// resets the timer as well as many), is all the coordinator holds of it:
+// the rest is dropped as it is read, so a node cannot grow a coordinator
+// that is not consuming.
+func TestRepeatedFramesAreNotHeld(t *testing.T) {
+	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		var out []byte
+		for _, run := range []struct {
+			t frame.Type
+			n int
+		}{{frame.TypeStreamInit, 10}, {frame.TypePing, 1000}, {frame.TypeReply, 10}, {frame.TypePing, 10}} {
+			for range run.n {
+				out = enc.Append(out, run.t, doit.Ref, nil)
+			}
+		}
+		return out
+	})
+	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, Secret: secret})
+	co := mustNew(t, cl, context.Background(), 1)
+	defer co.Close()
+	if _, err := co.Submit(Job{Node: node, Handler: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the repeats dropped", func() bool { return cl.stats.dropped.Load() == 9+999+9+10 })
+	co.s.inbox.mu.Lock()
+	held := len(co.s.inbox.cur.entries)
+	co.s.inbox.mu.Unlock()
+	if held != 3 {
+		t.Fatalf("%d frames held, want STREAM_INIT, one PING and the REPLY", held)
+	}
+}

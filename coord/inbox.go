@@ -68,16 +68,44 @@ type inbox struct {
 	signal chan struct{} // capacity 1: something was pushed
 
 	// Per job slot, what a reader checks a node's frame against.
-	jobs []inboxJob
+	jobs  []inboxJob
+	takes uint32 // batches taken so far
 }
 
-// inboxJob is what a reader knows of a job: the session its DOIT went to
-// (another node's frame for it is dropped before it is held), and the
-// rows received from it and not yet acknowledged (past the node's window,
-// the node breaks the protocol).
+// inboxJob is what a reader knows of a job, so that a node can make the
+// coordinator hold only what the protocol lets it send: the session its
+// DOIT went to (another node's frame for it is dropped unheld), the rows
+// received and not yet acknowledged (past the node's window, the node
+// breaks the protocol), and which frames that come at most once, or once
+// per batch, it has sent.
 type inboxJob struct {
 	owner   *session
 	unacked int32
+	pinged  uint32 // takes+1 when a PING was held in the batch being filled: one resets the timer as well as many
+	inited  bool   // STREAM_INIT held
+	ended   bool   // REPLY, LAST or EXIT held: nothing more of the job's is
+}
+
+// admit says whether the reader should hold frame kind k for job j. Caller
+// holds b.mu.
+func (b *inbox) admit(j *inboxJob, k Kind) bool {
+	switch {
+	case j.ended:
+		return false
+	case k == kindPing:
+		if j.pinged == b.takes+1 {
+			return false
+		}
+		j.pinged = b.takes + 1
+	case k == KindStreamInit:
+		if j.inited {
+			return false
+		}
+		j.inited = true
+	case k == KindReply || k == KindLast || k == KindExit:
+		j.ended = true
+	}
+	return true
 }
 
 // ackBudget bounds the row bytes a coordinator's inbox holds that the
@@ -152,6 +180,7 @@ func (b *inbox) take(empty batch) batch {
 	defer b.mu.Unlock()
 	full := b.cur
 	b.cur = empty.reset()
+	b.takes++
 	return full
 }
 

@@ -265,7 +265,7 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 	}
 	slot := int32(f.Ref & slotMask)
 	j := co.inbox.job(slot, s)
-	if j == nil { // not a job of this node's: not held
+	if j == nil || !co.inbox.admit(j, k) { // not a job of this node's, or a frame the job may not send again: not held
 		s.p.cl.stats.dropped.Add(1)
 		return nil
 	}
