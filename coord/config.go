@@ -53,6 +53,12 @@ type Config struct {
 	// MaxPayload is the largest payload accepted from nodes. Default
 	// frame.DefaultMaxPayload.
 	MaxPayload int
+	// MaxWindow is the largest window (un-acked rows per job, announced
+	// in WELCOME) accepted from a node: past what a fan-out acknowledges
+	// on receipt, a coordinator holds up to a window of rows per job, so
+	// a node announcing a larger one is refused at the handshake. Default
+	// 1 024 (a rexinode's is 5).
+	MaxWindow int
 
 	// DialTimeout bounds connecting plus the handshake. Default 5 s.
 	DialTimeout time.Duration
@@ -91,6 +97,7 @@ const (
 	DefaultReconnectMin      = 50 * time.Millisecond
 	DefaultReconnectMax      = 5 * time.Second
 	DefaultOutboundLimit     = 8 << 20
+	DefaultMaxWindow         = 1024
 )
 
 // ErrConfig is wrapped by every error Validate returns.
@@ -118,7 +125,7 @@ func (c Config) Validate() error {
 	case c.DialTimeout < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 ||
 		c.ResolveInterval < 0 || c.RemoveGrace < 0:
 		return bad("durations must not be negative")
-	case c.CompressThreshold < 0 || c.MaxPayload < 0 || c.OutboundLimit < 0:
+	case c.CompressThreshold < 0 || c.MaxPayload < 0 || c.OutboundLimit < 0 || c.MaxWindow < 0:
 		return bad("sizes must not be negative")
 	case c.InsecurePlaintext && len(c.NodeKeys) > 0:
 		return bad("NodeKeys need encryption: a plaintext connection carries no static key to check")
@@ -154,6 +161,7 @@ func (c Config) withDefaults() Config {
 	setI(&c.CompressThreshold, frame.DefaultCompressThreshold)
 	setI(&c.MaxPayload, frame.DefaultMaxPayload)
 	setI(&c.OutboundLimit, DefaultOutboundLimit)
+	setI(&c.MaxWindow, DefaultMaxWindow)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -107,6 +107,9 @@ func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error)
 		_, _ = conn.Write((&frame.Encoder{}).AppendError(nil, 0, frame.CodeAuthFailed, "node MAC does not verify: the node's secret differs"))
 		return handshakeResult{}, &HandshakeError{Node: addr, Code: frame.CodeAuthFailed, Reason: "the node does not know our secret (wrong secret on one side)"}
 	}
+	if err := windowFits(cfg, addr, w); err != nil {
+		return handshakeResult{}, err
+	}
 	auth := frame.AppendAuth(nil, frame.CoordMAC(cfg.Secret, hb[frame.HeaderSize:], f.Payload))
 	if _, err := conn.Write(auth); err != nil {
 		return handshakeResult{}, err
@@ -203,7 +206,20 @@ func noiseHandshake(conn net.Conn, cfg *Config, addr string, h frame.Hello) (han
 	if err != nil {
 		return handshakeResult{}, err
 	}
+	if err := windowFits(cfg, addr, w); err != nil {
+		return handshakeResult{}, err
+	}
 	return settled(cfg, w, sess), nil
+}
+
+// windowFits refuses a node whose window is over MaxWindow: the rows
+// per job it could make us hold.
+func windowFits(cfg *Config, addr string, w frame.Welcome) error {
+	if int64(w.Window) > int64(cfg.MaxWindow) {
+		return &HandshakeError{Node: addr, Code: frame.CodeBadHandshake,
+			Reason: fmt.Sprintf("the node's window of %d rows is over this coordinator's MaxWindow of %d", w.Window, cfg.MaxWindow)}
+	}
+	return nil
 }
 
 // readOneFrame reads exactly one handshake frame; it returns its header

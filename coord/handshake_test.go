@@ -1,7 +1,9 @@
 package coord
 
 import (
+	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +56,32 @@ func TestHandshakeTakesTheHeartbeatFromWelcome(t *testing.T) {
 		}
 		if hs.heartbeat != c.want {
 			t.Errorf("liveness_ms %d: heartbeat %v, want %v", c.livenessMs, hs.heartbeat, c.want)
+		}
+	}
+}
+
+// A node announcing a window over MaxWindow is refused at the handshake,
+// before AUTH: it could make the coordinator hold that many rows per job.
+func TestHandshakeRefusesAWindowOverMaxWindow(t *testing.T) {
+	for _, c := range []struct {
+		window uint32
+		ok     bool
+	}{{DefaultMaxWindow, true}, {DefaultMaxWindow + 1, false}, {1<<32 - 1, false}} {
+		coordSide, nodeSide := net.Pipe()
+		go func() {
+			defer nodeSide.Close()
+			_, _ = welcomeAs(nodeSide, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Window: c.window, Name: []byte("n")})
+		}()
+		cfg := Config{Secret: secret, InsecurePlaintext: true}.withDefaults()
+		_ = coordSide.SetDeadline(time.Now().Add(waitFor))
+		hs, err := handshake(coordSide, &cfg, "pipe")
+		coordSide.Close()
+		var he *HandshakeError
+		switch {
+		case c.ok && (err != nil || hs.window != int(c.window)):
+			t.Errorf("window %d: %v, window %d", c.window, err, hs.window)
+		case !c.ok && (!errors.As(err, &he) || !strings.Contains(he.Reason, "MaxWindow")):
+			t.Errorf("window %d: %v, want a HandshakeError naming MaxWindow", c.window, err)
 		}
 	}
 }
