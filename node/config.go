@@ -97,8 +97,9 @@ type Config struct {
 	// the connection holding the most ends at once with ERROR
 	// OUTPUT_OVERFLOW, its unread output dropped: many peers that do not
 	// read cannot together take what each alone may. Default 1 GiB (at
-	// least 4 × (OutboundHardLimit + MaxPayload)); not below 2 ×
-	// OutboundHardLimit.
+	// least 4 × (OutboundHardLimit + MaxPayload)); not below twice what
+	// one connection may hold within its own bounds, 2 ×
+	// max(OutboundHardLimit, OutboundLimit + MaxPayload).
 	MaxOutputBytes int
 
 	// MaxJobs caps the live jobs of the node, all connections together,
@@ -227,8 +228,8 @@ func (c Config) Validate() error {
 	}
 	if d := c.withDefaults(); d.OutboundHardLimit < d.OutboundLimit {
 		return configError("OutboundHardLimit %d is below OutboundLimit %d", d.OutboundHardLimit, d.OutboundLimit)
-	} else if d.MaxOutputBytes < 2*d.OutboundHardLimit {
-		return configError("MaxOutputBytes %d is below twice OutboundHardLimit %d: one connection within its own bound would be shed", d.MaxOutputBytes, d.OutboundHardLimit)
+	} else if floor := 2 * max(d.OutboundHardLimit, d.OutboundLimit+d.MaxPayload); d.MaxOutputBytes < floor {
+		return configError("MaxOutputBytes %d is below %d, twice what one connection may hold within its own bounds (OutboundHardLimit, or OutboundLimit plus a frame)", d.MaxOutputBytes, floor)
 	}
 	return nil
 }

@@ -67,7 +67,8 @@ type conn struct {
 	peerName atomic.Pointer[string]
 	closing  atomic.Pointer[connError] // set by the janitor or the output budget: send it and close
 	outHeld  atomic.Int64              // memory of the output gnet held after the last write (holdOutput), counted in the node's outHeld
-	shed     atomic.Bool               // chosen to end by the node's output budget
+	shed     atomic.Bool               // ended by the node's output budget
+	shedAt   atomic.Int64              // chosen by the output budget for holding this much: its loop confirms (confirmShed)
 
 	// The frame still arriving, counted in the node's partialBytes
 	// (written by the loop; read by other loops choosing whom to end).

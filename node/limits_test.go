@@ -543,7 +543,7 @@ func TestCompressionBombsEndTheConnection(t *testing.T) {
 func TestOutputBudgetShedsTheLargestHolder(t *testing.T) {
 	const limit = 1 << 20  // hard limit 2 MiB per connection
 	const budget = 6 << 20 // counted as twice the bytes held
-	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit; c.MaxOutputBytes = budget })
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit, c.MaxPayload, c.MaxOutputBytes = limit, limit, budget })
 	good, greedy, other := connect(t, n, 0), connect(t, n, 0), connect(t, n, 0)
 	ask := unreadEchoes(t, n)
 	// The greedy peer gets the node to hold 1.75 MiB for it, under its own
@@ -609,7 +609,7 @@ func unreadEchoes(t *testing.T, n *Node) func(c *rawClient, ref uint64) {
 // first the output budget ends, at once, and counted once.
 func TestOutputBudgetEndsALingeringConnectionOnce(t *testing.T) {
 	const limit = 1 << 20 // hard limit 2 MiB per connection
-	n := startLoopNode(t, func(c *Config) { c.OutboundLimit = limit; c.MaxOutputBytes = 6 << 20 })
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit, c.MaxPayload, c.MaxOutputBytes = limit, limit, 6<<20 })
 	lingering, other := connect(t, n, 0), connect(t, n, 0)
 	ask := unreadEchoes(t, n)
 	for ref := uint64(1); n.Stats().Overflows == 0; ref++ {
@@ -626,5 +626,61 @@ func TestOutputBudgetEndsALingeringConnectionOnce(t *testing.T) {
 	}
 	if s := n.Stats(); s.Overflows != 1 || s.Shed != 0 {
 		t.Fatalf("overflows %d, shed %d; want 1, 0", s.Overflows, s.Shed)
+	}
+}
+
+// The output budget counts what gnet held at a connection's last write,
+// and gnet drains a reader's output without telling: a connection chosen
+// for holding the most is ended only if its own loop, re-reading, finds
+// it still holds it. A peer that fell behind and then read everything is
+// spared, and the ones that do not read are ended, largest first.
+func TestOutputBudgetSparesAPeerThatRead(t *testing.T) {
+	const limit = 1 << 20 // hard limit 2 MiB per connection
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit, c.MaxPayload, c.MaxOutputBytes = limit, limit, 6<<20 })
+	caughtUp, greedy, other := connect(t, n, 0), connect(t, n, 0), connect(t, n, 0)
+	ask := unreadEchoes(t, n)
+	asked := uint64(0)
+	for n.Stats().OutputBytes < 2*7*limit/4 { // it falls 1.75 MiB behind...
+		asked++
+		ask(caughtUp, asked)
+	}
+	for i := uint64(1); i <= asked; i++ { // ...and reads it all, then says nothing
+		caughtUp.Expect(frame.TypeReply, i)
+	}
+	// The greedy peer takes the node over the budget while the count
+	// still has the one that caught up at 1.75 MiB: that one is chosen,
+	// found empty and spared.
+	stale := n.Stats().OutputBytes // the caught-up peer's, as of its last write
+	for ref := uint64(1); ; ref++ {
+		ask(greedy, ref)
+		s := n.Stats()
+		if s.OutputBytes < stale { // its loop re-read it
+			stale = 0
+		}
+		if s.OutputBytes-stale >= 2*7*limit/4 { // greedy is 1.75 MiB behind
+			break
+		}
+		if s.Overflows > 0 || ref > 10_000 {
+			t.Fatalf("ended a connection: %+v", s)
+		}
+	}
+	if stale != 0 {
+		t.Fatal("the budget never chose the peer that had caught up")
+	}
+	for ref := uint64(1); n.Stats().Shed == 0; ref++ { // then another takes it over: greedy goes
+		ask(other, ref)
+		if ref > 10_000 {
+			t.Fatalf("never shed: %+v", n.Stats())
+		}
+	}
+	for { // greedy's replies, then the end
+		if _, err := greedy.ReadFrame(waitFor); err != nil {
+			break
+		}
+	}
+	caughtUp.Doit(asked+1, "lecho", "still here")
+	caughtUp.Expect(frame.TypeReply, asked+1)
+	if s := n.Stats(); s.Shed != 1 || s.Overflows != 1 {
+		t.Fatalf("shed %d, overflows %d; want 1, 1", s.Shed, s.Overflows)
 	}
 }

@@ -488,6 +488,10 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	e.n.mu.Lock()
 	delete(e.n.conns, c)
+	// Its bytes leave the node's counts with it, so that choosing whom to
+	// end never sees bytes that no listed connection holds.
+	e.n.outHeld.Add(-c.outHeld.Swap(0))
+	e.n.partialBytes.Add(-c.partial.Swap(0))
 	e.n.mu.Unlock()
 	select {
 	case e.n.connGone <- struct{}{}:

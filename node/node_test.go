@@ -453,7 +453,7 @@ func TestConfigValidate(t *testing.T) {
 		{Secret: []byte("s"), InsecurePlaintext: true, AllowedKeys: []secure.PublicKey{{1}}}, // pinning needs Noise
 		{Secret: []byte("s"), MaxConnArgBytes: 1 << 20},                                      // below the 16 MiB default payload
 		{Secret: []byte("s"), MaxPayload: 4096, MaxPartialBytes: 4095},
-		{Secret: []byte("s"), OutboundLimit: 1 << 20, MaxOutputBytes: 4<<20 - 1}, // below twice the 2 MiB hard limit
+		{Secret: []byte("s"), OutboundLimit: 1 << 20, MaxPayload: 1 << 20, MaxOutputBytes: 4<<20 - 1}, // below twice the 2 MiB one connection may hold
 		{Secret: []byte("s"), MaxOutputBytes: -1},
 	}
 	for i, cfg := range bad {

@@ -72,9 +72,11 @@ func (c *conn) admitLocked(size int) bool {
 		return true
 	}
 	c.overflowed = true
-	c.n.stats.overflows.Add(1)
-	c.closeWith(newConnError(frame.CodeOutputOverflow,
-		"more than %d bytes of output queued: the coordinator does not read what it asks for", c.n.cfg.OutboundHardLimit))
+	if c.closing.CompareAndSwap(nil, newConnError(frame.CodeOutputOverflow,
+		"more than %d bytes of output queued: the coordinator does not read what it asks for", c.n.cfg.OutboundHardLimit)) {
+		c.n.stats.overflows.Add(1) // counted where it ends the connection: the output budget may have chosen it already
+		_ = c.gc.Wake(nil)
+	}
 	return false
 }
 
@@ -232,6 +234,7 @@ func (c *conn) flush() {
 	c.mu.Unlock()
 	if !closed {
 		c.holdOutput(buffered)
+		c.confirmShed(buffered)
 	}
 }
 
@@ -252,17 +255,20 @@ func (c *conn) holdOutput(held int) {
 	}
 }
 
-// shedOutput ends the connections holding the most output, largest first,
-// until what the others hold fits MaxOutputBytes. The largest holder is a
-// peer that asks for more than it reads; the connection whose write went
-// over is often an innocent one. A connection already chosen counts as
-// gone: its loop closes it at its next turn, dropping what it held.
+// shedOutput chooses the connections holding the most output, largest
+// first, until what the others hold fits MaxOutputBytes, and wakes each:
+// its own loop re-reads what gnet still holds for it and ends it only if
+// that is still most of it (confirmShed), since gnet drains a reader's
+// output without telling us and the count is as of its last write. The
+// largest holder is a peer that asks for more than it reads; the
+// connection whose write went over is often an innocent one. A
+// connection chosen counts as gone until its loop has decided.
 func (n *Node) shedOutput() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	over := n.outHeld.Load() - int64(n.cfg.MaxOutputBytes)
 	for c := range n.conns {
-		if c.shed.Load() {
+		if c.shed.Load() || c.shedAt.Load() > 0 {
 			over -= c.outHeld.Load()
 		}
 	}
@@ -270,23 +276,36 @@ func (n *Node) shedOutput() {
 		var victim *conn
 		var most int64
 		for c := range n.conns {
-			if h := c.outHeld.Load(); h > most && !c.shed.Load() {
+			if h := c.outHeld.Load(); h > most && !c.shed.Load() && c.shedAt.Load() == 0 {
 				victim, most = c, h
 			}
 		}
 		if victim == nil {
 			return
 		}
-		victim.shed.Store(true)
-		if victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOutputOverflow,
-			"the node's output for its peers takes more than %d bytes, this connection's the most (%d): it does not read what it asks for",
-			n.cfg.MaxOutputBytes, most)) {
-			n.stats.overflows.Add(1)
-			n.stats.shed.Add(1)
-		} // else it is ending already (lingering after its own overflow, counted then): it ends now
-		_ = victim.gc.Wake(nil) // its loop closes it, dropping what it held
+		victim.shedAt.Store(most)
+		_ = victim.gc.Wake(nil) // its loop flushes, re-reads gnet's buffer and decides
 		over -= most
 	}
+}
+
+// confirmShed ends the connection if the output budget chose it and gnet
+// still holds at least half of what it was chosen for; else the peer has
+// been reading, and the node chooses again at its next write over the
+// budget. Event loop, after holdOutput.
+func (c *conn) confirmShed(held int) {
+	at := c.shedAt.Swap(0)
+	if at == 0 || 2*int64(held) < at/2 {
+		return
+	}
+	c.shed.Store(true)
+	if c.closing.CompareAndSwap(nil, newConnError(frame.CodeOutputOverflow,
+		"the node's output for its peers takes more than %d bytes, this connection's the most (%d): it does not read what it asks for",
+		c.n.cfg.MaxOutputBytes, 2*int64(held))) {
+		c.n.stats.overflows.Add(1)
+		c.n.stats.shed.Add(1)
+	} // else it is ending already (lingering after its own overflow, counted then): it ends now
+	_ = c.gc.Wake(nil) // the next turn closes it, dropping what it held
 }
 
 // schedulePollLocked arranges for pollRoom to run soon. Caller holds c.mu.
