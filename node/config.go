@@ -121,10 +121,14 @@ type Config struct {
 	// not yet whole) that the node holds, all connections together: each
 	// connection may send frames up to MaxPayload, and its partial frame
 	// sits in memory until the rest comes. When a frame's bytes would
-	// take the node past it, the connection whose frame costs the most —
-	// its bytes times the time since it began — ends with ERROR
-	// OVERLOADED (peers pinning frames do not lock out the others); that
-	// may be the connection whose frame grew. Default 128 MiB (at least 2 × MaxPayload); not below MaxPayload.
+	// take the node past it, connections whose frames have stalled (no
+	// 64 KiB of progress for 200 ms) end with ERROR OVERLOADED, costliest
+	// first (bytes times the time without progress), to make room; if
+	// none has, or the growing frame is itself the costliest, that
+	// connection ends instead. So peers pinning frames half-sent do not
+	// lock out the others, and an honest burst over the bound loses its
+	// newest frame. Default 128 MiB (at least 2 × MaxPayload); not below
+	// MaxPayload.
 	MaxPartialBytes int
 	// DisableChecksum and DisableCompression refuse those features when a
 	// coordinator asks for them. Both are offered by default.

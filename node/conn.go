@@ -43,6 +43,8 @@ type conn struct {
 	spare     []byte                // the output buffer not in use by workers
 	tombs     tombstones
 	need      int                       // inbound bytes needed before the next frame is whole
+	handled   uint64                    // frames handled, ever: a read that handled one began whatever partial frame it left
+	partMark  int64                     // the partial frame's bytes when it last made progress (holdPartial)
 	readAt    time.Time                 // when this read began: the clock of its frames, read once per read, not per DOIT
 	replies   replyCount                // this read's loop replies, told to their handler's counters once per read
 	wakes     []chan struct{}           // signal channels of goroutine workers to wake once this read's output is flushed
@@ -73,7 +75,7 @@ type conn struct {
 	// The frame still arriving, counted in the node's partialBytes
 	// (written by the loop; read by other loops choosing whom to end).
 	partial      atomic.Int64 // bytes held
-	partialSince atomic.Int64 // unix nanos of the read that began it; 0: none
+	partialSince atomic.Int64 // unix nanos of its last progress: it began, or grew by partialProgress; 0: none
 	partialShed  atomic.Bool  // chosen to end to make room for others' frames
 
 	mu           sync.Mutex
@@ -147,7 +149,7 @@ func (c *conn) traffic() (action gnet.Action) {
 		return gnet.None
 	}
 	buf, _ := c.gc.Peek(-1)
-	used := 0
+	used, handled := 0, c.handled
 	var err error
 	for used < len(buf) {
 		// On an encrypted connection, once the handshake is done, the wire
@@ -196,8 +198,9 @@ func (c *conn) traffic() (action gnet.Action) {
 	}
 	if err == nil {
 		// A record's opened plaintext may hold a partial frame too. Once
-		// a frame was consumed, what is left began in this read.
-		err = c.holdPartial(len(buf)-used+len(c.plain), used > 0)
+		// a frame was handled, what is left began in this read (records
+		// completed say nothing: a frame may span many).
+		err = c.holdPartial(len(buf)-used+len(c.plain), c.handled != handled)
 	}
 	if err != nil {
 		c.dropDeferred()
@@ -210,39 +213,51 @@ func (c *conn) traffic() (action gnet.Action) {
 
 // holdPartial counts the n bytes of a frame still arriving against
 // MaxPartialBytes; fresh says the frame began in this read. When it grows
-// the node past the bound, the connections whose frames cost the most
-// are ended to make room (peers that pin large frames must not lock out
-// everyone whose read ends mid-frame); if its own frame costs the most,
-// this connection is refused instead. Event loop.
+// the node past the bound, the frames that have stalled are ended to make
+// room, costliest first (shedPartial): a peer pinning frames half-sent
+// must not lock out everyone whose read ends mid-frame. Failing that,
+// this connection is refused. Event loop.
 func (c *conn) holdPartial(n int, fresh bool) error {
+	held := int64(n)
 	switch {
 	case n == 0:
 		c.partialSince.Store(0)
-	case fresh || c.partialSince.Load() == 0:
+	case fresh || c.partialSince.Load() == 0 || held-c.partMark >= partialProgress:
 		c.partialSince.Store(c.readAt.UnixNano())
+		c.partMark = held
 	}
-	grow := int64(n) - c.partial.Load()
-	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) && !c.n.shedPartial(c, int64(n), total) {
+	grow := held - c.partial.Load()
+	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) && !c.n.shedPartial(c, held, total) {
 		c.n.partialBytes.Add(-grow)
 		return newConnError(frame.CodeOverloaded, "the node holds %d bytes of frames still arriving, its limit", c.n.cfg.MaxPartialBytes)
 	}
-	c.partial.Store(int64(n))
+	c.partial.Store(held)
 	return nil
 }
 
-// shedPartial ends the connections whose frames still arriving cost more
-// than c's would with held bytes, costliest first, until total fits
-// MaxPartialBytes (counting those already chosen as gone). It reports
-// false, choosing no more, once c's own frame is the costliest left.
-//
-// A frame's cost is its bytes times the time since it began: a frame
-// pinned half-sent is soon the costliest, however often its sender
-// reconnects to pin afresh, while a small frame on a slow link stays
-// cheap. (By age alone, a pinner that reconnects always had the newest
-// frame, and slow senders of large frames lost theirs instead.)
+// A frame still arriving makes progress when it grows by partialProgress;
+// one that has made none for partialStall has stalled, and may be ended
+// to make room for others. So an honest burst that takes the node past
+// MaxPartialBytes is refused its newest frame, as the bound says, while
+// frames pinned half-sent (a byte now and then does not count) give way.
+const (
+	partialProgress = 64 << 10
+	partialStall    = 200 * time.Millisecond
+)
+
+// shedPartial ends stalled frames' connections, costliest first — bytes
+// times the time since the frame last made progress — until total fits
+// MaxPartialBytes, counting those already chosen as gone. It reports
+// false, ending no more, when no stalled frame is left or c's own (with
+// held bytes) is the costliest.
 func (n *Node) shedPartial(c *conn, held, total int64) bool {
-	now := time.Now().UnixNano()
-	cost := func(bytes, since int64) float64 { return float64(bytes) * float64(now-since) }
+	now, stall := time.Now().UnixNano(), n.partialStall.Load()
+	cost := func(bytes, since int64) float64 {
+		if since == 0 || bytes == 0 || now-since < stall {
+			return 0 // not stalled
+		}
+		return float64(bytes) * float64(now-since)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	over := total - int64(n.cfg.MaxPartialBytes)
@@ -255,8 +270,11 @@ func (n *Node) shedPartial(c *conn, held, total int64) bool {
 		var victim *conn
 		most := cost(held, c.partialSince.Load())
 		for o := range n.conns {
-			if since, bytes := o.partialSince.Load(), o.partial.Load(); since != 0 && bytes > 0 && o != c && !o.partialShed.Load() && cost(bytes, since) > most {
-				victim, most = o, cost(bytes, since)
+			if o == c || o.partialShed.Load() {
+				continue
+			}
+			if v := cost(o.partial.Load(), o.partialSince.Load()); v > most {
+				victim, most = o, v
 			}
 		}
 		if victim == nil {
@@ -264,7 +282,7 @@ func (n *Node) shedPartial(c *conn, held, total int64) bool {
 		}
 		victim.partialShed.Store(true)
 		victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOverloaded,
-			"the node holds %d bytes of frames still arriving, its limit, and this connection's frame costs the most (%d bytes for %v)",
+			"the node holds %d bytes of frames still arriving, its limit, and this connection's frame costs the most (%d bytes, no progress for %v)",
 			n.cfg.MaxPartialBytes, victim.partial.Load(), time.Duration(now-victim.partialSince.Load()).Round(time.Millisecond)))
 		_ = victim.gc.Wake(nil) // its loop closes it, dropping the frame
 		over -= victim.partial.Load()
@@ -341,6 +359,7 @@ func (c *conn) linger() gnet.Action {
 
 // handle acts on one frame. A non-nil error closes the connection.
 func (c *conn) handle(f frame.Frame) error {
+	c.handled++
 	switch c.phase {
 	case phaseHello:
 		return c.onHello(f)

@@ -408,38 +408,39 @@ func TestLoneAnswerLargerThanTheHardLimit(t *testing.T) {
 }
 
 // Frames still arriving are held until whole: their bytes are capped for
-// the whole node. A frame that would pass the cap ends the connection
-// whose frame costs the most (bytes times time since it began), with
-// OVERLOADED — a peer pinning a frame must not lock out every connection
-// whose read ends mid-frame — and that may be the connection whose frame
-// grew.
+// the whole node. An honest burst over the cap is refused its newest
+// frame (OVERLOADED); a frame that has stalled — no 64 KiB of progress
+// for partialStall — gives way to one that grows, so peers pinning frames
+// half-sent cannot lock out every connection whose read ends mid-frame.
 func TestPartialFramesCapped(t *testing.T) {
 	n, doit := partialNode(t)
 	held := partialHeld(t, n)
-	a, b := connectBig(t, n), connectBig(t, n)
 	six := len(doit) * 6 / 10
+	n.partialStall.Store(int64(time.Hour)) // however slow the test, a's frame is not stalled
+	a, b := connectBig(t, n), connectBig(t, n)
 	a.Write(doit[:six])
 	held("a's partial frame counted", six)
-	b.Write(doit[:six]) // together over the cap: a's frame is as large and older, a goes
-	a.ExpectClosedWith(frame.CodeOverloaded)
-	servedBig(t, b, doit[six:])
+	b.Write(doit[:six]) // together over the cap, a's not stalled: b is refused
+	b.ExpectClosedWith(frame.CodeOverloaded)
+	servedBig(t, a, doit[six:])
 	held("nothing held", 0)
 
-	// The connection whose frame grows past the cap costs the most: it goes.
-	c, d := connect(t, n, 0), connectBig(t, n)
-	three := len(doit) * 3 / 10
-	c.Write(doit[:three])
-	held("c's partial frame counted", three)
-	d.Write(doit[:six])
-	held("d's too", three+six)
-	c.Write(doit[three:six])
+	n.partialStall.Store(int64(partialStall))
+	c, d := connectBig(t, n), connectBig(t, n)
+	c.Write(doit[:six])
+	held("c's partial frame counted", six)
+	time.Sleep(2 * partialStall) // c's frame stalls
+	c.Write(doit[six : six+1])   // a byte is no progress
+	held("c's byte counted", six+1)
+	d.Write(doit[:six]) // over the cap: c's frame has stalled, c goes
 	c.ExpectClosedWith(frame.CodeOverloaded)
 	servedBig(t, d, doit[six:])
 	held("nothing held at the end", 0)
 }
 
-// A small frame arriving slowly costs less than a large one pinned since
-// later: the large one goes.
+// Of two stalled frames, the one holding six times the bytes for about
+// as long goes, not the older small one: a frame's cost is its bytes
+// times the time since its last progress.
 func TestPartialFramesShedTheCostliest(t *testing.T) {
 	n, doit := partialNode(t)
 	held := partialHeld(t, n)
@@ -450,10 +451,10 @@ func TestPartialFramesShedTheCostliest(t *testing.T) {
 	held("the slow frame counted", one)
 	pinned.Write(doit[:six])
 	held("the pinned frame counted", one+six)
-	// Let the pinned frame age as long as the slow one had before it:
-	// the pinned one then holds six times the bytes for at least half the
-	// time, whatever the scheduling.
-	time.Sleep(time.Since(t0))
+	// Both stall, the pinned one for at least half as long as the slow
+	// one, whatever the scheduling: it then costs at least three times as
+	// much.
+	time.Sleep(max(time.Since(t0), 2*partialStall))
 	next.Write(doit[:five])
 	pinned.ExpectClosedWith(frame.CodeOverloaded)
 	servedBig(t, next, doit[five:])

@@ -44,6 +44,7 @@ type Node struct {
 	outHeld      atomic.Int64 // memory of the output the connections' sockets did not take (MaxOutputBytes)
 	admits       tokenBucket  // MaxHandshakeRate; under mu
 	idleSince    atomic.Int64 // unix nanos when live workers last reached 0
+	partialStall atomic.Int64 // nanos without progress after which a frame still arriving has stalled (partialStall; tests change it)
 	clock        atomic.Int64 // unix nanos, set by the janitor every tick: the time of waits it judges
 	zeroMu       sync.Mutex
 	zero         chan struct{} // closed when live workers reach 0; nil without waiters
@@ -106,6 +107,7 @@ func New(cfg Config) (*Node, error) {
 		connGone: make(chan struct{}, 1),
 	}
 	n.pool.n, n.pool.maxIdle = n, cfg.IdleWorkers
+	n.partialStall.Store(int64(partialStall))
 	if cfg.TracerProvider != nil {
 		n.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}

@@ -78,7 +78,7 @@ func addServeFlags(fs flagSet) serveFlags {
 		maxConnJobs:         fs.Int("max-conn-jobs", node.DefaultMaxConnJobs, "live jobs per connection; a DOIT over it gets EXIT OVERLOADED"),
 		maxArgBytes:         fs.Int("max-arg-bytes", node.DefaultMaxArgBytes, "bytes of DOIT arguments live goroutine jobs hold on the node; a DOIT over it gets EXIT OVERLOADED"),
 		maxConnArgBytes:     fs.Int("max-conn-arg-bytes", node.DefaultMaxConnArgBytes, "bytes of DOIT arguments live goroutine jobs hold per connection; a DOIT over it gets EXIT OVERLOADED"),
-		maxPartialBytes:     fs.Int("max-partial-bytes", node.DefaultMaxPartialBytes, "bytes of frames still arriving held on the node, all connections; past it the connection whose frame costs the most (bytes × time since it began) gets ERROR OVERLOADED"),
+		maxPartialBytes:     fs.Int("max-partial-bytes", node.DefaultMaxPartialBytes, "bytes of frames still arriving held on the node, all connections; past it connections whose frames have stalled get ERROR OVERLOADED first, then the one whose frame went over"),
 		drainGrace:          fs.Duration("drain-grace", 10*time.Second, "on SIGINT/SIGTERM, time running workers get before they are killed"),
 		maxFrame:            fs.Int("max-frame", frame.DefaultMaxPayload, "largest accepted payload in bytes"),
 		outbound:            fs.Int("outbound-limit", node.DefaultOutboundLimit, "bytes queued per connection before workers wait"),
