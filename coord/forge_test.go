@@ -234,12 +234,7 @@ func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
 		}
 		return nil
 	})
-	cl := connectedClient(t, Config{Nodes: []string{flooder}, InsecurePlaintext: true, Secret: secret})
-	co := mustNew(t, cl, context.Background(), 1)
-	defer co.Close()
-	if _, err := co.Submit(Job{Node: flooder, Handler: "rows"}); err != nil {
-		t.Fatal(err)
-	}
+	_, co := oneJobOn(t, flooder, "rows")
 	select { // nothing consumes meanwhile: the rows pile up in the coordinator
 	case code := <-refused:
 		if code != frame.CodeUnexpected {
@@ -285,12 +280,7 @@ func TestRepeatedFramesAreNotHeld(t *testing.T) {
 		}
 		return out
 	})
-	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, Secret: secret})
-	co := mustNew(t, cl, context.Background(), 1)
-	defer co.Close()
-	if _, err := co.Submit(Job{Node: node, Handler: "echo"}); err != nil {
-		t.Fatal(err)
-	}
+	cl, co := oneJobOn(t, node, "echo")
 	eventually(t, "the repeats dropped", func() bool { return cl.stats.dropped.Load() == 9+999+9+10 })
 	co.s.inbox.mu.Lock()
 	held := len(co.s.inbox.cur.entries)
@@ -298,4 +288,17 @@ func TestRepeatedFramesAreNotHeld(t *testing.T) {
 	if held != 3 {
 		t.Fatalf("%d frames held, want STREAM_INIT, one PING and the REPLY", held)
 	}
+}
+
+// oneJobOn connects a client to node alone and submits one job for
+// handler; the coordinator closes when the test ends.
+func oneJobOn(t *testing.T, node, handler string) (*Client, *Coordinator) {
+	t.Helper()
+	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, Secret: secret})
+	co := mustNew(t, cl, context.Background(), 1)
+	t.Cleanup(func() { co.Close() })
+	if _, err := co.Submit(Job{Node: node, Handler: handler}); err != nil {
+		t.Fatal(err)
+	}
+	return cl, co
 }
