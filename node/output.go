@@ -294,8 +294,10 @@ func (n *Node) shedOutput() {
 // been reading, and the node chooses again at its next write over the
 // budget. Event loop, after holdOutput.
 func (c *conn) confirmShed(held int) {
-	at := c.shedAt.Swap(0)
-	if at == 0 || 2*int64(held) < at/2 {
+	if c.shedAt.Load() == 0 { // every flush asks: a load, not a swap
+		return
+	}
+	if at := c.shedAt.Swap(0); 2*int64(held) < at/2 {
 		return
 	}
 	c.shed.Store(true)
