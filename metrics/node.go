@@ -27,6 +27,7 @@ var (
 	mOverloaded  = newDesc("rexi_node_jobs_overloaded_total", "DOITs refused with EXIT OVERLOADED at the live-job limits.", prometheus.CounterValue)
 	mOverflows   = newDesc("rexi_node_output_overflows_total", "Connections ended with OUTPUT_OVERFLOW.", prometheus.CounterValue)
 	mShed        = newDesc("rexi_node_output_shed_total", "Of those, connections ended because the node's output passed its budget and they held the most.", prometheus.CounterValue)
+	mPartShed    = newDesc("rexi_node_partial_frame_shed_total", "Connections ended with OVERLOADED over the bound on frames still arriving (stalled frames making room, or the growing one refused).", prometheus.CounterValue)
 	mOutput      = newDesc("rexi_node_output_bytes", "Memory of the output held unwritten for peers, all connections (twice its bytes: buffers are powers of two).", prometheus.GaugeValue)
 	mHSRefused   = newDesc("rexi_node_handshake_limit_refusals_total", "Connections refused at accept: too many open, in the handshake, or let in this second.", prometheus.CounterValue)
 	mNodeOpen    = newDesc("rexi_node_open_connections", "Connections open, in the handshake or authenticated.", prometheus.GaugeValue)
@@ -43,7 +44,7 @@ var (
 	mHKilled  = newDesc("rexi_node_handler_jobs_killed_total", "A handler's jobs killed by CANCEL, KILL_ALL, connection loss or shutdown.", prometheus.CounterValue, "handler")
 	mHErrors  = newDesc("rexi_node_handler_jobs_failed_total", "A handler's jobs that ended with an EXIT, by kind (error, panic, deadline).", prometheus.CounterValue, "handler", "kind")
 	nodeDescs = []desc{mLive, mRunning, mIdle, mFramesOut, mWrites, mStarted, mReplied, mStreamed, mKilled, mErrors, mPanics, mUnknown,
-		mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mOverloaded, mOverflows, mShed, mOutput, mHSRefused, mNodeOpen, mHandshaking, mArgBytes, mPartial, mTombstones, mBytes,
+		mTombstoned, mTimeouts, mConns, mRefused, mProtoErrs, mOutputWaits, mOverloaded, mOverflows, mShed, mPartShed, mOutput, mHSRefused, mNodeOpen, mHandshaking, mArgBytes, mPartial, mTombstones, mBytes,
 		mHLive, mHStarted, mHReplied, mHRows, mHKilled, mHErrors}
 )
 
@@ -81,6 +82,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mOverloaded, float64(s.Overloaded))
 	e.emit(mOverflows, float64(s.Overflows))
 	e.emit(mShed, float64(s.Shed))
+	e.emit(mPartShed, float64(s.PartialShed))
 	e.emit(mOutput, float64(s.OutputBytes))
 	e.emit(mHSRefused, float64(s.HandshakeRefusals))
 	e.emit(mNodeOpen, float64(s.Open))

@@ -229,6 +229,7 @@ func (c *conn) holdPartial(n int, fresh bool) error {
 	grow := held - c.partial.Load()
 	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) && !c.n.shedPartial(c, held, total) {
 		c.n.partialBytes.Add(-grow)
+		c.n.stats.partialShed.Add(1)
 		return newConnError(frame.CodeOverloaded, "the node holds %d bytes of frames still arriving, its limit", c.n.cfg.MaxPartialBytes)
 	}
 	c.partial.Store(held)
@@ -281,9 +282,11 @@ func (n *Node) shedPartial(c *conn, held, total int64) bool {
 			return false
 		}
 		victim.partialShed.Store(true)
-		victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOverloaded,
+		if victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOverloaded,
 			"the node holds %d bytes of frames still arriving, its limit, and this connection's frame costs the most (%d bytes, no progress for %v)",
-			n.cfg.MaxPartialBytes, victim.partial.Load(), time.Duration(now-victim.partialSince.Load()).Round(time.Millisecond)))
+			n.cfg.MaxPartialBytes, victim.partial.Load(), time.Duration(now-victim.partialSince.Load()).Round(time.Millisecond))) {
+			n.stats.partialShed.Add(1)
+		}
 		_ = victim.gc.Wake(nil) // its loop closes it, dropping the frame
 		over -= victim.partial.Load()
 	}

@@ -436,6 +436,9 @@ func TestPartialFramesCapped(t *testing.T) {
 	c.ExpectClosedWith(frame.CodeOverloaded)
 	servedBig(t, d, doit[six:])
 	held("nothing held at the end", 0)
+	if s := n.Stats(); s.PartialShed != 2 {
+		t.Fatalf("PartialShed %d, want 2 (b refused, c ended)", s.PartialShed)
+	}
 }
 
 // Of two stalled frames, the one holding six times the bytes for about

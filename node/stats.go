@@ -31,6 +31,7 @@ type Stats struct {
 	Overloaded        uint64 // DOITs refused with EXIT OVERLOADED (MaxJobs, MaxConnJobs, MaxArgBytes, MaxConnArgBytes)
 	Overflows         uint64 // connections ended with OUTPUT_OVERFLOW (output past OutboundHardLimit, or shed)
 	Shed              uint64 // of those, ended because the node's output passed MaxOutputBytes and they held the most
+	PartialShed       uint64 // connections ended with OVERLOADED over MaxPartialBytes: stalled frames made room, or the growing one was refused
 	Handshaking       int64  // connections accepted and not yet authenticated
 	Open              int64  // connections open, in the handshake or authenticated (MaxConns)
 	Tombstones        int64  // tombstones held, all connections
@@ -57,6 +58,7 @@ type counters struct {
 	initTimeouts, ackTimeouts                         atomic.Uint64
 	connections, refused, protocolErrors, outputWaits atomic.Uint64
 	handshakeRefusals, overloaded, overflows, shed    atomic.Uint64
+	partialShed                                       atomic.Uint64
 	bytesIn, bytesOut, framesOut, writes              atomic.Uint64
 }
 
@@ -66,7 +68,7 @@ func (c *counters) snapshot() Stats {
 		Unknown: c.unknown.Load(), Tombstoned: c.tombstoned.Load(),
 		InitTimeouts: c.initTimeouts.Load(), AckTimeouts: c.ackTimeouts.Load(),
 		Connections: c.connections.Load(), Refused: c.refused.Load(),
-		HandshakeRefusals: c.handshakeRefusals.Load(), Overloaded: c.overloaded.Load(), Overflows: c.overflows.Load(), Shed: c.shed.Load(),
+		HandshakeRefusals: c.handshakeRefusals.Load(), Overloaded: c.overloaded.Load(), Overflows: c.overflows.Load(), Shed: c.shed.Load(), PartialShed: c.partialShed.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), OutputWaits: c.outputWaits.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		FramesOut: c.framesOut.Load(), Writes: c.writes.Load(),
