@@ -141,7 +141,8 @@ type Config struct {
 	// ErrorRing is how many recent worker errors the node keeps. Default 20.
 	ErrorRing int
 	// MaxTombstones bounds the node's tombstones, all connections
-	// together; a connection over it drops its own oldest. Default 65536.
+	// together, and one connection's to a quarter of it; a connection over
+	// either drops its own oldest. Default 65536.
 	MaxTombstones int
 	// TombstoneTTL bounds a tombstone's age. Default 60 s.
 	TombstoneTTL time.Duration

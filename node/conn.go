@@ -103,7 +103,7 @@ func newConn(n *Node, gc gnet.Conn) *conn {
 		opened:  time.Now(),
 		dec:     frame.Decoder{MaxPayload: handshakeMaxPayload},
 		need:    frame.HeaderSize,
-		tombs:   tombstones{count: &n.tombCount, max: int64(n.cfg.MaxTombstones), ttl: int64(n.cfg.TombstoneTTL)},
+		tombs:   newTombstones(&n.tombCount, int64(n.cfg.MaxTombstones), n.cfg.TombstoneTTL),
 		jobs:    make(map[uint64]*Worker),
 		peerMax: handshakeMaxPayload,
 	}

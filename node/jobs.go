@@ -199,7 +199,7 @@ func (c *conn) killAll(refs frame.RefList) {
 	// one: the earlier unknown refs are not tombstoned at all. (A 16 MiB
 	// KILL_ALL of 2 M unknown refs held the event loop about 300 ms in
 	// tombstone churn; it now costs a lookup per ref.)
-	tombFrom := refs.Len() - int(c.tombs.max)
+	tombFrom := refs.Len() - int(c.tombs.own)
 	c.mu.Lock()
 	for i := 0; i < refs.Len(); i++ {
 		ref := refs.At(i)

@@ -554,7 +554,7 @@ func TestFramesSplitAcrossReads(t *testing.T) {
 // names, wherever in the list.
 func TestLongKillAllTombstonesItsLastRefs(t *testing.T) {
 	p := newProbe()
-	n := startNode(t, p, func(c *Config) { c.MaxTombstones = 4 })
+	n := startNode(t, p, func(c *Config) { c.MaxTombstones = 16 }) // a connection holds 4
 	c := connect(t, n, 0)
 	c.Doit(1, "block", "a")
 	p.waitEvent(t, "block:a")

@@ -7,16 +7,24 @@ import (
 
 // tombstones remembers, for one connection, refs that a KILL_ALL named
 // before their DOIT arrived, so that the late DOIT starts nothing. They
-// are bounded by age and by a node-wide count shared by every connection
-// (a connection over the bound drops its own oldest first; one with none
-// records nothing). Used only on the event loop.
+// are bounded by age, by a node-wide count shared by every connection,
+// and per connection by a quarter of that, so that one peer cannot take
+// them all (a connection over either bound drops its own oldest first;
+// one with none records nothing). Used only on the event loop.
 type tombstones struct {
 	count *atomic.Int64 // the node's tombstones, all connections
-	max   int64
-	ttl   int64 // nanoseconds
+	max   int64         // the node's bound
+	own   int64         // this connection's: max/4, at least 1
+	ttl   int64         // nanoseconds
 	set   map[uint64]int64
 	order []tombEntry // insertion order from head; entries may be stale (taken)
 	head  int
+}
+
+// newTombstones returns a connection's tombstones under the node's bound
+// limit, counted in count.
+func newTombstones(count *atomic.Int64, limit int64, ttl time.Duration) tombstones {
+	return tombstones{count: count, max: limit, own: max(1, limit/4), ttl: int64(ttl)}
 }
 
 type tombEntry struct {
@@ -34,7 +42,7 @@ func (t *tombstones) add(ref uint64, now time.Time) {
 		// whole queue: quadratic, on the event loop.)
 		return
 	}
-	if t.count.Load() >= t.max && !t.popOldest() {
+	if (int64(len(t.set)) >= t.own || t.count.Load() >= t.max) && !t.popOldest() {
 		return // the node is full and this connection holds none of it
 	}
 	if t.set == nil {

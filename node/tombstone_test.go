@@ -6,8 +6,27 @@ import (
 	"time"
 )
 
+// newTombs returns tombstones bound by the node's count alone (a
+// connection may hold all of it), as the tests of that bound need.
 func newTombs(count *atomic.Int64, max int64) *tombstones {
-	return &tombstones{count: count, max: max, ttl: int64(time.Minute)}
+	t := newTombstones(count, max, time.Minute)
+	t.own = max
+	return &t
+}
+
+// One connection holds at most a quarter of the node's tombstones, so a
+// peer naming many unknown refs leaves the rest to the others.
+func TestOneConnectionHoldsAQuarterOfTheTombstones(t *testing.T) {
+	var count atomic.Int64
+	a, b := newTombstones(&count, 8, time.Minute), newTombstones(&count, 8, time.Minute)
+	now := time.Unix(1000, 0)
+	for r := uint64(1); r <= 10; r++ {
+		a.add(r, now)
+	}
+	b.add(100, now)
+	if a.len() != 2 || !a.take(10, now) || a.take(8, now) || !b.take(100, now) {
+		t.Fatalf("a holds %d (want its last 2), b %d", a.len(), b.len())
+	}
 }
 
 func TestTombstonesBoundedByCountAndAge(t *testing.T) {
