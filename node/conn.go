@@ -69,14 +69,13 @@ type conn struct {
 	peerName atomic.Pointer[string]
 	closing  atomic.Pointer[connError] // set by the janitor or the output budget: send it and close
 	outHeld  atomic.Int64              // memory of the output gnet held after the last write (holdOutput), counted in the node's outHeld
-	shed     atomic.Bool               // ended by the node's output budget
+	shed     atomic.Bool               // ending to give the node's memory back (either budget): no linger, counted as gone by both
 	shedAt   atomic.Int64              // chosen by the output budget for holding this much: its loop confirms (confirmShed)
 
 	// The frame still arriving, counted in the node's partialBytes
 	// (written by the loop; read by other loops choosing whom to end).
 	partial      atomic.Int64 // bytes held
 	partialSince atomic.Int64 // unix nanos of its last progress: it began, or grew by partialProgress; 0: none
-	partialShed  atomic.Bool  // chosen to end to make room for others' frames
 
 	mu           sync.Mutex
 	enc          frame.Encoder
@@ -211,88 +210,6 @@ func (c *conn) traffic() (action gnet.Action) {
 	return gnet.None
 }
 
-// holdPartial counts the n bytes of a frame still arriving against
-// MaxPartialBytes; fresh says the frame began in this read. When it grows
-// the node past the bound, the frames that have stalled are ended to make
-// room, costliest first (shedPartial): a peer pinning frames half-sent
-// must not lock out everyone whose read ends mid-frame. Failing that,
-// this connection is refused. Event loop.
-func (c *conn) holdPartial(n int, fresh bool) error {
-	held := int64(n)
-	switch {
-	case n == 0:
-		c.partialSince.Store(0)
-	case fresh || c.partialSince.Load() == 0 || held-c.partMark >= partialProgress:
-		c.partialSince.Store(c.readAt.UnixNano())
-		c.partMark = held
-	}
-	grow := held - c.partial.Load()
-	if total := c.n.partialBytes.Add(grow); grow > 0 && total > int64(c.n.cfg.MaxPartialBytes) && !c.n.shedPartial(c, held, total) {
-		c.n.partialBytes.Add(-grow)
-		c.n.stats.partialShed.Add(1)
-		return newConnError(frame.CodeOverloaded, "the node holds %d bytes of frames still arriving, its limit", c.n.cfg.MaxPartialBytes)
-	}
-	c.partial.Store(held)
-	return nil
-}
-
-// A frame still arriving makes progress when it grows by partialProgress;
-// one that has made none for partialStall has stalled, and may be ended
-// to make room for others. So an honest burst that takes the node past
-// MaxPartialBytes is refused its newest frame, as the bound says, while
-// frames pinned half-sent (a byte now and then does not count) give way.
-const (
-	partialProgress = 64 << 10
-	partialStall    = 200 * time.Millisecond
-)
-
-// shedPartial ends stalled frames' connections, costliest first — bytes
-// times the time since the frame last made progress — until total fits
-// MaxPartialBytes, counting those already chosen as gone. It reports
-// false, ending no more, when no stalled frame is left or c's own (with
-// held bytes) is the costliest.
-func (n *Node) shedPartial(c *conn, held, total int64) bool {
-	now, stall := time.Now().UnixNano(), n.partialStall.Load()
-	cost := func(bytes, since int64) float64 {
-		if since == 0 || bytes == 0 || now-since < stall {
-			return 0 // not stalled
-		}
-		return float64(bytes) * float64(now-since)
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	over := total - int64(n.cfg.MaxPartialBytes)
-	for o := range n.conns {
-		if o.partialShed.Load() {
-			over -= o.partial.Load()
-		}
-	}
-	for over > 0 {
-		var victim *conn
-		most := cost(held, c.partialSince.Load())
-		for o := range n.conns {
-			if o == c || o.partialShed.Load() {
-				continue
-			}
-			if v := cost(o.partial.Load(), o.partialSince.Load()); v > most {
-				victim, most = o, v
-			}
-		}
-		if victim == nil {
-			return false
-		}
-		victim.partialShed.Store(true)
-		if victim.closing.CompareAndSwap(nil, newConnError(frame.CodeOverloaded,
-			"the node holds %d bytes of frames still arriving, its limit, and this connection's frame costs the most (%d bytes, no progress for %v)",
-			n.cfg.MaxPartialBytes, victim.partial.Load(), time.Duration(now-victim.partialSince.Load()).Round(time.Millisecond))) {
-			n.stats.partialShed.Add(1)
-		}
-		_ = victim.gc.Wake(nil) // its loop closes it, dropping the frame
-		over -= victim.partial.Load()
-	}
-	return true
-}
-
 // fail sends ERROR for err (unless the peer sent one), flushes and asks
 // gnet to close. Other connections are untouched. A peer that overflowed
 // its output is not reading: its workers are killed at once, and the
@@ -346,7 +263,7 @@ const lingerTimeout = 10 * time.Second
 // linger drops whatever the peer sends and closes once the output is
 // written or the linger time is over. Event loop only.
 func (c *conn) linger() gnet.Action {
-	if c.shed.Load() || c.partialShed.Load() { // ended meanwhile for the node's memory, which is wanted now
+	if c.shed.Load() { // ended meanwhile for the node's memory, which is wanted now
 		return gnet.Close
 	}
 	_, _ = c.gc.Discard(0) // everything buffered
