@@ -252,7 +252,7 @@ func (s *state) absorbFinals() {
 			continue
 		}
 		sl := &s.slots[e.slot]
-		if sl.finished() || (e.sess != nil && e.sess != sl.sess) { // a frame from another node ends nothing
+		if sl.finished() { // (the readers drop another node's frames for it)
 			continue
 		}
 		st := slotFailed

@@ -41,7 +41,7 @@ type entry struct {
 	slot  int32 // job slot
 	off   int32
 	n     int32
-	sess  *session // the session a node's frame came on; for kindConnDown, the session that ended
+	sess  *session // for kindConnDown, the session that ended (a node's frame needs none: the reader checked it is its job's)
 	err   error    // for kindConnDown, KindNodeDown and KindOverload
 	acked bool     // a row the reader acknowledged on receipt
 }

@@ -255,9 +255,6 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		s.p.cl.stats.dropped.Add(1) // its coordinator closed: nobody wants it
 		return nil
 	}
-	if k == KindLast || k == KindExit {
-		rb.dropAck(f.Ref)
-	}
 	if rb.held != co { // one lock for the run of frames for co, not one per frame
 		rb.release()
 		co.inbox.mu.Lock()
@@ -269,13 +266,16 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		s.p.cl.stats.dropped.Add(1)
 		return nil
 	}
+	if k == KindLast || k == KindExit {
+		rb.dropAck(f.Ref) // the job is over: its rows' receipt-ACK would wake the node for nothing
+	}
 	if k == KindRow && int(j.unacked) >= s.window {
 		// A node that ignores the window must not make us hold what it sends.
 		err := fmt.Errorf("node sent a row for ref %#x past its window of %d un-acknowledged rows", f.Ref, s.window)
 		s.refuse(rb, &frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
 		return err
 	}
-	queued, ackNow := co.inbox.pushLocked(entry{kind: k, slot: slot, sess: s}, p)
+	queued, ackNow := co.inbox.pushLocked(entry{kind: k, slot: slot}, p)
 	if !queued {
 		s.p.cl.stats.dropped.Add(1)
 		return nil
