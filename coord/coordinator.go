@@ -84,7 +84,7 @@ type state struct {
 	// The batch not in the inbox: spare (empty, swapped in by the next
 	// take) or left (entries a receive loop stopped before). A batch being
 	// dispatched is held only by the loop.
-	pair    *batchPair // the pool's wrapper, returned on release
+	bufs    *buffers // the pool's wrapper, returned on release
 	spare   batch
 	left    batch
 	acks    []int32    // slots with rows to acknowledge after this batch
@@ -121,16 +121,15 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 		cl:    cl,
 		id:    cl.nextID.Add(1),
 		table: cl.reaper.Register(capacity),
-		slots: make([]slot, 0, capacity),
+		bufs:  bufferPool.Get().(*buffers),
 	}
-	s.inbox.jobs = make([]inboxJob, 0, capacity)
+	s.inbox.cur, s.spare = s.bufs.a, s.bufs.b
+	s.slots, s.inbox.jobs = sized(s.bufs.slots, capacity), sized(s.bufs.jobs, capacity)
+	*s.bufs = buffers{}
 	s.sessions, s.pushes = s.sessArr[:0], s.pushArr[:0]
 	s.submitN, s.submitS = s.submitNArr[:0], s.submitArr[:0]
 	s.finished = s.finishedArr[:0]
 	s.inbox.signal = make(chan struct{}, 1)
-	s.pair = batchPool.Get().(*batchPair)
-	s.inbox.cur, s.spare = s.pair.a, s.pair.b
-	s.pair.a, s.pair.b = batch{}, batch{}
 	if err := cl.register(s); err != nil {
 		s.table.Close()
 		return nil, err
@@ -164,25 +163,27 @@ func (s *state) release() {
 		sess.forget(s)
 	}
 	s.sessions = nil
-	s.recycleBatches()
+	s.recycle()
 }
 
-// recycleBatches hands the coordinator's batches to the next one. The
-// inbox is closed first, so a reader that looked the coordinator up just
-// before unregister cannot write into a batch someone else now owns. Only
-// batches the coordinator holds go back: one a receive loop is
-// dispatching (Close called from its callback) or lost to a panic in a
-// callback is left to the garbage collector. (abandon runs in a runtime
+// recycle hands the coordinator's batches and job arrays to the next one.
+// The inbox is closed first, so a reader that looked the coordinator up
+// just before unregister can neither write into a batch nor read a job
+// that someone else now owns. Only batches the coordinator holds go back:
+// one a receive loop is dispatching (Close called from its callback) or
+// lost to a panic in a callback is left to the garbage collector. The
+// slots go too: a released coordinator has no jobs (every path that runs
+// after a callback checks closed first). (abandon runs in a runtime
 // cleanup, when nothing else of s's runs: its goroutine is gone.)
-func (s *state) recycleBatches() {
-	cur := s.inbox.close()
+func (s *state) recycle() {
+	cur, jobs := s.inbox.close()
 	other := s.spare
 	if other.entries == nil && other.data == nil {
 		other = s.left
 	}
 	s.spare, s.left = batch{}, batch{}
-	s.pair.put(cur, other)
-	s.pair = nil
+	s.bufs.put(cur, other, s.slots, jobs)
+	s.bufs, s.slots = nil, nil
 }
 
 // Bind ties the coordinator to another lifetime as well, such as an HTTP
@@ -220,7 +221,7 @@ func (co *Coordinator) Close() error {
 	co.cleanup.Stop()
 	// Stop only works while co is reachable: without this, the GC may find
 	// co unreachable while Stop runs, queue abandon anyway, and release
-	// would run twice (a soak run crashed in recycleBatches so).
+	// would run twice (a soak run crashed in recycling the batches so).
 	runtime.KeepAlive(co)
 	return nil
 }
@@ -264,10 +265,11 @@ func (s *state) absorbFinals() {
 	s.flushFinished() // before the table fires or closes
 }
 
-// Len is the number of jobs submitted so far.
+// Len is the number of jobs submitted so far; 0 once closed.
 func (co *Coordinator) Len() int { return len(co.s.slots) }
 
-// Worker describes job slot i.
+// Worker describes job slot i, which must be below Len: a closed
+// coordinator has no slots.
 func (co *Coordinator) Worker(i int) WorkerInfo { return co.s.info(int32(i)) }
 
 func (s *state) info(i int32) WorkerInfo {
@@ -428,14 +430,21 @@ func (s *state) check(j *Job) error {
 // with Recv; Stream does this itself). Call it only after the slot's
 // KindStreamInit: a node ignores a START that reaches it before the job
 // sent STREAM_INIT, and the job would then wait for one until its init
-// timeout.
+// timeout. Once the coordinator is closed it does nothing.
 func (co *Coordinator) Start(i int) {
+	if co.s.closed {
+		return
+	}
 	co.s.control(int32(i), frame.TypeStart)
 	co.s.pushQueued()
 }
 
-// Cancel sends CANCEL to job slot i: the node kills that worker.
+// Cancel sends CANCEL to job slot i: the node kills that worker. Once the
+// coordinator is closed it does nothing (Close killed every job).
 func (co *Coordinator) Cancel(i int) {
+	if co.s.closed {
+		return
+	}
 	co.s.control(int32(i), frame.TypeCancel)
 	co.s.pushQueued()
 }

@@ -81,6 +81,9 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		defer idleTimer.Stop()
 		idle = idleTimer.C
 	}
+	// The Message handed to handle, one per loop: handle is a func value,
+	// so a Message it is given a pointer to lives on the heap.
+	m := new(Message)
 	for {
 		// b is this loop's alone while it is dispatched: neither the inbox
 		// nor s refers to it until it is handed back below.
@@ -93,7 +96,7 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		if len(b.entries) > 0 && idleTimer != nil {
 			idleTimer.Reset(opts.MessageTimeout)
 		}
-		n, done, err := s.dispatch(b, handle)
+		n, done, err := s.dispatch(b, handle, m)
 		s.flushFinished()
 		if s.closed {
 			// Close ran inside the callback and released the coordinator:
@@ -135,13 +138,12 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 
 // dispatch applies a batch of entries; it returns how many it consumed
 // (all, unless handle stopped early).
-func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, bool, error) {
-	var m Message
+func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Message) (int, bool, error) {
 	entries, data := b.entries, b.data
 	for i := range entries {
 		e := &entries[i]
 		if e.kind == kindConnDown {
-			if done, err := s.connDown(e, handle); done || err != nil || s.closed {
+			if done, err := s.connDown(e, handle, m); done || err != nil || s.closed {
 				return i + 1, done, err
 			}
 			continue
@@ -153,7 +155,7 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, boo
 		if sl.finished() {
 			continue // late output of a job already over
 		}
-		m = Message{Kind: e.kind, Payload: data[e.off : e.off+e.n : e.off+e.n], Err: e.err}
+		*m = Message{Kind: e.kind, Payload: data[e.off : e.off+e.n : e.off+e.n], Err: e.err}
 		switch e.kind {
 		case kindPing:
 			continue
@@ -176,7 +178,7 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, boo
 			s.finish(e.slot, slotFailed)
 		}
 		m.Worker = s.info(e.slot)
-		if done, err := handle(&m); done || err != nil || s.closed {
+		if done, err := handle(m); done || err != nil || s.closed {
 			return i + 1, done, err
 		}
 	}
@@ -184,15 +186,15 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error)) (int, boo
 }
 
 // connDown fails every unfinished job sent on the session that ended.
-func (s *state) connDown(e *entry, handle func(*Message) (bool, error)) (bool, error) {
+func (s *state) connDown(e *entry, handle func(*Message) (bool, error), m *Message) (bool, error) {
 	for i := range s.slots {
 		sl := &s.slots[i]
 		if sl.sess != e.sess || sl.finished() {
 			continue
 		}
 		s.finish(int32(i), slotFailed)
-		m := Message{Kind: KindNodeDown, Err: e.err, Worker: s.info(int32(i))}
-		if done, err := handle(&m); done || err != nil || s.closed {
+		*m = Message{Kind: KindNodeDown, Err: e.err, Worker: s.info(int32(i))}
+		if done, err := handle(m); done || err != nil || s.closed {
 			return done, err
 		}
 	}

@@ -51,42 +51,51 @@ func Ranges(q int) []Range {
 
 // tiling finds a subset of cands (indices into ranges) that, together with
 // the fixed ranges, covers the ring exactly once, preferring earlier
-// candidates. It returns the chosen candidate indices and ok. fixed must
-// not overlap one another.
-func tiling(fixed []Range, ranges []Range, cands []int) ([]int, bool) {
-	fx := slices.Clone(fixed)
-	slices.SortFunc(fx, func(a, b Range) int { return cmpU32(a.Lo, b.Lo) })
-	var chosen []int
-	dead := map[uint64]bool{} // positions from which no tiling exists
-	var walk func(pos uint64, fi int) bool
-	walk = func(pos uint64, fi int) bool {
-		if pos > math.MaxUint32 {
-			return true
-		}
-		if dead[pos] {
-			return false
-		}
-		if fi < len(fx) && uint64(fx[fi].Lo) == pos {
-			return walk(uint64(fx[fi].Hi)+1, fi+1)
-		}
-		for _, c := range cands {
-			r := ranges[c]
-			if uint64(r.Lo) != pos || (fi < len(fx) && r.Hi >= fx[fi].Lo) {
-				continue
-			}
-			chosen = append(chosen, c)
-			if walk(uint64(r.Hi)+1, fi) {
-				return true
-			}
-			chosen = chosen[:len(chosen)-1]
-		}
-		dead[pos] = true
+// candidates. It returns the chosen candidate indices, in chosen's array,
+// and ok. fixed must not overlap one another; tiling sorts it.
+func tiling(fixed []Range, ranges []Range, cands []int, chosen []int) ([]int, bool) {
+	slices.SortFunc(fixed, func(a, b Range) int { return cmpU32(a.Lo, b.Lo) })
+	t := tiler{fixed: fixed, ranges: ranges, cands: cands, chosen: chosen[:0]}
+	if t.walk(0, 0) {
+		return t.chosen, true
+	}
+	return t.chosen[:0], false
+}
+
+// tiler is tiling's depth-first search: a struct and not a closure, so
+// that a fan-out's search allocates nothing unless it meets a dead end.
+type tiler struct {
+	fixed, ranges []Range
+	cands, chosen []int
+	dead          map[uint64]bool // positions from which no tiling exists
+}
+
+func (t *tiler) walk(pos uint64, fi int) bool {
+	if pos > math.MaxUint32 {
+		return true
+	}
+	if t.dead[pos] {
 		return false
 	}
-	if walk(0, 0) {
-		return chosen, true
+	if fi < len(t.fixed) && uint64(t.fixed[fi].Lo) == pos {
+		return t.walk(uint64(t.fixed[fi].Hi)+1, fi+1)
 	}
-	return nil, false
+	for _, c := range t.cands {
+		r := t.ranges[c]
+		if uint64(r.Lo) != pos || (fi < len(t.fixed) && r.Hi >= t.fixed[fi].Lo) {
+			continue
+		}
+		t.chosen = append(t.chosen, c)
+		if t.walk(uint64(r.Hi)+1, fi) {
+			return true
+		}
+		t.chosen = t.chosen[:len(t.chosen)-1]
+	}
+	if t.dead == nil {
+		t.dead = map[uint64]bool{}
+	}
+	t.dead[pos] = true
+	return false
 }
 
 // gaps lists the parts of the ring that no range in rs covers.

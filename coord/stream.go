@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"sync"
 
 	"github.com/rexi-go/rexi/frame"
 )
@@ -38,8 +39,27 @@ type StreamOptions struct {
 func (co *Coordinator) Stream(opts StreamOptions, fn func(Message) error) error {
 	defer runtime.KeepAlive(co) // no cleanup (reaping) while a receive loop runs
 	s := co.s
-	r := &streamRun{co: co, s: s, opts: opts, fn: fn, cands: make(map[Range]int32, len(s.slots))}
+	r := streamRuns.Get().(*streamRun)
+	defer r.recycle()
+	r.co, r.s, r.opts, r.fn = co, s, opts, fn
 	return s.loop(opts.RecvOptions, r.pending, r.handle, func() bool { return false })
+}
+
+// streamRuns recycles Stream's state, its candidates' map and its scratch
+// arrays: a fan-out that allocates little runs the garbage collector
+// rarely (see buffers).
+var streamRuns = sync.Pool{New: func() any { return &streamRun{cands: map[Range]int32{}} }}
+
+// recycle empties r and hands it to the next Stream; maps and arrays grown
+// past maxPooledJobs entries are left to the garbage collector.
+func (r *streamRun) recycle() {
+	cands := r.cands
+	if len(cands) > maxPooledJobs || cap(r.ranges) > maxPooledJobs {
+		return
+	}
+	clear(cands)
+	*r = streamRun{cands: cands, fixed: r.fixed[:0], ranges: r.ranges[:0], candIdx: r.candIdx[:0], chosen: r.chosen[:0]}
+	streamRuns.Put(r)
 }
 
 // streamRun is the state of one Stream call.
@@ -54,6 +74,10 @@ type streamRun struct {
 	// once their sum could cover the ring.
 	candLen, fixedLen uint64
 	running           int // started and not done
+
+	// Scratch arrays of layout and tiling, reused from call to call.
+	fixed, ranges   []Range
+	candIdx, chosen []int
 }
 
 func rangeLen(r Range) uint64 { return uint64(r.Hi) - uint64(r.Lo) + 1 }
@@ -140,7 +164,8 @@ func (r *streamRun) maybeStart() error {
 		return nil // complete already, or cannot be yet
 	}
 	fixed, ranges, cands := r.layout(false)
-	chosen, ok := tiling(fixed, ranges, cands)
+	chosen, ok := tiling(fixed, ranges, cands, r.chosen)
+	r.chosen = chosen
 	if !ok {
 		return nil
 	}
@@ -163,12 +188,14 @@ func (r *streamRun) maybeStart() error {
 }
 
 // layout lists the chosen ranges, every job's range, and the indices of
-// candidates (plus pending jobs when withPending).
+// candidates (plus pending jobs when withPending), in r's scratch arrays:
+// valid until the next call.
 func (r *streamRun) layout(withPending bool) (fixed, ranges []Range, cands []int) {
-	ranges = make([]Range, len(r.s.slots))
+	fixed, ranges, cands = r.fixed[:0], r.ranges[:0], r.candIdx[:0]
+	defer func() { r.fixed, r.ranges, r.candIdx = fixed, ranges, cands }()
 	for j := range r.s.slots {
 		sl := &r.s.slots[j]
-		ranges[j] = sl.rng
+		ranges = append(ranges, sl.rng)
 		switch {
 		case sl.chosen && sl.st != slotFailed:
 			fixed = append(fixed, sl.rng)
@@ -231,7 +258,8 @@ func (r *streamRun) retireCopies(i int32) {
 
 func (r *streamRun) progressPossible() bool {
 	fixed, ranges, cands := r.layout(true)
-	_, ok := tiling(fixed, ranges, cands)
+	chosen, ok := tiling(fixed, ranges, cands, r.chosen)
+	r.chosen = chosen
 	return ok
 }
 
