@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -53,6 +54,7 @@ type conn struct {
 	spawns    []task                    // jobs to start then
 
 	lingering   bool // overflowed: waiting for the ERROR to be written, then closing
+	halfClosed  bool // lingering, the ERROR written and our side shut: waiting for the peer's end
 	lingerUntil time.Time
 
 	// Encrypted connections (PROTOCOL.md section 8).
@@ -260,19 +262,34 @@ func (c *conn) fail(err error) gnet.Action {
 // peer to read the ERROR.
 const lingerTimeout = 10 * time.Second
 
-// linger drops whatever the peer sends and closes once the output is
-// written or the linger time is over. Event loop only.
+// linger drops whatever the peer sends; once the output is written it
+// shuts our side of the connection (a FIN after the ERROR) and waits for
+// the peer's end, closing at the latest when the linger time is over.
+// Closing at once would reset the connection whenever the peer is still
+// sending (input left unread), and a reset makes the peer's kernel drop
+// what the peer has not read yet: the ERROR first. Event loop only.
 func (c *conn) linger() gnet.Action {
 	if c.shed.Load() { // ended meanwhile for the node's memory, which is wanted now
 		return gnet.Close
 	}
 	_, _ = c.gc.Discard(0) // everything buffered
-	c.flush()
-	if c.gc.OutboundBuffered() == 0 || time.Now().After(c.lingerUntil) {
+	if time.Now().After(c.lingerUntil) {
 		return gnet.Close
 	}
+	wait := lingerTimeout // the peer's end (gnet closes on it) or this wake-up, whichever comes first
+	if !c.halfClosed {
+		c.flush()
+		if c.gc.OutboundBuffered() > 0 {
+			wait = pollInterval // look again soon
+		} else {
+			if syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR) != nil {
+				return gnet.Close
+			}
+			c.halfClosed = true
+		}
+	}
 	c.mu.Lock()
-	c.schedulePollLocked() // wakes us to look again
+	c.schedulePollInLocked(min(wait, time.Until(c.lingerUntil)+time.Millisecond))
 	c.mu.Unlock()
 	return gnet.None
 }

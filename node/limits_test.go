@@ -93,6 +93,31 @@ func TestNeverReadingPeerOverflows(t *testing.T) {
 	}
 }
 
+// TestOverflowedPeerStillSendingGetsTheError: a peer with a small window
+// sends HEARTBEATs and reads nothing until the node gave up on it; its
+// bytes the node has not read yet are still in the node's socket. The peer
+// then reads the echoes the node queued, the ERROR OUTPUT_OVERFLOW and the
+// connection's orderly end. Closing with input unread reset the
+// connection, and the reset made the peer's kernel drop what the peer had
+// not read: the ERROR first.
+func TestOverflowedPeerStillSendingGetsTheError(t *testing.T) {
+	n := startLoopNode(t, func(c *Config) { c.OutboundLimit, c.OutboundHardLimit = 2048, 4096 })
+	peer := wiretest.DialReadBuffer(t, n.Addr(), 4096)
+	peer.Handshake(testSecret, 0)
+	var beats []byte
+	for ref := uint64(1); ref <= 5000; ref++ {
+		beats = peer.Enc.AppendEmpty(beats, frame.TypeHeartbeat, ref)
+	}
+	_ = peer.NC.SetWriteDeadline(time.Now().Add(waitFor))
+	if _, err := peer.NC.Write(beats); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the node to give up on the peer", func() bool { return n.Stats().Overflows == 1 })
+	if code := readUntilError(t, peer); code != frame.CodeOutputOverflow {
+		t.Fatalf("peer got ERROR %v, want OUTPUT_OVERFLOW", code)
+	}
+}
+
 // readUntilError skips answers until the ERROR, and returns its code.
 func readUntilError(t *testing.T, c *rawClient) frame.ErrorCode {
 	t.Helper()

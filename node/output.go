@@ -239,11 +239,15 @@ func (c *conn) flush() {
 }
 
 // schedulePollLocked arranges for pollRoom to run soon. Caller holds c.mu.
-func (c *conn) schedulePollLocked() {
+func (c *conn) schedulePollLocked() { c.schedulePollInLocked(pollInterval) }
+
+// schedulePollInLocked arranges for pollRoom to run after d. Caller holds
+// c.mu.
+func (c *conn) schedulePollInLocked(d time.Duration) {
 	if c.poll == nil {
-		c.poll = time.AfterFunc(pollInterval, c.pollRoom)
+		c.poll = time.AfterFunc(d, c.pollRoom)
 	} else {
-		c.poll.Reset(pollInterval)
+		c.poll.Reset(d)
 	}
 }
 

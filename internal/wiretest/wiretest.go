@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,9 +51,31 @@ func DialFrom(t testing.TB, addr, from string) *Client {
 	if from != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
 	}
+	return dial(t, d, addr)
+}
+
+// DialReadBuffer is Dial with the socket's receive buffer set to bytes
+// before it connects, so the window the node sees is small from the
+// start: a peer that does not read fills it at once.
+func DialReadBuffer(t testing.TB, addr string, bytes int) *Client {
+	t.Helper()
+	d := net.Dialer{Timeout: WaitFor, Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, bytes)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	return dial(t, d, addr)
+}
+
+func dial(t testing.TB, d net.Dialer, addr string) *Client {
+	t.Helper()
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatalf("dial %s from %q: %v", addr, from, err)
+		t.Fatalf("dial %s: %v", addr, err)
 	}
 	c := &Client{t: t, NC: nc, Dec: frame.Decoder{MaxPayload: 1024}, tmp: make([]byte, 64<<10)}
 	t.Cleanup(func() { nc.Close() })
