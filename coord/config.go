@@ -55,9 +55,9 @@ type Config struct {
 	MaxPayload int
 	// MaxWindow is the largest window (un-acked rows per job, announced
 	// in WELCOME) accepted from a node: past what a fan-out acknowledges
-	// on receipt, a coordinator holds up to a window of rows per job, so
-	// a node announcing a larger one is refused at the handshake. Default
-	// 1 024 (a rexinode's is 5).
+	// on receipt, a coordinator holds up to a window of rows per job, each
+	// up to MaxPayload, so a node announcing a larger one is refused at
+	// the handshake. Default 64 (a rexinode's is 5).
 	MaxWindow int
 
 	// DialTimeout bounds connecting plus the handshake. Default 5 s.
@@ -97,7 +97,7 @@ const (
 	DefaultReconnectMin      = 50 * time.Millisecond
 	DefaultReconnectMax      = 5 * time.Second
 	DefaultOutboundLimit     = 8 << 20
-	DefaultMaxWindow         = 1024
+	DefaultMaxWindow         = 64
 )
 
 // ErrConfig is wrapped by every error Validate returns.

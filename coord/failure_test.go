@@ -195,6 +195,38 @@ func TestMissedHeartbeatsMeanNodeDown(t *testing.T) {
 	}
 }
 
+// A node that trickles a frame, a byte at a time, is found down like a
+// silent one: the read deadline moves on frames, and on 64 KiB of one
+// still arriving, not on any byte.
+func TestTricklingNodeIsFoundDown(t *testing.T) {
+	addr := fakeNode(t, func(conn net.Conn) {
+		if _, err := welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Window: 5, Name: []byte("trickle")}); err != nil {
+			return
+		}
+		var enc frame.Encoder
+		row := enc.Append(nil, frame.TypeStream, 1, make([]byte, 1<<20)) // a 1 MiB row that never ends
+		for _, b := range row {
+			if _, err := conn.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // the trickle itself, not a wait for anything
+		}
+	})
+	cl := connectedClient(t, Config{Nodes: []string{addr}, InsecurePlaintext: true,
+		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
+	co := mustNew(t, cl, context.Background(), 1)
+	defer co.Close()
+	co.Submit(Job{Node: addr, Handler: "rows"})
+	var got error
+	err := co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		got = m.Err
+		return true, nil
+	})
+	if err != nil || !errors.Is(got, ErrNodeDown) || !strings.Contains(got.Error(), "heartbeat") {
+		t.Fatalf("Recv %v, message error %v; want node-down naming missed heartbeats", err, got)
+	}
+}
+
 // One coordinator that stops reading must not stall the connection for
 // another: the window is the only brake.
 func TestStalledCoordinatorDoesNotStallOthers(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rexi-go/rexi/frame"
 	"github.com/rexi-go/rexi/node"
@@ -216,49 +217,59 @@ func replyThenClose(cl *Client, node string) error {
 // sends: once a job has the window's rows taken in and not acknowledged
 // (the fan-out's buffer is past what it acknowledges on receipt), its next
 // row ends the connection with ERROR UNEXPECTED, and the job fails as
-// node-down.
+// node-down. Rows with no payload count too: each costs an entry.
 func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
-	refused := make(chan frame.ErrorCode, 1)
-	row := bytes.Repeat([]byte("r"), 64<<10)
-	flooder := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
-		switch f.Type {
-		case frame.TypeDoit: // 40 rows at once, with a window of 5
-			var out []byte
-			for range 40 {
-				out = enc.Append(out, frame.TypeStream, f.Ref, row)
+	for _, tc := range []struct {
+		name string
+		row  []byte
+		sent int
+	}{
+		{"64 KiB rows", bytes.Repeat([]byte("r"), 64<<10), 40},
+		{"empty rows", nil, 4 * ackBudget / entrySize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refused := make(chan frame.ErrorCode, 1)
+			flooder := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+				switch f.Type {
+				case frame.TypeDoit: // every row at once, with a window of 5
+					var out []byte
+					for range tc.sent {
+						out = enc.Append(out, frame.TypeStream, f.Ref, tc.row)
+					}
+					return out
+				case frame.TypeError:
+					code, _, _ := frame.ParseError(f.Payload)
+					refused <- code
+				}
+				return nil
+			})
+			_, co := oneJobOn(t, flooder, "rows")
+			select { // nothing consumes meanwhile: the rows pile up in the coordinator
+			case code := <-refused:
+				if code != frame.CodeUnexpected {
+					t.Fatalf("node got ERROR %v, want UNEXPECTED", code)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the coordinator took every row")
 			}
-			return out
-		case frame.TypeError:
-			code, _, _ := frame.ParseError(f.Payload)
-			refused <- code
-		}
-		return nil
-	})
-	_, co := oneJobOn(t, flooder, "rows")
-	select { // nothing consumes meanwhile: the rows pile up in the coordinator
-	case code := <-refused:
-		if code != frame.CodeUnexpected {
-			t.Fatalf("node got ERROR %v, want UNEXPECTED", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the coordinator took every row")
-	}
-	rows, down := 0, error(nil)
-	err := co.Recv(RecvOptions{Timeout: 10 * time.Second}, func(m Message) (bool, error) {
-		switch m.Kind {
-		case KindRow:
-			rows++
-		case KindNodeDown:
-			down = m.Err
-		}
-		return false, nil
-	})
-	const held = ackBudget/(64<<10) + 5 // acknowledged on receipt, then one window
-	if err != nil || down == nil || rows > held {
-		t.Fatalf("Recv %v after %d rows (at most %d), node down: %v", err, rows, held, down)
-	}
-	if !strings.Contains(down.Error(), "past its window") {
-		t.Fatalf("node down: %v", down)
+			rows, down := 0, error(nil)
+			err := co.Recv(RecvOptions{Timeout: 10 * time.Second}, func(m Message) (bool, error) {
+				switch m.Kind {
+				case KindRow:
+					rows++
+				case KindNodeDown:
+					down = m.Err
+				}
+				return false, nil
+			})
+			held := ackBudget/(len(tc.row)+entrySize) + 5 // acknowledged on receipt, then one window
+			if err != nil || down == nil || rows > held {
+				t.Fatalf("Recv %v after %d rows (at most %d), node down: %v", err, rows, held, down)
+			}
+			if !strings.Contains(down.Error(), "past its window") {
+				t.Fatalf("node down: %v", down)
+			}
+		})
 	}
 }
 
@@ -301,4 +312,82 @@ func oneJobOn(t *testing.T, node, handler string) (*Client, *Coordinator) {
 		t.Fatal(err)
 	}
 	return cl, co
+}
+
+// A frame whose type carries no payload (STREAM_INIT, PING, HEARTBEAT)
+// but has one, or an EXIT that does not parse, ends the connection with
+// ERROR MALFORMED and the job fails as node-down: held as it is, a 16 MiB
+// STREAM_INIT would cost 16 MiB a job.
+func TestMalformedPayloadsEndTheConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		t       frame.Type
+		payload []byte
+	}{
+		{"STREAM_INIT", frame.TypeStreamInit, []byte("x")},
+		{"PING", frame.TypePing, []byte("x")},
+		{"HEARTBEAT", frame.TypeHeartbeat, []byte("x")},
+		{"EXIT", frame.TypeExit, []byte{2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refused := make(chan frame.ErrorCode, 1)
+			node := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+				switch f.Type {
+				case frame.TypeDoit:
+					return enc.Append(nil, tc.t, f.Ref, tc.payload)
+				case frame.TypeError:
+					code, _, _ := frame.ParseError(f.Payload)
+					refused <- code
+				}
+				return nil
+			})
+			_, co := oneJobOn(t, node, "rows")
+			select {
+			case code := <-refused:
+				if code != frame.CodeMalformed {
+					t.Fatalf("node got ERROR %v, want MALFORMED", code)
+				}
+			case <-time.After(waitFor):
+				t.Fatal("the coordinator took the frame")
+			}
+			if down := nodeDownOf(t, co); !errors.Is(down, ErrNodeDown) {
+				t.Fatalf("job ended with %v, want node-down", down)
+			}
+		})
+	}
+}
+
+// A node's ERROR message is cut to 1 KiB, on a UTF-8 boundary, in the
+// errors of the jobs it fails: it is repeated in each, and logged.
+func TestANodesErrorMessageIsCut(t *testing.T) {
+	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		return enc.AppendError(nil, 0, frame.CodeInternal, strings.Repeat("é", 50_000))
+	})
+	_, co := oneJobOn(t, node, "rows")
+	down := nodeDownOf(t, co)
+	var ne *NodeError
+	if !errors.As(down, &ne) {
+		t.Fatalf("job ended with %v, want a NodeError", down)
+	}
+	if len(ne.Reason) > maxNodeReason+len(" …") || !utf8.ValidString(ne.Reason) || !strings.HasPrefix(ne.Reason, "éé") {
+		t.Fatalf("reason of %d bytes (valid UTF-8: %v), want at most %d", len(ne.Reason), utf8.ValidString(ne.Reason), maxNodeReason)
+	}
+}
+
+// nodeDownOf receives co's messages until its job fails as node-down and
+// returns that error.
+func nodeDownOf(t *testing.T, co *Coordinator) error {
+	t.Helper()
+	var down error
+	err := co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		if m.Kind == KindNodeDown {
+			down = m.Err
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil || down == nil {
+		t.Fatalf("Recv: %v, no node-down", err)
+	}
+	return down
 }

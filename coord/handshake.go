@@ -107,7 +107,7 @@ func handshake(conn net.Conn, cfg *Config, addr string) (handshakeResult, error)
 		_, _ = conn.Write((&frame.Encoder{}).AppendError(nil, 0, frame.CodeAuthFailed, "node MAC does not verify: the node's secret differs"))
 		return handshakeResult{}, &HandshakeError{Node: addr, Code: frame.CodeAuthFailed, Reason: "the node does not know our secret (wrong secret on one side)"}
 	}
-	if err := windowFits(cfg, addr, w); err != nil {
+	if err := welcomeFits(cfg, addr, h.Features, w); err != nil {
 		return handshakeResult{}, err
 	}
 	auth := frame.AppendAuth(nil, frame.CoordMAC(cfg.Secret, hb[frame.HeaderSize:], f.Payload))
@@ -206,18 +206,25 @@ func noiseHandshake(conn net.Conn, cfg *Config, addr string, h frame.Hello) (han
 	if err != nil {
 		return handshakeResult{}, err
 	}
-	if err := windowFits(cfg, addr, w); err != nil {
+	if err := welcomeFits(cfg, addr, h.Features, w); err != nil {
 		return handshakeResult{}, err
 	}
 	return settled(cfg, w, sess), nil
 }
 
-// windowFits refuses a node whose window is over MaxWindow: the rows
-// per job it could make us hold.
-func windowFits(cfg *Config, addr string, w frame.Welcome) error {
+// welcomeFits refuses a node whose window is over MaxWindow (the rows
+// per job it could make us hold), or whose features in force include one
+// we did not request: a node may only drop requested features, and one
+// that turned on compression or checksums we did not ask for would be
+// deciding how we read and write.
+func welcomeFits(cfg *Config, addr string, requested frame.Feature, w frame.Welcome) error {
 	if int64(w.Window) > int64(cfg.MaxWindow) {
 		return &HandshakeError{Node: addr, Code: frame.CodeBadHandshake,
 			Reason: fmt.Sprintf("the node's window of %d rows is over this coordinator's MaxWindow of %d", w.Window, cfg.MaxWindow)}
+	}
+	if extra := w.Features &^ requested; extra != 0 {
+		return &HandshakeError{Node: addr, Code: frame.CodeBadHandshake,
+			Reason: fmt.Sprintf("the node's features %#x include %#x, which we did not request (%#x)", uint32(w.Features), uint32(extra), uint32(requested))}
 	}
 	return nil
 }

@@ -85,3 +85,30 @@ func TestHandshakeRefusesAWindowOverMaxWindow(t *testing.T) {
 		}
 	}
 }
+
+// A node may only drop features the coordinator requested: one that turns
+// on compression or checksums we did not ask for is refused at the
+// handshake, since it would decide how we read and write.
+func TestHandshakeRefusesFeaturesNotRequested(t *testing.T) {
+	for _, c := range []struct {
+		features frame.Feature
+		ok       bool
+	}{{frame.FeatureRange, true}, {frame.FeatureCompression, false}, {frame.FeatureChecksum, false}, {1 << 31, false}} {
+		coordSide, nodeSide := net.Pipe()
+		go func() {
+			defer nodeSide.Close()
+			_, _ = welcomeAs(nodeSide, frame.Welcome{Version: frame.Version, Features: c.features, MaxPayload: frame.DefaultMaxPayload, Window: 5, Name: []byte("n")})
+		}()
+		cfg := Config{Secret: secret, InsecurePlaintext: true}.withDefaults() // asks for neither checksums nor compression
+		_ = coordSide.SetDeadline(time.Now().Add(waitFor))
+		hs, err := handshake(coordSide, &cfg, "pipe")
+		coordSide.Close()
+		var he *HandshakeError
+		switch {
+		case c.ok && (err != nil || hs.enc.Checksum || hs.enc.Compress):
+			t.Errorf("features %#x: %v, encoder %+v", c.features, err, hs.enc)
+		case !c.ok && (!errors.As(err, &he) || !strings.Contains(he.Reason, "did not request")):
+			t.Errorf("features %#x: %v, want a HandshakeError naming the features not requested", c.features, err)
+		}
+	}
+}

@@ -58,6 +58,11 @@ type batch struct {
 
 func (b batch) reset() batch { return batch{b.entries[:0], b.data[:0]} }
 
+// held is the memory b's frames take: their payload bytes and entries.
+func (b batch) held() int { return len(b.data) + len(b.entries)*entrySize }
+
+const entrySize = int(unsafe.Sizeof(entry{}))
+
 // inbox is where a session's reader leaves events for one coordinator.
 // push never blocks, so a slow coordinator cannot stall a reader; the
 // per-job window bounds how much can pile up.
@@ -108,14 +113,17 @@ func (b *inbox) admit(j *inboxJob, k Kind) bool {
 	return true
 }
 
-// ackBudget bounds the row bytes a coordinator's inbox holds that the
-// reader acknowledged on receipt. Below it a row is acknowledged as it
-// arrives, so a worker's next rows are on their way while the coordinator
-// consumes these; above it rows are acknowledged when consumed, and each
-// worker's window bounds what more can come. So an inbox holds at most
-// ackBudget plus one window per worker; a coordinator holds at most twice
-// that, counting the batch its receive loop is dispatching (or kept for
-// the next loop) while the inbox refills.
+// ackBudget bounds the memory of the rows a coordinator's inbox holds
+// that the reader acknowledged on receipt, their entries counted (a row
+// with no payload still costs an entry: counting payloads alone let a node
+// stream empty rows past its window, each acknowledged at once). Below it
+// a row is acknowledged as it arrives, so a worker's next rows are on
+// their way while the coordinator consumes these; above it rows are
+// acknowledged when consumed, and each worker's window bounds what more
+// can come. So an inbox holds at most ackBudget plus one window per
+// worker; a coordinator holds at most twice that, counting the batch its
+// receive loop is dispatching (or kept for the next loop) while the inbox
+// refills.
 const ackBudget = 256 << 10
 
 func (b *inbox) push(e entry, payload []byte) { b.pushRow(e, payload) }
@@ -135,7 +143,7 @@ func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	if b.closed {
 		return false, false
 	}
-	if e.kind == KindRow && len(b.cur.data)+len(payload) <= ackBudget {
+	if e.kind == KindRow && b.cur.held()+entrySize+len(payload) <= ackBudget {
 		e.acked, ackNow = true, true
 	}
 	e.off, e.n = int32(len(b.cur.data)), int32(len(payload))

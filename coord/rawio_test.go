@@ -127,3 +127,34 @@ func TestSockReaderShortReadStillSeesWhatFollows(t *testing.T) {
 		}
 	}
 }
+
+// A peer that keeps the socket full cannot hold the reader in one
+// RawConn.Read: closing the connection waits for the Read in progress to
+// end, and a flooding node hung Client.Close for as long as it sent.
+func TestSockReaderLetsCloseInWhileThePeerFloods(t *testing.T) {
+	s, peer := tcpPair(t)
+	flood := make([]byte, 64<<10)
+	go func() { // keeps the socket full until the connection ends
+		for {
+			if _, err := peer.Write(flood); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 16) // every read fills it
+	closed := make(chan struct{})
+	reads := 0
+	err := newSockReader(s).run(func() []byte { return buf }, func(int) error {
+		if reads++; reads == 1 {
+			go func() {
+				s.conn.Close()
+				close(closed)
+			}()
+		}
+		return nil
+	})
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("run: %v after %d reads, want net.ErrClosed", err, reads)
+	}
+	<-closed
+}

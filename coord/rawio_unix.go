@@ -41,17 +41,23 @@ func newSockReader(s *session) *sockReader { return &sockReader{raw: s.raw} }
 // fails: io.EOF once the node closed its side, the deadline's timeout,
 // net.ErrClosed, a read's errno, or got's error.
 //
-// The whole loop runs inside one RawConn.Read, which clears the socket's
+// The loop runs inside one RawConn.Read, which clears the socket's
 // readiness once, on entry. So a read that did not fill space() can go
 // straight to waiting: the socket held no more at that moment, and
 // whatever arrives after it marks the socket ready again, which the wait
 // sees. Calling Read per batch would clear that mark each time and need
 // one more read per batch, answering EAGAIN, to learn the socket is
-// empty.
+// empty. After maxFullReads reads in a row that filled space(), run lets
+// go of the Read and takes a new one all the same: a node that keeps the
+// socket full would otherwise keep us in one Read, and closing the
+// connection waits for the Read to end (a flooding node hung
+// Client.Close, and the session's end, for as long as it sent). Waiting
+// there instead would not do: bytes already buffered mark nothing ready.
 func (r *sockReader) run(space func() []byte, got func(n int) error) error {
 	var err error
-	rerr := r.raw.Read(func(fd uintptr) bool {
-		for {
+	more := false // maxFullReads full reads: read on in a new Read
+	read := func(fd uintptr) bool {
+		for full := 0; full < maxFullReads; full++ {
 			b := space()
 			n, e := sysIO(syscall.SYS_READ, fd, b)
 			switch {
@@ -71,12 +77,22 @@ func (r *sockReader) run(space func() []byte, got func(n int) error) error {
 				return false
 			}
 		}
-	})
-	if rerr != nil {
-		return rerr // the deadline passed, or the connection was closed
+		more = true
+		return true
 	}
-	return err
+	for {
+		more = false
+		if rerr := r.raw.Read(read); rerr != nil {
+			return rerr // the deadline passed, or the connection was closed
+		}
+		if !more {
+			return err
+		}
+	}
 }
+
+// maxFullReads: see sockReader.run.
+const maxFullReads = 16
 
 // tryWrite writes as much of buf as the socket takes now, from the
 // calling goroutine, without waiting: the direct path that spares a

@@ -13,6 +13,10 @@ import (
 
 const readBufferSize = 256 << 10
 
+// minProgress is how many bytes of a frame still arriving count as a sign
+// of life, like a whole frame (see session.read).
+const minProgress = 64 << 10
+
 // read is a session's reader goroutine. It decodes frames in place and
 // hands each to the coordinator owning its ref, never blocking on one: the
 // only brake on a worker is its window. It returns when the connection
@@ -29,18 +33,26 @@ func (s *session) read() error {
 	buf := make([]byte, readBufferSize)
 	var rb readBatch
 	start, end := 0, 0
-	var armed time.Time // when the read deadline was last pushed back
+	// The read deadline is pushed back on progress: a frame, or
+	// minProgress bytes of one still arriving (a large frame on a slow link
+	// carries no HEARTBEAT in its middle), but not on any byte, or a node
+	// trickling one byte a second would never be found down.
+	armed := time.Now()
+	_ = conn.SetReadDeadline(armed.Add(cl.cfg.HeartbeatTimeout))
+	framed, fresh := false, 0 // frames, bytes read since the deadline was pushed back
 	space := func() []byte {
 		// Re-arming the deadline costs a timer update: do it every 1/8 of
 		// the timeout, so silence is detected after 7/8 to 8/8 of it.
-		if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
-			_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
-			armed = now
+		if framed || fresh >= minProgress {
+			if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
+				_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
+				armed, framed, fresh = now, false, 0
+			}
 		}
 		return buf[end:]
 	}
 	got := func(n int) error {
-		end += n
+		end, fresh = end+n, fresh+n
 		for {
 			f, used, err := fr.wire.Decode(buf[start:end])
 			if errors.Is(err, frame.ErrIncomplete) {
@@ -56,6 +68,7 @@ func (s *session) read() error {
 				err = fr.frame(f, &rb)
 			}
 			start += used
+			framed = true
 			if err != nil {
 				rb.release()
 				return err
@@ -218,15 +231,47 @@ func (rb *readBatch) dropAck(ref uint64) {
 	}
 }
 
+// maxNodeReason bounds the part of a node's ERROR message kept: it goes
+// into every failed job's error and into the log, once per connection
+// the node ends.
+const maxNodeReason = 1024
+
+// nodeReason is msg, cut to maxNodeReason bytes on a UTF-8 boundary.
+func nodeReason(msg []byte) string {
+	if len(msg) <= maxNodeReason {
+		return string(msg)
+	}
+	return frame.FitMessage(string(msg[:maxNodeReason+1]), maxNodeReason+2) + " …"
+}
+
+// checkPayload refuses what the protocol calls MALFORMED in the frames a
+// node sends with a fixed layout: a payload on a type that carries none
+// (held as it is, a 16 MiB STREAM_INIT would cost 16 MiB per job), or an
+// EXIT that does not parse.
+func checkPayload(t frame.Type, p []byte) error {
+	switch t {
+	case frame.TypeHeartbeat, frame.TypeStreamInit, frame.TypePing:
+		return frame.CheckEmpty(p)
+	case frame.TypeExit:
+		_, err := frame.ParseExit(p)
+		return err
+	}
+	return nil
+}
+
 // dispatch routes one frame. p is valid only during this call.
 func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
+	if err := checkPayload(f.Type, p); err != nil {
+		s.refuse(rb, err)
+		return fmt.Errorf("node sent a bad %s: %w", f.Type, err)
+	}
 	var k Kind
 	switch f.Type {
 	case frame.TypeHeartbeat:
 		return nil // any frame resets the read deadline
 	case frame.TypeError:
 		code, msg, _ := frame.ParseError(p)
-		return &NodeError{Node: s.p.addr, Code: code, Reason: string(msg)}
+		return &NodeError{Node: s.p.addr, Code: code, Reason: nodeReason(msg)}
 	case frame.TypeReply:
 		k = KindReply
 	case frame.TypeStreamInit:

@@ -239,11 +239,12 @@ func (s *session) terminate(cause error) {
 	s.coords = nil
 	s.mu.Unlock()
 	close(s.dead)
-	s.conn.Close() // ends the reader and any write in progress
+	// The jobs learn first: closing waits for a read in progress to end.
 	for _, co := range coords {
 		co.inbox.push(entry{kind: kindConnDown, sess: s, err: &NodeDownError{Node: s.p.addr, Cause: cause}}, nil)
 		co.inbox.notify()
 	}
+	s.conn.Close() // ends the reader and any write in progress
 }
 
 // run serves the session until it ends and returns why: a reader
