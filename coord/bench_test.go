@@ -96,18 +96,20 @@ func dropUnanswered(co *Coordinator) {
 	co.cleanup.Stop()
 }
 
+// echoJobs is n echo jobs for the node at addr, 64 bytes of args each.
+func echoJobs(addr string, n int) []Job {
+	js := make([]Job, n)
+	for i := range js {
+		js[i] = Job{Node: addr, Handler: "echo", Args: make([]byte, 64), Range: Range{0, 9}}
+	}
+	return js
+}
+
 // TestSubmitAllocatesNothingPerJob: submitting 192 jobs costs the same
 // allocations as submitting 3 (the coordinator's own, per fan-out).
 func TestSubmitAllocatesNothingPerJob(t *testing.T) {
 	addr := silentNode(t)                                                                                    // accepts the handshake, then discards everything
 	cl := connectedClient(t, Config{Nodes: []string{addr}, OutboundLimit: 1 << 30, InsecurePlaintext: true}) // the silent node speaks plaintext
-	jobsOf := func(n int) []Job {
-		js := make([]Job, n)
-		for i := range js {
-			js[i] = Job{Node: addr, Handler: "echo", Args: make([]byte, 64), Range: Range{0, 9}}
-		}
-		return js
-	}
 	measure := func(jobs []Job) float64 {
 		return testing.AllocsPerRun(50, func() {
 			co, _ := cl.New(context.Background(), len(jobs))
@@ -115,7 +117,7 @@ func TestSubmitAllocatesNothingPerJob(t *testing.T) {
 			dropUnanswered(co)
 		})
 	}
-	small, large := measure(jobsOf(3)), measure(jobsOf(192))
+	small, large := measure(echoJobs(addr, 3)), measure(echoJobs(addr, 192))
 	if large > small+1 { // +1: buffer growth in the writer, amortised
 		t.Fatalf("allocs per fan-out: %v for 3 jobs, %v for 192: Submit allocates per job", small, large)
 	}
@@ -131,13 +133,6 @@ func TestSubmitAllocatesNothingPerJob(t *testing.T) {
 func TestFanoutBytesDoNotGrowWithJobs(t *testing.T) {
 	addr := silentNode(t)
 	cl := connectedClient(t, Config{Nodes: []string{addr}, OutboundLimit: 1 << 30, InsecurePlaintext: true})
-	jobsOf := func(n int) []Job {
-		js := make([]Job, n)
-		for i := range js {
-			js[i] = Job{Node: addr, Handler: "echo", Args: make([]byte, 64), Range: Range{0, 9}}
-		}
-		return js
-	}
 	measure := func(jobs []Job) uint64 {
 		run := func() {
 			co, _ := cl.New(context.Background(), len(jobs))
@@ -156,7 +151,7 @@ func TestFanoutBytesDoNotGrowWithJobs(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		return (after.TotalAlloc - before.TotalAlloc) / runs
 	}
-	small, large := measure(jobsOf(3)), measure(jobsOf(192))
+	small, large := measure(echoJobs(addr, 3)), measure(echoJobs(addr, 192))
 	// Allocated per fan-out, 192 jobs' arrays are about 17 KiB; the race
 	// detector drops a quarter of what a sync.Pool is given (4 KiB on
 	// average, and within 1 KiB of it over 200 runs).
