@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -42,7 +43,8 @@ type Client struct {
 }
 
 type clientCounters struct {
-	fanouts, nodeDowns, overloads, nodeOverloads, dropped atomic.Uint64
+	fanouts, nodeDowns, overloads, nodeOverloads, dropped, heldShed atomic.Uint64
+	held                                                            atomic.Int64 // bytes in coordinators' inboxes and batches (MaxHeldBytes)
 }
 
 // Stats counts a client's work.
@@ -57,6 +59,8 @@ type Stats struct {
 	KillAllSent   uint64 // KILL_ALL requests, one per node with unfinished jobs (Close and reaper); a long one may take several frames
 	ReaperArmed   int    // tables the reaper would fire now
 	NodesUp       int
+	HeldBytes     int64  // unconsumed node output held for open coordinators, payloads plus ~48 bytes a frame
+	HeldShed      uint64 // coordinators ended because the client held more than MaxHeldBytes
 }
 
 // NewClient starts connecting to every node in cfg.Nodes and returns once
@@ -138,6 +142,7 @@ func (cl *Client) Stats() Stats {
 		Fanouts: cl.stats.fanouts.Load(), Open: open, NodeDowns: cl.stats.nodeDowns.Load(),
 		Overloads: cl.stats.overloads.Load(), NodeOverloads: cl.stats.nodeOverloads.Load(), Dropped: cl.stats.dropped.Load(),
 		ReaperFirings: rs.Fired, KillAllSent: rs.KillAllSent, ReaperArmed: rs.Armed, NodesUp: up,
+		HeldBytes: cl.stats.held.Load(), HeldShed: cl.stats.heldShed.Load(),
 	}
 }
 
@@ -155,6 +160,42 @@ func (cl *Client) unregister(s *state) {
 	cl.mu.Lock()
 	delete(cl.coords, s.id)
 	cl.mu.Unlock()
+}
+
+// shedHeld ends open coordinators, those holding the most first, until
+// what the rest hold fits MaxHeldBytes. Those ending already (their
+// context done) count as given back: their memory goes once their
+// goroutine lets go of them. Called with no lock held.
+func (cl *Client) shedHeld() {
+	limit := int64(cl.cfg.MaxHeldBytes)
+	var victims []*state
+	var held []int64
+	cl.mu.RLock()
+	total := cl.stats.held.Load()
+	for _, s := range cl.coords {
+		if s.ctx.Err() != nil {
+			total -= s.inbox.held.Load()
+		}
+	}
+	for total > limit {
+		var big *state
+		var bigHeld int64
+		for _, s := range cl.coords {
+			if h := s.inbox.held.Load(); h > bigHeld && s.ctx.Err() == nil && !slices.Contains(victims, s) {
+				big, bigHeld = s, h
+			}
+		}
+		if big == nil {
+			break
+		}
+		victims, held = append(victims, big), append(held, bigHeld)
+		total -= bigHeld
+	}
+	cl.mu.RUnlock()
+	for i, s := range victims {
+		cl.stats.heldShed.Add(1)
+		s.cancel(fmt.Errorf("%w: it held %d bytes when the client's total passed %d", ErrHeldBytes, held[i], limit))
+	}
 }
 
 func (cl *Client) lookup(id uint64) *state {

@@ -59,6 +59,15 @@ type Config struct {
 	// up to MaxPayload, so a node announcing a larger one is refused at
 	// the handshake. Default 64 (a rexinode's is 5).
 	MaxWindow int
+	// MaxHeldBytes bounds the memory of what nodes sent that the client
+	// holds for its coordinators and they have not consumed yet (rows,
+	// replies, final frames: payload bytes plus about 48 a frame). When a
+	// frame takes the client past it, the open coordinator holding the
+	// most is ended: its context is cancelled with ErrHeldBytes (its
+	// receive loop returns that), and the reaper kills its jobs. Within
+	// the protocol a node may send a window of rows per job, each up to
+	// MaxPayload, before the coordinator consumes any. Default 1 GiB.
+	MaxHeldBytes int
 
 	// DialTimeout bounds connecting plus the handshake. Default 5 s.
 	DialTimeout time.Duration
@@ -98,6 +107,7 @@ const (
 	DefaultReconnectMax      = 5 * time.Second
 	DefaultOutboundLimit     = 8 << 20
 	DefaultMaxWindow         = 64
+	DefaultMaxHeldBytes      = 1 << 30
 )
 
 // ErrConfig is wrapped by every error Validate returns.
@@ -125,7 +135,7 @@ func (c Config) Validate() error {
 	case c.DialTimeout < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 ||
 		c.ResolveInterval < 0 || c.RemoveGrace < 0:
 		return bad("durations must not be negative")
-	case c.CompressThreshold < 0 || c.MaxPayload < 0 || c.OutboundLimit < 0 || c.MaxWindow < 0:
+	case c.CompressThreshold < 0 || c.MaxPayload < 0 || c.OutboundLimit < 0 || c.MaxWindow < 0 || c.MaxHeldBytes < 0:
 		return bad("sizes must not be negative")
 	case c.InsecurePlaintext && len(c.NodeKeys) > 0:
 		return bad("NodeKeys need encryption: a plaintext connection carries no static key to check")
@@ -160,6 +170,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.RemoveGrace, 30*time.Second)
 	setI(&c.CompressThreshold, frame.DefaultCompressThreshold)
 	setI(&c.MaxPayload, frame.DefaultMaxPayload)
+	setI(&c.MaxHeldBytes, DefaultMaxHeldBytes)
 	setI(&c.OutboundLimit, DefaultOutboundLimit)
 	setI(&c.MaxWindow, DefaultMaxWindow)
 	if c.Logger == nil {

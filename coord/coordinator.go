@@ -130,6 +130,7 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 	s.submitN, s.submitS = s.submitNArr[:0], s.submitArr[:0]
 	s.finished = s.finishedArr[:0]
 	s.inbox.signal = make(chan struct{}, 1)
+	s.inbox.total = &cl.stats.held
 	if err := cl.register(s); err != nil {
 		s.table.Close()
 		return nil, err
@@ -177,6 +178,7 @@ func (s *state) release() {
 // cleanup, when nothing else of s's runs: its goroutine is gone.)
 func (s *state) recycle() {
 	cur, jobs := s.inbox.close()
+	s.inbox.giveBack(s.inbox.held.Load()) // closed: nothing is pushed any more, and no loop gives back after this
 	other := s.spare
 	if other.entries == nil && other.data == nil {
 		other = s.left

@@ -34,6 +34,10 @@ var (
 	ErrJobTooLarge = errors.New("coord: job larger than the node's max_payload")
 	// ErrUnknownNode: a Job names a node the client was not configured with.
 	ErrUnknownNode = errors.New("coord: unknown node")
+	// ErrHeldBytes: the client held more unconsumed node output than
+	// Config.MaxHeldBytes, and this coordinator held the most of it; it
+	// was ended (its context cancelled, its jobs killed).
+	ErrHeldBytes = errors.New("coord: unconsumed node output over the client's MaxHeldBytes")
 )
 
 // WorkerInfo identifies one job of a coordinator.

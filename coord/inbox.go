@@ -2,6 +2,7 @@ package coord
 
 import (
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -54,9 +55,10 @@ type entry struct {
 type batch struct {
 	entries []entry
 	data    []byte
+	cost    int64 // what its pushes counted against MaxHeldBytes, given back when it is reset
 }
 
-func (b batch) reset() batch { return batch{b.entries[:0], b.data[:0]} }
+func (b batch) reset() batch { return batch{b.entries[:0], b.data[:0], 0} }
 
 // held is the memory b's frames take: their payload bytes and entries.
 func (b batch) held() int { return len(b.data) + len(b.entries)*entrySize }
@@ -75,6 +77,12 @@ type inbox struct {
 	// Per job slot, what a reader checks a node's frame against.
 	jobs  []inboxJob
 	takes uint32 // batches taken so far
+
+	// held is what this coordinator's frames count against the client's
+	// MaxHeldBytes (total): those in cur and in batches taken and not yet
+	// reset.
+	held  atomic.Int64
+	total *atomic.Int64
 }
 
 // inboxJob is what a reader knows of a job, so that a node can make the
@@ -149,6 +157,10 @@ func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	e.off, e.n = int32(len(b.cur.data)), int32(len(payload))
 	b.cur.data = append(b.cur.data, payload...) // the one copy of a row out of the reader's buffer
 	b.cur.entries = append(b.cur.entries, e)
+	cost := int64(entrySize + len(payload))
+	b.cur.cost += cost
+	b.held.Add(cost)
+	b.total.Add(cost)
 	return true, ackNow
 }
 
@@ -190,6 +202,12 @@ func (b *inbox) take(empty batch) batch {
 	b.cur = empty.reset()
 	b.takes++
 	return full
+}
+
+// giveBack returns what a batch of b's counted against MaxHeldBytes.
+func (b *inbox) giveBack(cost int64) {
+	b.held.Add(-cost)
+	b.total.Add(-cost)
 }
 
 // close stops pushes and hands over the batch being filled and the job

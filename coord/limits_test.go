@@ -66,3 +66,51 @@ func TestWriteBuffersGivenBackAfterABurst(t *testing.T) {
 		t.Fatalf("write buffers of %d and %d bytes kept after the burst, want at most %d", out, wire, readBufferSize)
 	}
 }
+
+// A node within the protocol may send a window of rows per job, each up to
+// MaxPayload, before the coordinator consumes any. Past the client's
+// MaxHeldBytes, the coordinator holding the most is ended with
+// ErrHeldBytes, and others go on; what it held is given back at Close.
+func TestHeldBytesEndTheCoordinatorHoldingTheMost(t *testing.T) {
+	row := bytes.Repeat([]byte("r"), 1<<20)
+	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		var out []byte
+		for range 5 { // the scripted node's window
+			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
+		}
+		return enc.Append(out, frame.TypeLast, doit.Ref, nil)
+	})
+	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, MaxHeldBytes: 8 << 20})
+	greedy := mustNew(t, cl, context.Background(), 4)
+	defer greedy.Close()
+	for range 4 { // 20 MiB, and nothing consumes them
+		if _, err := greedy.Submit(Job{Node: node, Handler: "rows"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the client to end the greedy coordinator", func() bool { return cl.Stats().HeldShed == 1 })
+	err := greedy.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return false, nil })
+	if !errors.Is(err, ErrHeldBytes) {
+		t.Fatalf("greedy coordinator's Recv: %v, want ErrHeldBytes", err)
+	}
+
+	other := mustNew(t, cl, context.Background(), 1) // 5 MiB, consumed
+	defer other.Close()
+	if _, err := other.Submit(Job{Node: node, Handler: "rows"}); err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	if err := other.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		if m.Kind == KindRow {
+			rows++
+		}
+		return false, nil
+	}); err != nil || rows != 5 {
+		t.Fatalf("other coordinator: %v after %d rows, want 5 rows and nil", err, rows)
+	}
+	greedy.Close()
+	other.Close()
+	if s := cl.Stats(); s.HeldShed != 1 || s.HeldBytes != 0 {
+		t.Fatalf("after Close: %d coordinators ended, %d bytes held; want 1 and 0", s.HeldShed, s.HeldBytes)
+	}
+}

@@ -171,6 +171,8 @@ type readBatch struct {
 	lastID  uint64     // the coordinator of the previous frame, looked up once
 	last    *state
 	held    *state // whose inbox lock this read holds, over a run of frames for it
+	// overHeld: a frame took the client past MaxHeldBytes
+	overHeld bool
 }
 
 // release lets go of the inbox lock a run of frames held. It is called
@@ -213,6 +215,10 @@ func (s *session) endBatch(rb *readBatch) {
 	}
 	rb.touched = rb.touched[:0]
 	rb.last, rb.lastID = nil, 0
+	if rb.overHeld {
+		rb.overHeld = false
+		s.p.cl.shedHeld()
+	}
 }
 
 // ackLookback is how far back a job's final frame looks for its rows'
@@ -324,6 +330,9 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 	if !queued {
 		s.p.cl.stats.dropped.Add(1)
 		return nil
+	}
+	if s.p.cl.stats.held.Load() > int64(s.p.cl.cfg.MaxHeldBytes) {
+		rb.overHeld = true // acted on at the end of the read, with no lock held
 	}
 	if k == KindRow && !ackNow {
 		j.unacked++ // acknowledged when consumed (flushAcks)

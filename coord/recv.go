@@ -105,8 +105,9 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		}
 		if n < len(b.entries) {
 			// Stopped mid-batch: keep the rest for the next receive loop.
-			s.left = batch{b.entries[n:], b.data}
+			s.left = batch{b.entries[n:], b.data, b.cost}
 		} else {
+			s.inbox.giveBack(b.cost)
 			s.spare = b.reset()
 		}
 		if done || err != nil || exhausted() {
