@@ -80,7 +80,7 @@ type inbox struct {
 
 	// held is what this coordinator's frames count against the client's
 	// MaxHeldBytes (total): those in cur and in batches taken and not yet
-	// reset.
+	// reset. Written under mu or by the receive loop; read by shedHeld.
 	held  atomic.Int64
 	total *atomic.Int64
 }
@@ -134,7 +134,14 @@ func (b *inbox) admit(j *inboxJob, k Kind) bool {
 // refills.
 const ackBudget = 256 << 10
 
-func (b *inbox) push(e entry, payload []byte) { b.pushRow(e, payload) }
+func (b *inbox) push(e entry, payload []byte) {
+	if queued, _ := b.pushRow(e, payload); queued {
+		b.total.Add(frameCost(payload))
+	}
+}
+
+// frameCost is what a frame held counts against MaxHeldBytes.
+func frameCost(payload []byte) int64 { return int64(entrySize + len(payload)) }
 
 // pushRow queues e with its payload; for a row it also says whether the
 // row may be acknowledged now (the inbox is under ackBudget), in which
@@ -157,10 +164,9 @@ func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	e.off, e.n = int32(len(b.cur.data)), int32(len(payload))
 	b.cur.data = append(b.cur.data, payload...) // the one copy of a row out of the reader's buffer
 	b.cur.entries = append(b.cur.entries, e)
-	cost := int64(entrySize + len(payload))
+	cost := frameCost(payload)
 	b.cur.cost += cost
-	b.held.Add(cost)
-	b.total.Add(cost)
+	b.held.Add(cost) // the client's total is the caller's: a reader adds a read's at once
 	return true, ackNow
 }
 

@@ -171,8 +171,10 @@ type readBatch struct {
 	lastID  uint64     // the coordinator of the previous frame, looked up once
 	last    *state
 	held    *state // whose inbox lock this read holds, over a run of frames for it
-	// overHeld: a frame took the client past MaxHeldBytes
-	overHeld bool
+	// heldAdded is what this read's frames count against the client's
+	// MaxHeldBytes: added to its total once per read, not once per frame
+	// on a counter every reader shares.
+	heldAdded int64
 }
 
 // release lets go of the inbox lock a run of frames held. It is called
@@ -215,9 +217,12 @@ func (s *session) endBatch(rb *readBatch) {
 	}
 	rb.touched = rb.touched[:0]
 	rb.last, rb.lastID = nil, 0
-	if rb.overHeld {
-		rb.overHeld = false
-		s.p.cl.shedHeld()
+	if rb.heldAdded > 0 {
+		total := s.p.cl.stats.held.Add(rb.heldAdded)
+		rb.heldAdded = 0
+		if total > int64(s.p.cl.cfg.MaxHeldBytes) {
+			s.p.cl.shedHeld()
+		}
 	}
 }
 
@@ -331,9 +336,7 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		s.p.cl.stats.dropped.Add(1)
 		return nil
 	}
-	if s.p.cl.stats.held.Load() > int64(s.p.cl.cfg.MaxHeldBytes) {
-		rb.overHeld = true // acted on at the end of the read, with no lock held
-	}
+	rb.heldAdded += frameCost(p)
 	if k == KindRow && !ackNow {
 		j.unacked++ // acknowledged when consumed (flushAcks)
 	}
