@@ -117,7 +117,7 @@ func parseRowsSlow(s string) (count, size, start int, err error) {
 	for i := 0; ; i++ {
 		p, r, more := strings.Cut(rest, ":")
 		v, err := strconv.Atoi(p)
-		if i == len(nums) || err != nil || v < 0 {
+		if i == len(nums) || err != nil || p == "" || strings.Trim(p, "0123456789") != "" { // digits only: no sign
 			return 0, 0, 0, fmt.Errorf("rows: args %q, want N[:SIZE[:START]] of non-negative integers", s)
 		}
 		*nums[i] = v
@@ -154,9 +154,11 @@ var rowSources sync.Pool
 
 func openRows(args []byte) (rowSource, error) {
 	count, size, start, ok := parseRows(args)
-	if !ok {
-		_, _, _, err := ParseRowsArgs(string(args))
-		return rowSource{}, err
+	if !ok { // an error, or a number the fast parse does not take (over 2^31)
+		var err error
+		if count, size, start, err = ParseRowsArgs(string(args)); err != nil {
+			return rowSource{}, err
+		}
 	}
 	return rowSource{next: start, start: start, count: count, size: size}, nil
 }

@@ -11,14 +11,14 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leak.IgnoreGnet...) }
 
 func TestParseRowsArgs(t *testing.T) {
-	good := map[string][3]int{"10": {10, 100, 0}, "10:20": {10, 20, 0}, "10:20:3": {10, 20, 3}, "0": {0, 100, 0}}
+	good := map[string][3]int{"10": {10, 100, 0}, "10:20": {10, 20, 0}, "10:20:3": {10, 20, 3}, "0": {0, 100, 0}, "03": {3, 100, 0}}
 	for in, want := range good {
 		c, s, st, err := ParseRowsArgs(in)
 		if err != nil || [3]int{c, s, st} != want {
 			t.Errorf("%q: %d %d %d %v, want %v", in, c, s, st, err, want)
 		}
 	}
-	for _, in := range []string{"", "x", "1:2:3:4", "-1", "1:", "1::2", "1:99999999999"} {
+	for _, in := range []string{"", "x", "1:2:3:4", "-1", "1:", "1::2", "1:99999999999", "+3", "3:+2", "-0", "3:2: 1"} {
 		if _, _, _, err := ParseRowsArgs(in); err == nil {
 			t.Errorf("%q accepted", in)
 		}
@@ -40,6 +40,26 @@ func FuzzParseRows(f *testing.F) {
 			t.Fatalf("%q: fast %d %d %d, slow %d %d %d %v", s, c, sz, st, c2, sz2, st2, err)
 		}
 	})
+}
+
+// Numbers past what the fast parse takes (2^31) still make the rows asked
+// for; they made an empty stream once.
+func TestRowsBeyondTheFastParse(t *testing.T) {
+	src, err := Rows([]byte("3000000002:2:3000000000"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		row, ok := src.Next(nil)
+		if !ok {
+			break
+		}
+		got = append(got, string(row))
+	}
+	if len(got) != 2 || got[0] != "3000000000/" || string(src.Last(nil)) != "2" {
+		t.Fatalf("rows %q, LAST %q; want 2 rows from 3000000000 and LAST 2", got, src.Last(nil))
+	}
 }
 
 func TestRowsArgsNeverPanic(t *testing.T) {
