@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,5 +416,32 @@ func TestLateCopyDoesNotStartAStreamedRangeOver(t *testing.T) {
 	case <-cancelled:
 	case <-time.After(waitFor):
 		t.Fatal("the late copy was never cancelled")
+	}
+}
+
+// Client.Close does not wait out a node that stalls a reconnection's
+// handshake: closing ends the handshake at once, not at DialTimeout.
+func TestCloseEndsAStalledHandshake(t *testing.T) {
+	stalled := make(chan struct{})
+	var conns atomic.Int32
+	addr := fakeNode(t, func(conn net.Conn) {
+		if conns.Add(1) == 1 { // the first connection: up, then lost
+			_, _ = welcomeAs(conn, frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Window: 5, Name: []byte("n")})
+			return
+		}
+		if conns.Load() == 2 {
+			close(stalled)
+		}
+		_, _ = io.Copy(io.Discard, conn) // reads HELLO, never answers
+	})
+	cl, err := NewClient(Config{Nodes: []string{addr}, InsecurePlaintext: true, Secret: secret, Logger: testLogger(), DialTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-stalled
+	start := time.Now()
+	cl.Close()
+	if took := time.Since(start); took > waitFor {
+		t.Fatalf("Close took %v", took)
 	}
 }

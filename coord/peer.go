@@ -237,7 +237,13 @@ func (p *peer) connect() (*session, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
+	// Client.Close (which cancels p.cl.ctx) need not wait out a node that
+	// stalls the handshake: it ends the handshake's reads and writes now.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	hs, err := handshake(conn, &p.cl.cfg, p.addr)
+	if !stop() && err == nil {
+		err = context.Cause(ctx) // the deadline fell as the handshake ended: do not trust it
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err
