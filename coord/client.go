@@ -194,6 +194,8 @@ func (cl *Client) shedHeld() {
 	cl.mu.RUnlock()
 	for i, s := range victims {
 		cl.stats.heldShed.Add(1)
+		s.shed.Store(true)
+		s.inbox.shed()
 		s.cancel(fmt.Errorf("%w: it held %d bytes when the client's total passed %d", ErrHeldBytes, held[i], limit))
 	}
 }

@@ -63,10 +63,13 @@ type Config struct {
 	// holds for its coordinators and they have not consumed yet (rows,
 	// replies, final frames: payload bytes plus about 48 a frame). When a
 	// frame takes the client past it, the open coordinator holding the
-	// most is ended: its context is cancelled with ErrHeldBytes (its
-	// receive loop returns that), and the reaper kills its jobs. Within
-	// the protocol a node may send a window of rows per job, each up to
-	// MaxPayload, before the coordinator consumes any. Default 1 GiB.
+	// most is ended at once: what it holds is dropped (its receive loop
+	// stops after the callback in progress and returns ErrHeldBytes), its
+	// context is cancelled with ErrHeldBytes, and the reaper kills its
+	// jobs. Within the protocol a node may send a window of rows per job,
+	// each up to MaxPayload, before the coordinator consumes any. The
+	// buffers holding that may take up to twice the bytes counted (they
+	// grow by doubling). Default 1 GiB.
 	MaxHeldBytes int
 
 	// DialTimeout bounds connecting plus the handshake. Default 5 s.

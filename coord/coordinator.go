@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
@@ -80,6 +81,7 @@ type state struct {
 	sessions []*session // sessions that list this coordinator for their loss sweep
 	stopCtx  func() bool
 	closed   bool
+	shed     atomic.Bool // ended by the client's MaxHeldBytes: its loop drops what it holds
 
 	// The batch not in the inbox: spare (empty, swapped in by the next
 	// take) or left (entries a receive loop stopped before). A batch being
@@ -131,12 +133,17 @@ func (cl *Client) New(ctx context.Context, capacity int) (*Coordinator, error) {
 	s.finished = s.finishedArr[:0]
 	s.inbox.signal = make(chan struct{}, 1)
 	s.inbox.total = &cl.stats.held
+	// Whole before it is registered: a reader of another node may find it
+	// in the registry at once (Client.shedHeld looks at its context).
+	s.ctx, s.cancel = context.WithCancelCause(s.startSpan(ctx))
+	s.stopCtx = context.AfterFunc(s.ctx, s.table.Fire)
 	if err := cl.register(s); err != nil {
+		s.stopCtx()
+		s.cancel(err)
+		s.endSpan(false)
 		s.table.Close()
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancelCause(s.startSpan(ctx))
-	s.stopCtx = context.AfterFunc(s.ctx, s.table.Fire)
 	co := &Coordinator{s: s}
 	co.cleanup = runtime.AddCleanup(co, (*state).abandon, s)
 	cl.stats.fanouts.Add(1)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 	"github.com/rexi-go/rexi/node"
 )
 
@@ -443,5 +444,57 @@ func TestCloseEndsAStalledHandshake(t *testing.T) {
 	cl.Close()
 	if took := time.Since(start); took > waitFor {
 		t.Fatalf("Close took %v", took)
+	}
+}
+
+// On an encrypted connection a RECORD is not a frame: a node that seals a
+// frame a byte per record is found down too.
+func TestTricklingEncryptedNodeIsFoundDown(t *testing.T) {
+	addr := fakeNode(t, func(conn net.Conn) {
+		key, _ := secure.GenerateKey()
+		h, err := secure.NewHandshake(secure.Config{Key: key, Secret: secret}, false)
+		if err != nil {
+			return
+		}
+		read := func() []byte { // one NOISE frame's payload
+			f, _, _, err := readOneFrame(conn, frame.Decoder{MaxPayload: 1024})
+			if err != nil {
+				return nil
+			}
+			return f.Payload
+		}
+		if _, _, err := h.Read(nil, read()); err != nil { // message 1
+			return
+		}
+		msg2, _, _ := h.Write(nil, nil)
+		if _, err := conn.Write(secure.NoiseFrame(nil, msg2)); err != nil {
+			return
+		}
+		hello, sess, err := h.Read(nil, read()) // message 3, and the HELLO in it
+		if err != nil || sess == nil {
+			return
+		}
+		if _, err := frame.ParseHello(hello); err != nil {
+			return
+		}
+		w := frame.Welcome{Version: frame.Version, MaxPayload: frame.DefaultMaxPayload, Window: 5, Name: []byte("trickle")}
+		if _, err := conn.Write(sess.Send.Seal(nil, frame.AppendWelcome(nil, w))); err != nil {
+			return
+		}
+		var enc frame.Encoder
+		row := enc.Append(nil, frame.TypeStream, 1, make([]byte, 1<<20)) // a 1 MiB row that never ends
+		for _, b := range row {
+			if _, err := conn.Write(sess.Send.Seal(nil, []byte{b})); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // the trickle itself, not a wait for anything
+		}
+	})
+	cl := connectedClient(t, Config{Nodes: []string{addr}, HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
+	co := mustNew(t, cl, context.Background(), 1)
+	defer co.Close()
+	co.Submit(Job{Node: addr, Handler: "rows"})
+	if down := nodeDownOf(t, co); !strings.Contains(down.Error(), "heartbeat") {
+		t.Fatalf("job ended with %v, want node-down naming missed heartbeats", down)
 	}
 }

@@ -216,6 +216,17 @@ func (b *inbox) giveBack(cost int64) {
 	b.total.Add(-cost)
 }
 
+// shed stops pushes and drops the batch being filled: the client ended
+// the coordinator for what it held (MaxHeldBytes), and its loop drops the
+// batch it holds. The job array stays: the loop may still read it.
+func (b *inbox) shed() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	b.giveBack(b.cur.cost)
+	b.cur = batch{}
+}
+
 // close stops pushes and hands over the batch being filled and the job
 // array.
 func (b *inbox) close() (batch, []inboxJob) {

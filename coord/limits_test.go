@@ -89,6 +89,7 @@ func TestHeldBytesEndTheCoordinatorHoldingTheMost(t *testing.T) {
 		}
 	}
 	eventually(t, "the client to end the greedy coordinator", func() bool { return cl.Stats().HeldShed == 1 })
+	eventually(t, "what it held to be given back before its Close", func() bool { return cl.Stats().HeldBytes == 0 })
 	err := greedy.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return false, nil })
 	if !errors.Is(err, ErrHeldBytes) {
 		t.Fatalf("greedy coordinator's Recv: %v, want ErrHeldBytes", err)
@@ -112,5 +113,69 @@ func TestHeldBytesEndTheCoordinatorHoldingTheMost(t *testing.T) {
 	other.Close()
 	if s := cl.Stats(); s.HeldShed != 1 || s.HeldBytes != 0 {
 		t.Fatalf("after Close: %d coordinators ended, %d bytes held; want 1 and 0", s.HeldShed, s.HeldBytes)
+	}
+}
+
+// A coordinator ended for what it holds stops in the middle of the batch
+// it is dispatching: the callback running when the client ended it is
+// the last, and the rest is given back at once.
+func TestHeldBytesStopTheLoopMidBatch(t *testing.T) {
+	row := bytes.Repeat([]byte("r"), 1<<20)
+	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		var out []byte
+		for range 5 {
+			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
+		}
+		return out
+	})
+	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, MaxHeldBytes: 8 << 20})
+	greedy := mustNew(t, cl, context.Background(), 4)
+	defer greedy.Close()
+	for range 4 {
+		if _, err := greedy.Submit(Job{Node: node, Handler: "rows"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := 0
+	err := greedy.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) {
+		if calls++; calls == 1 { // a slow callback, holding its batch, while the rest arrives
+			eventually(t, "the client to end the coordinator", func() bool { return cl.Stats().HeldShed == 1 })
+		}
+		return false, nil
+	})
+	if !errors.Is(err, ErrHeldBytes) || calls != 1 {
+		t.Fatalf("Recv: %v after %d callbacks, want ErrHeldBytes after 1", err, calls)
+	}
+	if held := cl.Stats().HeldBytes; held != 0 {
+		t.Fatalf("%d bytes still counted as held after the loop returned", held)
+	}
+}
+
+// Client.shedHeld may look at a coordinator as soon as it is registered:
+// New registers it whole (its context set), so shedding while coordinators
+// are being made and closed is safe.
+func TestShedWhileCoordinatorsAreMade(t *testing.T) {
+	cl := connectedClient(t, Config{Nodes: []string{silentNode(t)}, InsecurePlaintext: true})
+	cl.stats.held.Add(1 << 40) // always over: every scan sheds what it finds
+	defer cl.stats.held.Add(-1 << 40)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			co, err := cl.New(context.Background(), 1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			co.Close()
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+			cl.shedHeld()
+		}
 	}
 }

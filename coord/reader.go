@@ -39,14 +39,14 @@ func (s *session) read() error {
 	// trickling one byte a second would never be found down.
 	armed := time.Now()
 	_ = conn.SetReadDeadline(armed.Add(cl.cfg.HeartbeatTimeout))
-	framed, fresh := false, 0 // frames, bytes read since the deadline was pushed back
+	fresh := 0 // bytes read since the deadline was pushed back
 	space := func() []byte {
 		// Re-arming the deadline costs a timer update: do it every 1/8 of
 		// the timeout, so silence is detected after 7/8 to 8/8 of it.
-		if framed || fresh >= minProgress {
+		if fr.framed || fresh >= minProgress {
 			if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
 				_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
-				armed, framed, fresh = now, false, 0
+				armed, fr.framed, fresh = now, false, 0
 			}
 		}
 		return buf[end:]
@@ -68,7 +68,6 @@ func (s *session) read() error {
 				err = fr.frame(f, &rb)
 			}
 			start += used
-			framed = true
 			if err != nil {
 				rb.release()
 				return err
@@ -113,6 +112,7 @@ type frameReader struct {
 	plain     []byte        // opened and not yet decoded
 	scratch   []byte        // decompression
 	expansion frame.ExpansionBudget
+	framed    bool // a frame came since the read deadline was pushed back (a RECORD alone is not one)
 }
 
 // record opens one RECORD and dispatches the frames it completes.
@@ -145,6 +145,7 @@ func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error
 func (fr *frameReader) frame(f frame.Frame, rb *readBatch) error {
 	var p []byte
 	var err error
+	fr.framed = true
 	p, fr.scratch, err = fr.expansion.Payload(f, fr.scratch, fr.s.p.cl.cfg.MaxPayload)
 	if err != nil {
 		fr.s.refuse(rb, err)

@@ -103,6 +103,11 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 			// b stays this loop's and goes to the garbage collector.
 			return ErrClosed
 		}
+		if s.shed.Load() { // ended for what it held: drop the rest now
+			s.inbox.giveBack(b.cost)
+			s.spare, s.left = b.reset(), batch{}
+			return fmt.Errorf("coord: receive: %w", context.Cause(s.ctx))
+		}
 		if n < len(b.entries) {
 			// Stopped mid-batch: keep the rest for the next receive loop.
 			s.left = batch{b.entries[n:], b.data, b.cost}
@@ -142,6 +147,9 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Message) (int, bool, error) {
 	entries, data := b.entries, b.data
 	for i := range entries {
+		if s.shed.Load() { // the loop drops the rest
+			return i, false, nil
+		}
 		e := &entries[i]
 		if e.kind == kindConnDown {
 			if done, err := s.connDown(e, handle, m); done || err != nil || s.closed {
