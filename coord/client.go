@@ -173,7 +173,7 @@ func (cl *Client) shedHeld() {
 	cl.mu.RLock()
 	total := cl.stats.held.Load()
 	for _, s := range cl.coords {
-		if s.ctx.Err() != nil {
+		if s.shed.Load() != notShed || s.ctx.Err() != nil {
 			total -= s.inbox.held.Load()
 		}
 	}
@@ -181,7 +181,7 @@ func (cl *Client) shedHeld() {
 		var big *state
 		var bigHeld int64
 		for _, s := range cl.coords {
-			if h := s.inbox.held.Load(); h > bigHeld && s.ctx.Err() == nil && !slices.Contains(victims, s) {
+			if h := s.inbox.held.Load(); h > bigHeld && s.shed.Load() == notShed && s.ctx.Err() == nil && !slices.Contains(victims, s) {
 				big, bigHeld = s, h
 			}
 		}
@@ -193,10 +193,13 @@ func (cl *Client) shedHeld() {
 	}
 	cl.mu.RUnlock()
 	for i, s := range victims {
-		cl.stats.heldShed.Add(1)
-		s.shed.Store(true)
-		s.inbox.shed()
+		if !s.shed.CompareAndSwap(notShed, shedding) {
+			continue // another session's reader chose it at the same moment
+		}
 		s.cancel(fmt.Errorf("%w: it held %d bytes when the client's total passed %d", ErrHeldBytes, held[i], limit))
+		s.shed.Store(shedDone) // after the cancel: a loop that sees it finds the cause
+		s.inbox.shed()
+		cl.stats.heldShed.Add(1) // once it is done: whoever sees it sees the coordinator ended
 	}
 }
 

@@ -81,7 +81,7 @@ type state struct {
 	sessions []*session // sessions that list this coordinator for their loss sweep
 	stopCtx  func() bool
 	closed   bool
-	shed     atomic.Bool // ended by the client's MaxHeldBytes: its loop drops what it holds
+	shed     atomic.Int32 // notShed, or ended by the client's MaxHeldBytes (its loop drops what it holds once shedDone)
 
 	// The batch not in the inbox: spare (empty, swapped in by the next
 	// take) or left (entries a receive loop stopped before). A batch being
@@ -106,6 +106,14 @@ type state struct {
 
 	hookBetweenBatches func(node int) // tests only
 }
+
+// A coordinator's shed state: Client.shedHeld claims it (shedding), then
+// cancels its context and marks it shedDone, which its loop acts on.
+const (
+	notShed int32 = iota
+	shedding
+	shedDone
+)
 
 // smallCluster: node counts up to this keep a coordinator's per-node
 // slices inside it.
@@ -181,7 +189,7 @@ func (s *state) release() {
 // one a receive loop is dispatching (Close called from its callback) or
 // lost to a panic in a callback is left to the garbage collector. The
 // slots go too: a released coordinator has no jobs (every path that runs
-// after a callback checks closed first). (abandon runs in a runtime
+// after a callback returns checks closed before it looks at a slot). (abandon runs in a runtime
 // cleanup, when nothing else of s's runs: its goroutine is gone.)
 func (s *state) recycle() {
 	cur, jobs := s.inbox.close()
@@ -275,11 +283,17 @@ func (s *state) absorbFinals() {
 }
 
 // Len is the number of jobs submitted so far; 0 once closed.
-func (co *Coordinator) Len() int { return len(co.s.slots) }
+func (co *Coordinator) Len() int {
+	defer runtime.KeepAlive(co) // no cleanup (recycling the slots) while they are read
+	return len(co.s.slots)
+}
 
 // Worker describes job slot i, which must be below Len: a closed
 // coordinator has no slots.
-func (co *Coordinator) Worker(i int) WorkerInfo { return co.s.info(int32(i)) }
+func (co *Coordinator) Worker(i int) WorkerInfo {
+	defer runtime.KeepAlive(co)
+	return co.s.info(int32(i))
+}
 
 func (s *state) info(i int32) WorkerInfo {
 	sl := &s.slots[i]
@@ -441,6 +455,7 @@ func (s *state) check(j *Job) error {
 // sent STREAM_INIT, and the job would then wait for one until its init
 // timeout. Once the coordinator is closed it does nothing.
 func (co *Coordinator) Start(i int) {
+	defer runtime.KeepAlive(co)
 	if co.s.closed {
 		return
 	}
@@ -451,6 +466,7 @@ func (co *Coordinator) Start(i int) {
 // Cancel sends CANCEL to job slot i: the node kills that worker. Once the
 // coordinator is closed it does nothing (Close killed every job).
 func (co *Coordinator) Cancel(i int) {
+	defer runtime.KeepAlive(co)
 	if co.s.closed {
 		return
 	}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/rexi-go/rexi/frame"
-	"github.com/rexi-go/rexi/secure"
 	"github.com/rexi-go/rexi/node"
+	"github.com/rexi-go/rexi/secure"
 )
 
 func TestProgressImpossibleNamesTheMissingRange(t *testing.T) {
@@ -496,5 +496,25 @@ func TestTricklingEncryptedNodeIsFoundDown(t *testing.T) {
 	co.Submit(Job{Node: addr, Handler: "rows"})
 	if down := nodeDownOf(t, co); !strings.Contains(down.Error(), "heartbeat") {
 		t.Fatalf("job ended with %v, want node-down naming missed heartbeats", down)
+	}
+}
+
+// A node that answers every heartbeat keeps an idle connection up, even
+// with a heartbeat timeout under two intervals: the frames of a read
+// count for the deadline once they are read, not at the next read.
+func TestEchoedHeartbeatsKeepAnIdleConnectionUp(t *testing.T) {
+	var echoed atomic.Int32
+	echo := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+		if f.Type == frame.TypeHeartbeat {
+			echoed.Add(1)
+			return enc.AppendEmpty(nil, frame.TypeHeartbeat, f.Ref)
+		}
+		return nil
+	})
+	cl := connectedClient(t, Config{Nodes: []string{echo}, InsecurePlaintext: true,
+		HeartbeatInterval: 300 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond})
+	eventually(t, "six heartbeats echoed", func() bool { return echoed.Load() >= 6 })
+	if d := cl.Stats().NodeDowns; d != 0 {
+		t.Fatalf("%d node-downs on an idle connection echoing every heartbeat", d)
 	}
 }

@@ -60,6 +60,16 @@ type batch struct {
 
 func (b batch) reset() batch { return batch{b.entries[:0], b.data[:0], 0} }
 
+// recycled is b emptied for reuse, or nothing when one large fan-out grew
+// it past maxPooledData: kept, a coordinator's two batches would hold
+// their peak for its whole life, whatever MaxHeldBytes counts now.
+func (b batch) recycled() batch {
+	if cap(b.data) > maxPooledData || cap(b.entries) > maxPooledData/entrySize {
+		return batch{}
+	}
+	return b.reset()
+}
+
 // held is the memory b's frames take: their payload bytes and entries.
 func (b batch) held() int { return len(b.data) + len(b.entries)*entrySize }
 
@@ -135,25 +145,20 @@ func (b *inbox) admit(j *inboxJob, k Kind) bool {
 const ackBudget = 256 << 10
 
 func (b *inbox) push(e entry, payload []byte) {
-	if queued, _ := b.pushRow(e, payload); queued {
-		b.total.Add(frameCost(payload))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if queued, _ := b.pushLocked(e, payload); queued {
+		b.total.Add(frameCost(payload)) // under the lock: the loop cannot give it back first
 	}
 }
 
 // frameCost is what a frame held counts against MaxHeldBytes.
 func frameCost(payload []byte) int64 { return int64(entrySize + len(payload)) }
 
-// pushRow queues e with its payload; for a row it also says whether the
-// row may be acknowledged now (the inbox is under ackBudget), in which
-// case the entry is marked acked.
-func (b *inbox) pushRow(e entry, payload []byte) (queued, ackNow bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.pushLocked(e, payload)
-}
-
-// pushLocked is pushRow for a caller that holds b.mu (a reader holds it
-// over a run of frames for one coordinator).
+// pushLocked queues e with its payload; for a row it also says whether
+// the row may be acknowledged now (the inbox is under ackBudget), in
+// which case the entry is marked acked. Caller holds b.mu (a reader holds
+// it over a run of frames for one coordinator).
 func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	if b.closed {
 		return false, false
@@ -258,13 +263,7 @@ var bufferPool = sync.Pool{New: func() any { return new(buffers) }}
 const maxPooledData = 1 << 20
 
 func (p *buffers) put(a, b batch, slots []slot, jobs []inboxJob) {
-	trim := func(x batch) batch {
-		if cap(x.data) > maxPooledData || cap(x.entries) > maxPooledData/int(unsafe.Sizeof(entry{})) {
-			return batch{}
-		}
-		return x.reset()
-	}
-	p.a, p.b = trim(a), trim(b)
+	p.a, p.b = a.recycled(), b.recycled()
 	p.slots, p.jobs = nil, nil
 	if cap(slots) <= maxPooledJobs && cap(jobs) <= maxPooledJobs {
 		p.slots, p.jobs = slots[:0], jobs[:0]

@@ -179,3 +179,34 @@ func TestShedWhileCoordinatorsAreMade(t *testing.T) {
 		}
 	}
 }
+
+// What a coordinator held is given back exactly once, whichever way the
+// read that brought it ended: a frame the reader refuses, or a node's
+// ERROR, right after rows in the same read, left the client's total off
+// for good.
+func TestHeldBytesBalanceWhenAReadEndsInError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tail func(enc *frame.Encoder, ref uint64, out []byte) []byte
+	}{
+		{"malformed", func(enc *frame.Encoder, ref uint64, out []byte) []byte {
+			return enc.Append(out, frame.TypeStreamInit, ref, []byte("x"))
+		}},
+		{"node ERROR", func(enc *frame.Encoder, ref uint64, out []byte) []byte {
+			return enc.AppendError(out, 0, frame.CodeShuttingDown, "bye")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+				out := enc.Append(nil, frame.TypeStream, doit.Ref, bytes.Repeat([]byte("r"), 1000))
+				return tc.tail(enc, doit.Ref, out)
+			})
+			cl, co := oneJobOn(t, node, "rows")
+			_ = co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) { return m.Kind == KindNodeDown, nil })
+			co.Close()
+			if h := cl.Stats().HeldBytes; h != 0 {
+				t.Fatalf("HeldBytes %d after every coordinator closed, want 0", h)
+			}
+		})
+	}
+}

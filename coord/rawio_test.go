@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -143,18 +144,26 @@ func TestSockReaderLetsCloseInWhileThePeerFloods(t *testing.T) {
 	}()
 	buf := make([]byte, 16) // every read fills it
 	closed := make(chan struct{})
-	reads := 0
-	err := newSockReader(s).run(func() []byte { return buf }, func(int) error {
-		if reads++; reads == 1 {
-			go func() {
-				s.conn.Close()
-				close(closed)
-			}()
+	var reads atomic.Int64
+	ran := make(chan error, 1)
+	go func() {
+		ran <- newSockReader(s).run(func() []byte { return buf }, func(int) error {
+			if reads.Add(1) == 1 {
+				go func() {
+					s.conn.Close()
+					close(closed)
+				}()
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-ran:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("run: %v after %d reads, want net.ErrClosed", err, reads.Load())
 		}
-		return nil
-	})
-	if !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("run: %v after %d reads, want net.ErrClosed", err, reads)
+	case <-time.After(waitFor):
+		t.Fatalf("the reader still reads after %d reads: Close cannot get in", reads.Load())
 	}
 	<-closed
 }

@@ -40,17 +40,7 @@ func (s *session) read() error {
 	armed := time.Now()
 	_ = conn.SetReadDeadline(armed.Add(cl.cfg.HeartbeatTimeout))
 	fresh := 0 // bytes read since the deadline was pushed back
-	space := func() []byte {
-		// Re-arming the deadline costs a timer update: do it every 1/8 of
-		// the timeout, so silence is detected after 7/8 to 8/8 of it.
-		if fr.framed || fresh >= minProgress {
-			if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
-				_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
-				armed, fr.framed, fresh = now, false, 0
-			}
-		}
-		return buf[end:]
-	}
+	space := func() []byte { return buf[end:] }
 	got := func(n int) error {
 		end, fresh = end+n, fresh+n
 		for {
@@ -76,6 +66,15 @@ func (s *session) read() error {
 		rb.release()
 		s.endBatch(&rb)
 		fr.trim()
+		// After the read's frames, so that they count: re-arming costs a
+		// timer update, so it is done every 1/8 of the timeout, and silence
+		// is detected after 7/8 to 8/8 of it.
+		if fr.framed || fresh >= minProgress {
+			if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
+				_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
+				armed, fr.framed, fresh = now, false, 0
+			}
+		}
 		// Keep the partial frame at the front; grow for a frame larger
 		// than the buffer, and give the growth back once it is consumed.
 		if start == end {
@@ -172,10 +171,13 @@ type readBatch struct {
 	lastID  uint64     // the coordinator of the previous frame, looked up once
 	last    *state
 	held    *state // whose inbox lock this read holds, over a run of frames for it
-	// heldAdded is what this read's frames count against the client's
-	// MaxHeldBytes: added to its total once per read, not once per frame
-	// on a counter every reader shares.
-	heldAdded int64
+	// runCost is what the run of frames under the held lock counts
+	// against the client's MaxHeldBytes: added to the total as the lock is
+	// let go (before the coordinator's loop can take those frames and give
+	// them back), once per run rather than once per frame on a counter
+	// every reader shares. heldAdded says a run added some this read.
+	runCost   int64
+	heldAdded bool
 }
 
 // release lets go of the inbox lock a run of frames held. It is called
@@ -184,6 +186,10 @@ type readBatch struct {
 // are woken.
 func (rb *readBatch) release() {
 	if rb.held != nil {
+		if rb.runCost != 0 {
+			rb.held.inbox.total.Add(rb.runCost)
+			rb.runCost, rb.heldAdded = 0, true
+		}
 		rb.held.inbox.mu.Unlock()
 		rb.held = nil
 	}
@@ -218,10 +224,9 @@ func (s *session) endBatch(rb *readBatch) {
 	}
 	rb.touched = rb.touched[:0]
 	rb.last, rb.lastID = nil, 0
-	if rb.heldAdded > 0 {
-		total := s.p.cl.stats.held.Add(rb.heldAdded)
-		rb.heldAdded = 0
-		if total > int64(s.p.cl.cfg.MaxHeldBytes) {
+	if rb.heldAdded {
+		rb.heldAdded = false
+		if s.p.cl.stats.held.Load() > int64(s.p.cl.cfg.MaxHeldBytes) {
 			s.p.cl.shedHeld()
 		}
 	}
@@ -337,7 +342,7 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		s.p.cl.stats.dropped.Add(1)
 		return nil
 	}
-	rb.heldAdded += frameCost(p)
+	rb.runCost += frameCost(p)
 	if k == KindRow && !ackNow {
 		j.unacked++ // acknowledged when consumed (flushAcks)
 	}

@@ -103,9 +103,9 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 			// b stays this loop's and goes to the garbage collector.
 			return ErrClosed
 		}
-		if s.shed.Load() { // ended for what it held: drop the rest now
+		if s.shed.Load() == shedDone { // ended for what it held: drop the rest now
 			s.inbox.giveBack(b.cost)
-			s.spare, s.left = b.reset(), batch{}
+			s.spare, s.left = b.recycled(), batch{}
 			return fmt.Errorf("coord: receive: %w", context.Cause(s.ctx))
 		}
 		if n < len(b.entries) {
@@ -113,7 +113,7 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 			s.left = batch{b.entries[n:], b.data, b.cost}
 		} else {
 			s.inbox.giveBack(b.cost)
-			s.spare = b.reset()
+			s.spare = b.recycled()
 		}
 		if done || err != nil || exhausted() {
 			s.flushAcks()
@@ -147,7 +147,7 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Message) (int, bool, error) {
 	entries, data := b.entries, b.data
 	for i := range entries {
-		if s.shed.Load() { // the loop drops the rest
+		if s.shed.Load() == shedDone { // the loop drops the rest
 			return i, false, nil
 		}
 		e := &entries[i]

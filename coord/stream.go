@@ -110,7 +110,7 @@ func (r *streamRun) handle(m *Message) (bool, error) {
 			sl.chosen = true
 			r.fixedLen += rangeLen(sl.rng)
 		}
-		if err := r.fn(*m); err != nil {
+		if err := r.fn(*m); err != nil || r.s.closed { // Close in fn released the slots
 			return false, err
 		}
 		// A range served without rows may be the piece that completes the
