@@ -170,8 +170,8 @@ type readBatch struct {
 	acks    []refCount // rows acknowledged on receipt, coalesced per ref
 	lastID  uint64     // the coordinator of the previous frame, looked up once
 	last    *state
-	held    *state // whose inbox lock this read holds, over a run of frames for it
-	// runCost is what the run of frames under the held lock counts
+	locked  *state // whose inbox lock this read holds, over a run of frames for it
+	// runCost is what the run of frames under the locked inbox counts
 	// against the client's MaxHeldBytes: added to the total as the lock is
 	// let go (before the coordinator's loop can take those frames and give
 	// them back), once per run rather than once per frame on a counter
@@ -185,13 +185,13 @@ type readBatch struct {
 // registry), which rank before an inbox's, and before the coordinators
 // are woken.
 func (rb *readBatch) release() {
-	if rb.held != nil {
+	if rb.locked != nil {
 		if rb.runCost != 0 {
-			rb.held.inbox.total.Add(rb.runCost)
+			rb.locked.inbox.total.Add(rb.runCost)
 			rb.runCost, rb.heldAdded = 0, true
 		}
-		rb.held.inbox.mu.Unlock()
-		rb.held = nil
+		rb.locked.inbox.mu.Unlock()
+		rb.locked = nil
 	}
 }
 
@@ -253,7 +253,9 @@ func (rb *readBatch) dropAck(ref uint64) {
 // the node ends.
 const maxNodeReason = 1024
 
-// nodeReason is msg, cut to maxNodeReason bytes on a UTF-8 boundary.
+// nodeReason is msg, cut to maxNodeReason bytes on a UTF-8 boundary
+// (FitMessage keeps 2 bytes for an ERROR's code, hence the +2; the +1 lets
+// it see where the rune after the cut starts).
 func nodeReason(msg []byte) string {
 	if len(msg) <= maxNodeReason {
 		return string(msg)
@@ -317,10 +319,10 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		s.p.cl.stats.dropped.Add(1) // its coordinator closed: nobody wants it
 		return nil
 	}
-	if rb.held != co { // one lock for the run of frames for co, not one per frame
+	if rb.locked != co { // one lock for the run of frames for co, not one per frame
 		rb.release()
 		co.inbox.mu.Lock()
-		rb.held = co
+		rb.locked = co
 	}
 	slot := int32(f.Ref & slotMask)
 	j := co.inbox.job(slot, s)

@@ -231,16 +231,11 @@ func (s *state) flushFinished() {
 }
 
 func (s *state) exitError(i int32, p []byte) error {
-	we := &WorkerError{Worker: s.info(i), Kind: frame.ExitError}
-	if x, err := frame.ParseExit(p); err == nil {
-		we.Kind, we.Reason, we.Stack = x.Kind, string(x.Reason), string(x.Stack)
-		if x.Kind == frame.ExitOverloaded {
-			s.cl.stats.nodeOverloads.Add(1)
-		}
-	} else {
-		we.Reason = "unparsable EXIT: " + err.Error()
+	x, _ := frame.ParseExit(p) // the reader refused an EXIT that does not parse
+	if x.Kind == frame.ExitOverloaded {
+		s.cl.stats.nodeOverloads.Add(1)
 	}
-	return we
+	return &WorkerError{Worker: s.info(i), Kind: x.Kind, Reason: string(x.Reason), Stack: string(x.Stack)}
 }
 
 // maxDeferredAcks bounds how many workers' ACKs wait while the inbox refills.
