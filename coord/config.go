@@ -68,8 +68,11 @@ type Config struct {
 	// context is cancelled with ErrHeldBytes, and the reaper kills its
 	// jobs. Within the protocol a node may send a window of rows per job,
 	// each up to MaxPayload, before the coordinator consumes any. The
-	// buffers holding that may take up to twice the bytes counted (they
-	// grow by doubling). Default 1 GiB.
+	// process's memory for what is counted may be several times it (its
+	// buffers grow by doubling, and the garbage collector leaves
+	// headroom: 3–4× measured with 16 MiB rows; GOMEMLIMIT narrows it).
+	// An ended coordinator's frames that a receive loop had set aside go
+	// at its next receive loop or Close. Default 1 GiB.
 	MaxHeldBytes int
 
 	// DialTimeout bounds connecting plus the handshake. Default 5 s.

@@ -447,8 +447,10 @@ func TestCloseEndsAStalledHandshake(t *testing.T) {
 	}
 }
 
-// On an encrypted connection a RECORD is not a frame: a node that seals a
-// frame a byte per record is found down too.
+// On an encrypted connection a RECORD is not a frame, and what counts as
+// progress is what records carry, not their bytes on the wire: a node
+// that seals a frame a byte per record (33 bytes on the wire), however
+// fast, is found down too.
 func TestTricklingEncryptedNodeIsFoundDown(t *testing.T) {
 	addr := fakeNode(t, func(conn net.Conn) {
 		key, _ := secure.GenerateKey()
@@ -483,8 +485,14 @@ func TestTricklingEncryptedNodeIsFoundDown(t *testing.T) {
 		}
 		var enc frame.Encoder
 		row := enc.Append(nil, frame.TypeStream, 1, make([]byte, 1<<20)) // a 1 MiB row that never ends
-		for _, b := range row {
-			if _, err := conn.Write(sess.Send.Seal(nil, []byte{b})); err != nil {
+		for len(row) > 0 {
+			// 400 records of a byte each every 20 ms: 660 KB/s on the wire,
+			// 20 KB/s of the frame.
+			var burst []byte
+			for i := 0; i < 400 && len(row) > 0; i++ {
+				burst, row = sess.Send.Seal(burst, row[:1]), row[1:]
+			}
+			if _, err := conn.Write(burst); err != nil {
 				return
 			}
 			time.Sleep(20 * time.Millisecond) // the trickle itself, not a wait for anything

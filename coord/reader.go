@@ -39,7 +39,7 @@ func (s *session) read() error {
 	// trickling one byte a second would never be found down.
 	armed := time.Now()
 	_ = conn.SetReadDeadline(armed.Add(cl.cfg.HeartbeatTimeout))
-	fresh := 0 // bytes read since the deadline was pushed back
+	fresh := 0 // bytes read since the deadline was pushed back (plaintext connections)
 	space := func() []byte { return buf[end:] }
 	got := func(n int) error {
 		end, fresh = end+n, fresh+n
@@ -69,10 +69,13 @@ func (s *session) read() error {
 		// After the read's frames, so that they count: re-arming costs a
 		// timer update, so it is done every 1/8 of the timeout, and silence
 		// is detected after 7/8 to 8/8 of it.
+		if s.sess != nil { // on an encrypted connection, what the records carried counts
+			fresh = fr.opened
+		}
 		if fr.framed || fresh >= minProgress {
 			if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
 				_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
-				armed, fr.framed, fresh = now, false, 0
+				armed, fr.framed, fresh, fr.opened = now, false, 0, 0
 			}
 		}
 		// Keep the partial frame at the front; grow for a frame larger
@@ -112,15 +115,18 @@ type frameReader struct {
 	scratch   []byte        // decompression
 	expansion frame.ExpansionBudget
 	framed    bool // a frame came since the read deadline was pushed back (a RECORD alone is not one)
+	opened    int  // plaintext bytes opened since then: a byte per record is 33 on the wire
 }
 
 // record opens one RECORD and dispatches the frames it completes.
 func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error {
 	var err error
+	had := len(fr.plain)
 	if fr.plain, err = fr.s.sess.Recv.Open(fr.plain, header, f); err != nil {
 		fr.s.refuse(rb, &frame.ProtocolError{Code: frame.CodeBadRecord, Detail: err.Error()})
 		return fmt.Errorf("node sent a record that does not open: %w", err)
 	}
+	fr.opened += len(fr.plain) - had
 	off := 0
 	for off < len(fr.plain) {
 		g, n, err := fr.dec.Decode(fr.plain[off:])

@@ -63,6 +63,10 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 	if s.closed {
 		return ErrClosed
 	}
+	if s.shed.Load() == shedDone && s.left.entries != nil { // what an earlier loop set aside: shedHeld cannot reach it
+		s.inbox.giveBack(s.left.cost)
+		s.left = batch{}
+	}
 	if err := s.ctx.Err(); err != nil {
 		return fmt.Errorf("coord: receive: %w", context.Cause(s.ctx))
 	}
