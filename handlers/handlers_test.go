@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/rexi-go/rexi/internal/leak"
+	"github.com/rexi-go/rexi/node"
 	"go.uber.org/goleak"
 )
 
@@ -45,7 +46,16 @@ func FuzzParseRows(f *testing.F) {
 // Numbers past what the fast parse takes (2^31) still make the rows asked
 // for; they made an empty stream once.
 func TestRowsBeyondTheFastParse(t *testing.T) {
-	src, err := Rows([]byte("3000000002:2:3000000000"), nil)
+	src, got := rowsOf(t, "3000000002:2:3000000000")
+	if len(got) != 2 || got[0] != "3000000000/" || string(src.Last(nil)) != "2" {
+		t.Fatalf("rows %q, LAST %q; want 2 rows from 3000000000 and LAST 2", got, src.Last(nil))
+	}
+}
+
+// rowsOf opens the rows handler's source for args and reads all its rows.
+func rowsOf(t *testing.T, args string) (node.RowSource, []string) {
+	t.Helper()
+	src, err := Rows([]byte(args), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,12 +63,9 @@ func TestRowsBeyondTheFastParse(t *testing.T) {
 	for {
 		row, ok := src.Next(nil)
 		if !ok {
-			break
+			return src, got
 		}
 		got = append(got, string(row))
-	}
-	if len(got) != 2 || got[0] != "3000000000/" || string(src.Last(nil)) != "2" {
-		t.Fatalf("rows %q, LAST %q; want 2 rows from 3000000000 and LAST 2", got, src.Last(nil))
 	}
 }
 
@@ -69,18 +76,7 @@ func TestRowsArgsNeverPanic(t *testing.T) {
 }
 
 func TestRowsSource(t *testing.T) {
-	src, err := Rows([]byte("5:8:2"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for {
-		row, ok := src.Next(nil)
-		if !ok {
-			break
-		}
-		got = append(got, string(row))
-	}
+	src, got := rowsOf(t, "5:8:2")
 	if strings.Join(got, ",") != "2/......,3/......,4/......" || string(src.Last(nil)) != "3" {
 		t.Fatalf("rows %q, last %q", got, src.Last(nil))
 	}
