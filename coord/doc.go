@@ -27,4 +27,9 @@
 // Nothing here blocks on a node: Submit to a node that is down yields a
 // KindNodeDown message at once, output beyond a node's bound fails with
 // KindOverload, and a slow consumer only fills its own workers' windows.
+// A node that breaks the protocol (rows past its window, malformed
+// frames, features it was not asked for) loses its connection; one that
+// keeps to it can still fill windows of MaxPayload rows, so the client
+// bounds what it holds for all its coordinators (Config.MaxHeldBytes) and
+// ends the coordinator holding the most with ErrHeldBytes.
 package coord
