@@ -526,3 +526,33 @@ func TestEchoedHeartbeatsKeepAnIdleConnectionUp(t *testing.T) {
 		t.Fatalf("%d node-downs on an idle connection echoing every heartbeat", d)
 	}
 }
+
+// A receive loop that stops at the first of a lost connection's node-down
+// messages leaves the others for the next loop: each of its jobs fails
+// exactly once, and none is left waiting for ever.
+func TestNodeDownsAfterAStopAreNotLost(t *testing.T) {
+	addr := silentNode(t)
+	cl := connectedClient(t, Config{Nodes: []string{addr}, InsecurePlaintext: true,
+		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
+	co := mustNew(t, cl, context.Background(), 4)
+	defer co.Close()
+	for range 4 {
+		if _, err := co.Submit(Job{Node: addr, Handler: "echo"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := errors.New("stop at the first")
+	if err := co.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return false, stop }); !errors.Is(err, stop) {
+		t.Fatalf("first Recv: %v, want the callback's error", err)
+	}
+	downs := 0
+	err := co.Recv(RecvOptions{Timeout: waitFor}, func(m Message) (bool, error) {
+		if m.Kind == KindNodeDown {
+			downs++
+		}
+		return false, nil
+	})
+	if err != nil || downs != 3 {
+		t.Fatalf("second Recv: %v after %d node-downs, want nil after 3", err, downs)
+	}
+}

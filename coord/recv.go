@@ -157,7 +157,10 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Messag
 		e := &entries[i]
 		if e.kind == kindConnDown {
 			if done, err := s.connDown(e, handle, m); done || err != nil || s.closed {
-				return i + 1, done, err
+				// Not consumed: handle may have stopped before the
+				// connection's last job, and the next loop goes on from it
+				// (connDown skips the jobs already failed).
+				return i, done, err
 			}
 			continue
 		}
