@@ -148,7 +148,8 @@ func (b *inbox) push(e entry, payload []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if queued, _ := b.pushLocked(e, payload); queued {
-		b.total.Add(frameCost(payload)) // under the lock: the loop cannot give it back first
+		b.held.Add(frameCost(payload)) // under the lock: the loop cannot give it back first
+		b.total.Add(frameCost(payload))
 	}
 }
 
@@ -169,9 +170,7 @@ func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	e.off, e.n = int32(len(b.cur.data)), int32(len(payload))
 	b.cur.data = append(b.cur.data, payload...) // the one copy of a row out of the reader's buffer
 	b.cur.entries = append(b.cur.entries, e)
-	cost := frameCost(payload)
-	b.cur.cost += cost
-	b.held.Add(cost) // the client's total is the caller's: a reader adds a read's at once
+	b.cur.cost += frameCost(payload) // held and the client's total are the caller's: a reader adds a run's at once
 	return true, ackNow
 }
 

@@ -193,6 +193,7 @@ type readBatch struct {
 func (rb *readBatch) release() {
 	if rb.locked != nil {
 		if rb.runCost != 0 {
+			rb.locked.inbox.held.Add(rb.runCost)
 			rb.locked.inbox.total.Add(rb.runCost)
 			rb.runCost, rb.heldAdded = 0, true
 		}
