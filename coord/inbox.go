@@ -55,7 +55,7 @@ type entry struct {
 type batch struct {
 	entries []entry
 	data    []byte
-	cost    int64 // what its pushes counted against MaxHeldBytes, given back when it is reset
+	cost    int64 // the memory its frames take (payloads and entries): counted against ackBudget and MaxHeldBytes, given back when it is reset
 }
 
 func (b batch) reset() batch { return batch{b.entries[:0], b.data[:0], 0} }
@@ -69,9 +69,6 @@ func (b batch) recycled() batch {
 	}
 	return b.reset()
 }
-
-// held is the memory b's frames take: their payload bytes and entries.
-func (b batch) held() int { return len(b.data) + len(b.entries)*entrySize }
 
 const entrySize = int(unsafe.Sizeof(entry{}))
 
@@ -164,7 +161,7 @@ func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 	if b.closed {
 		return false, false
 	}
-	if e.kind == KindRow && b.cur.held()+entrySize+len(payload) <= ackBudget {
+	if e.kind == KindRow && b.cur.cost+frameCost(payload) <= ackBudget {
 		e.acked, ackNow = true, true
 	}
 	e.off, e.n = int32(len(b.cur.data)), int32(len(payload))
