@@ -59,7 +59,7 @@ type Stats struct {
 	KillAllSent   uint64 // KILL_ALL requests, one per node with unfinished jobs (Close and reaper); a long one may take several frames
 	ReaperArmed   int    // tables the reaper would fire now
 	NodesUp       int
-	HeldBytes     int64  // unconsumed node output held for open coordinators, payloads plus ~48 bytes a frame
+	HeldBytes     int64  // unconsumed node output held for open coordinators, payloads plus 16 bytes a frame
 	HeldShed      uint64 // coordinators ended because the client held more than MaxHeldBytes
 }
 

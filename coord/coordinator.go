@@ -427,7 +427,7 @@ func (s *state) nodeDown(p *peer, jobs []Job, first int) {
 	p.mu.Unlock()
 	for i := range jobs {
 		if jobs[i].Node == p.addr {
-			s.inbox.push(entry{kind: KindNodeDown, slot: int32(first + i), err: &NodeDownError{Node: p.addr, Cause: cause}}, nil)
+			s.inbox.pushFailure(KindNodeDown, int32(first+i), nil, &NodeDownError{Node: p.addr, Cause: cause})
 		}
 	}
 }

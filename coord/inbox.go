@@ -36,15 +36,24 @@ func (k Kind) String() string {
 }
 
 // entry is one inbound event for a coordinator. Payload bytes live in the
-// batch's data buffer at [off, off+n).
+// batch's data buffer at [off, off+n); a failure's (kindConnDown,
+// KindNodeDown, KindOverload) error is the batch's failures[off]. An entry
+// is 16 bytes and holds no pointer: a reader writes the entries on one
+// core and a receive loop reads them on another, so every cache line of
+// them crosses between the two (48-byte entries with the session and
+// error in them were a tenth of a streaming coordinator's CPU).
 type entry struct {
 	kind  Kind
+	acked bool  // a row the reader acknowledged on receipt
 	slot  int32 // job slot
 	off   int32
 	n     int32
-	sess  *session // for kindConnDown, the session that ended (a node's frame needs none: the reader checked it is its job's)
-	err   error    // for kindConnDown, KindNodeDown and KindOverload
-	acked bool     // a row the reader acknowledged on receipt
+}
+
+// failure is what a failure's entry carries beside its kind and slot.
+type failure struct {
+	sess *session // for kindConnDown, the session that ended (a node's frame needs none: the reader checked it is its job's)
+	err  error
 }
 
 // batch is a buffer pair of entries and their payload bytes. A batch has
@@ -53,12 +62,16 @@ type entry struct {
 // loop) — and every hand-over clears the giver's reference, so no two
 // places can ever write to one array.
 type batch struct {
-	entries []entry
-	data    []byte
-	cost    int64 // the memory its frames take (payloads and entries): counted against ackBudget and MaxHeldBytes, given back when it is reset
+	entries  []entry
+	data     []byte
+	failures []failure // rare: a job or a connection that failed
+	cost     int64     // the memory its frames take (payloads and entries): counted against ackBudget and MaxHeldBytes, given back when it is reset
 }
 
-func (b batch) reset() batch { return batch{b.entries[:0], b.data[:0], 0} }
+func (b batch) reset() batch {
+	clear(b.failures) // keep no session or error alive
+	return batch{entries: b.entries[:0], data: b.data[:0], failures: b.failures[:0]}
+}
 
 // recycled is b emptied for reuse, or nothing when one large fan-out grew
 // it past maxPooledData: kept, a coordinator's two batches would hold
@@ -141,13 +154,19 @@ func (b *inbox) admit(j *inboxJob, k Kind) bool {
 // refills.
 const ackBudget = 256 << 10
 
-func (b *inbox) push(e entry, payload []byte) {
+// pushFailure queues a failure of kind k: of job slot, or for kindConnDown
+// of every job sent on sess.
+func (b *inbox) pushFailure(k Kind, slot int32, sess *session, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if queued, _ := b.pushLocked(e, payload); queued {
-		b.held.Add(frameCost(payload)) // under the lock: the loop cannot give it back first
-		b.total.Add(frameCost(payload))
+	if b.closed {
+		return
 	}
+	b.cur.entries = append(b.cur.entries, entry{kind: k, slot: slot, off: int32(len(b.cur.failures))})
+	b.cur.failures = append(b.cur.failures, failure{sess, err})
+	b.cur.cost += frameCost(nil)
+	b.held.Add(frameCost(nil)) // under the lock: the loop cannot give it back first
+	b.total.Add(frameCost(nil))
 }
 
 // frameCost is what a frame held counts against MaxHeldBytes.

@@ -114,7 +114,7 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		}
 		if n < len(b.entries) {
 			// Stopped mid-batch: keep the rest for the next receive loop.
-			s.left = batch{b.entries[n:], b.data, b.cost}
+			s.left = batch{entries: b.entries[n:], data: b.data, failures: b.failures, cost: b.cost}
 		} else {
 			s.inbox.giveBack(b.cost)
 			s.spare = b.recycled()
@@ -149,14 +149,14 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 // dispatch applies a batch of entries; it returns how many it consumed
 // (all, unless handle stopped early).
 func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Message) (int, bool, error) {
-	entries, data := b.entries, b.data
+	entries, data, failures := b.entries, b.data, b.failures
 	for i := range entries {
 		if s.shed.Load() == shedDone { // the loop drops the rest
 			return i, false, nil
 		}
 		e := &entries[i]
 		if e.kind == kindConnDown {
-			if done, err := s.connDown(e, handle, m); done || err != nil || s.closed {
+			if done, err := s.connDown(&failures[e.off], handle, m); done || err != nil || s.closed {
 				// Not consumed: handle may have stopped before the
 				// connection's last job, and the next loop goes on from it
 				// (connDown skips the jobs already failed).
@@ -171,11 +171,12 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Messag
 		if sl.finished() {
 			continue // late output of a job already over
 		}
-		*m = Message{Kind: e.kind, Payload: data[e.off : e.off+e.n : e.off+e.n], Err: e.err}
+		*m = Message{Kind: e.kind}
 		switch e.kind {
 		case kindPing:
 			continue
 		case KindRow:
+			m.Payload = data[e.off : e.off+e.n : e.off+e.n]
 			sl.rows++
 			if e.acked {
 				break // the reader acknowledged it on receipt
@@ -185,13 +186,14 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Messag
 			}
 			sl.unacked++
 		case KindReply, KindLast:
+			m.Payload = data[e.off : e.off+e.n : e.off+e.n]
 			s.finish(e.slot, slotDone)
 		case KindExit:
 			s.finish(e.slot, slotFailed)
-			m.Err = s.exitError(e.slot, m.Payload)
-			m.Payload = nil
+			m.Err = s.exitError(e.slot, data[e.off:e.off+e.n])
 		case KindNodeDown, KindOverload:
 			s.finish(e.slot, slotFailed)
+			m.Err = failures[e.off].err
 		}
 		m.Worker = s.info(e.slot)
 		if done, err := handle(m); done || err != nil || s.closed {
@@ -202,14 +204,14 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Messag
 }
 
 // connDown fails every unfinished job sent on the session that ended.
-func (s *state) connDown(e *entry, handle func(*Message) (bool, error), m *Message) (bool, error) {
+func (s *state) connDown(f *failure, handle func(*Message) (bool, error), m *Message) (bool, error) {
 	for i := range s.slots {
 		sl := &s.slots[i]
-		if sl.sess != e.sess || sl.finished() {
+		if sl.sess != f.sess || sl.finished() {
 			continue
 		}
 		s.finish(int32(i), slotFailed)
-		*m = Message{Kind: KindNodeDown, Err: e.err, Worker: s.info(int32(i))}
+		*m = Message{Kind: KindNodeDown, Err: f.err, Worker: s.info(int32(i))}
 		if done, err := handle(m); done || err != nil || s.closed {
 			return done, err
 		}

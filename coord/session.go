@@ -153,7 +153,7 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 			if s.retiring {
 				cause = ErrNodeRemoved
 			}
-			co.inbox.push(entry{kind: KindNodeDown, slot: idx, err: &NodeDownError{Node: s.p.addr, Cause: cause}}, nil)
+			co.inbox.pushFailure(KindNodeDown, idx, nil, &NodeDownError{Node: s.p.addr, Cause: cause})
 			failed = true
 			continue
 		}
@@ -163,7 +163,7 @@ func (s *session) submit(co *state, jobs []Job, first int) (failed bool) {
 		if len(s.out)+len(s.wire)+size > s.p.cl.cfg.OutboundLimit {
 			failed = true
 			s.p.cl.stats.overloads.Add(1)
-			co.inbox.push(entry{kind: KindOverload, slot: idx, err: &OverloadError{Node: s.p.addr, Limit: s.p.cl.cfg.OutboundLimit}}, nil)
+			co.inbox.pushFailure(KindOverload, idx, nil, &OverloadError{Node: s.p.addr, Limit: s.p.cl.cfg.OutboundLimit})
 			continue
 		}
 		co.handler = append(co.handler[:0], j.Handler...)
@@ -241,7 +241,7 @@ func (s *session) terminate(cause error) {
 	close(s.dead)
 	// The jobs learn first: closing waits for a read in progress to end.
 	for _, co := range coords {
-		co.inbox.push(entry{kind: kindConnDown, sess: s, err: &NodeDownError{Node: s.p.addr, Cause: cause}}, nil)
+		co.inbox.pushFailure(kindConnDown, 0, s, &NodeDownError{Node: s.p.addr, Cause: cause})
 		co.inbox.notify()
 	}
 	s.conn.Close() // ends the reader and any write in progress
