@@ -273,6 +273,48 @@ func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
 	}
 }
 
+// Rows the coordinator acknowledges on receipt count against the window
+// too until their ACK is sent, after the read that brought them: a node
+// that sends window+1 rows of a job in one burst, before any ACK could
+// reach it, breaks the protocol however fast the application consumes.
+// (Counting only the rows left to acknowledge on consumption, the
+// coordinator caught such a node only once its buffer was full, so a
+// flooding node read by a fast application streamed on for good.)
+func TestRowsPastTheWindowAreCaughtWhileAcknowledgedOnReceipt(t *testing.T) {
+	refused := make(chan frame.ErrorCode, 1)
+	flooder := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+		switch f.Type {
+		case frame.TypeDoit: // six rows in one write, with a window of 5
+			var out []byte
+			for range 6 {
+				out = enc.Append(out, frame.TypeStream, f.Ref, []byte("row"))
+			}
+			return out
+		case frame.TypeError:
+			code, _, _ := frame.ParseError(f.Payload)
+			refused <- code
+		}
+		return nil
+	})
+	_, co := oneJobOn(t, flooder, "rows")
+	rows, down := 0, error(nil)
+	err := co.Recv(RecvOptions{Timeout: 10 * time.Second}, func(m Message) (bool, error) {
+		switch m.Kind {
+		case KindRow:
+			rows++
+		case KindNodeDown:
+			down = m.Err
+		}
+		return false, nil
+	})
+	if err != nil || down == nil || !strings.Contains(down.Error(), "past its window") || rows > 5 {
+		t.Fatalf("Recv %v after %d rows (at most 5), node down: %v", err, rows, down)
+	}
+	if code := <-refused; code != frame.CodeUnexpected {
+		t.Fatalf("node got ERROR %v, want UNEXPECTED", code)
+	}
+}
+
 // What a node may send at most once per job (STREAM_INIT, and one of
 // REPLY, LAST or EXIT, after which nothing), or once per batch (PING: one
 // resets the timer as well as many), is all the coordinator holds of it:

@@ -112,11 +112,13 @@ type inbox struct {
 // breaks the protocol), and which frames that come at most once, or once
 // per batch, it has sent.
 type inboxJob struct {
-	owner   *session
-	unacked int32
-	pinged  uint32 // takes+1 when a PING was held in the batch being filled: one resets the timer as well as many
-	inited  bool   // STREAM_INIT held
-	ended   bool   // REPLY, LAST or EXIT held: nothing more of the job's is
+	owner    *session
+	unacked  int32  // rows held to be acknowledged when consumed, not yet acknowledged
+	readRows uint32 // rows of read readSeq acknowledged on receipt: their ACK goes after the read
+	readSeq  uint32 // the owner's reader's read count (readBatch.seq) when readRows was counted
+	pinged   uint32 // takes+1 when a PING was held in the batch being filled: one resets the timer as well as many
+	inited   bool   // STREAM_INIT held
+	ended    bool   // REPLY, LAST or EXIT held: nothing more of the job's is
 }
 
 // admit says whether the reader should hold frame kind k for job j. Caller

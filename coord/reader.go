@@ -174,6 +174,7 @@ func (fr *frameReader) trim() {
 type readBatch struct {
 	touched []*state   // coordinators to notify, each once
 	acks    []refCount // rows acknowledged on receipt, coalesced per ref
+	seq     uint32     // counts the reads (endBatch): a job's readRows are of read seq
 	lastID  uint64     // the coordinator of the previous frame, looked up once
 	last    *state
 	locked  *state // whose inbox lock this read holds, over a run of frames for it
@@ -231,6 +232,7 @@ func (s *session) endBatch(rb *readBatch) {
 	}
 	rb.touched = rb.touched[:0]
 	rb.last, rb.lastID = nil, 0
+	rb.seq++
 	if rb.heldAdded {
 		rb.heldAdded = false
 		if s.p.cl.stats.held.Load() > int64(s.p.cl.cfg.MaxHeldBytes) {
@@ -340,11 +342,21 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 	if k == KindLast || k == KindExit {
 		rb.dropAck(f.Ref) // the job is over: its rows' receipt-ACK would wake the node for nothing
 	}
-	if k == KindRow && int(j.unacked) >= s.window {
-		// A node that ignores the window must not make us hold what it sends.
-		err := fmt.Errorf("node sent a row for ref %#x past its window of %d un-acknowledged rows", f.Ref, s.window)
-		s.refuse(rb, &frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
-		return err
+	if k == KindRow {
+		// The rows received and not yet acknowledged are those waiting to
+		// be consumed (unacked) and those this read acknowledges on
+		// receipt, whose ACK is queued only after the read: a node that
+		// keeps to the window never has more than window of them, whatever
+		// ACKs are in flight. A node that ignores the window must not make
+		// us hold what it sends.
+		if j.readSeq != rb.seq {
+			j.readSeq, j.readRows = rb.seq, 0
+		}
+		if int(j.unacked)+int(j.readRows) >= s.window {
+			err := fmt.Errorf("node sent a row for ref %#x past its window of %d un-acknowledged rows", f.Ref, s.window)
+			s.refuse(rb, &frame.ProtocolError{Code: frame.CodeUnexpected, Detail: err.Error()})
+			return err
+		}
 	}
 	queued, ackNow := co.inbox.pushLocked(entry{kind: k, slot: slot}, p)
 	if !queued {
@@ -356,6 +368,7 @@ func (s *session) dispatch(f frame.Frame, p []byte, rb *readBatch) error {
 		j.unacked++ // acknowledged when consumed (flushAcks)
 	}
 	if ackNow {
+		j.readRows++
 		if n := len(rb.acks); n > 0 && rb.acks[n-1].ref == f.Ref {
 			rb.acks[n-1].n++
 		} else {
