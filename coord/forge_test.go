@@ -274,7 +274,7 @@ func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
 }
 
 // Rows the coordinator acknowledges on receipt count against the window
-// too until their ACK is sent, after the read that brought them: a node
+// too until their ACK is queued, after the read that brought them: a node
 // that sends window+1 rows of a job in one burst, before any ACK could
 // reach it, breaks the protocol however fast the application consumes.
 // (Counting only the rows left to acknowledge on consumption, the
