@@ -195,7 +195,7 @@ func (s *state) dispatch(b batch, handle func(*Message) (bool, error), m *Messag
 			s.finish(e.slot, slotFailed)
 			m.Err = failures[e.off].err
 		}
-		m.Worker = s.info(e.slot)
+		s.describe(&m.Worker, e.slot)
 		if done, err := handle(m); done || err != nil || s.closed {
 			return i + 1, done, err
 		}
@@ -211,7 +211,8 @@ func (s *state) connDown(f *failure, handle func(*Message) (bool, error), m *Mes
 			continue
 		}
 		s.finish(int32(i), slotFailed)
-		*m = Message{Kind: KindNodeDown, Err: f.err, Worker: s.info(int32(i))}
+		*m = Message{Kind: KindNodeDown, Err: f.err}
+		s.describe(&m.Worker, int32(i))
 		if done, err := handle(m); done || err != nil || s.closed {
 			return done, err
 		}
