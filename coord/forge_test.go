@@ -228,21 +228,7 @@ func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
 		{"empty rows", nil, 4 * ackBudget / entrySize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			refused := make(chan frame.ErrorCode, 1)
-			flooder := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
-				switch f.Type {
-				case frame.TypeDoit: // every row at once, with a window of 5
-					var out []byte
-					for range tc.sent {
-						out = enc.Append(out, frame.TypeStream, f.Ref, tc.row)
-					}
-					return out
-				case frame.TypeError:
-					code, _, _ := frame.ParseError(f.Payload)
-					refused <- code
-				}
-				return nil
-			})
+			flooder, refused := rowFlooder(t, tc.sent, tc.row)
 			_, co := oneJobOn(t, flooder, "rows")
 			select { // nothing consumes meanwhile: the rows pile up in the coordinator
 			case code := <-refused:
@@ -252,16 +238,7 @@ func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the coordinator took every row")
 			}
-			rows, down := 0, error(nil)
-			err := co.Recv(RecvOptions{Timeout: 10 * time.Second}, func(m Message) (bool, error) {
-				switch m.Kind {
-				case KindRow:
-					rows++
-				case KindNodeDown:
-					down = m.Err
-				}
-				return false, nil
-			})
+			rows, down, err := rowsUntilDown(co)
 			held := ackBudget/(len(tc.row)+entrySize) + 5 // acknowledged on receipt, then one window
 			if err != nil || down == nil || rows > held {
 				t.Fatalf("Recv %v after %d rows (at most %d), node down: %v", err, rows, held, down)
@@ -281,24 +258,43 @@ func TestRowsPastTheWindowEndTheConnection(t *testing.T) {
 // coordinator caught such a node only once its buffer was full, so a
 // flooding node read by a fast application streamed on for good.)
 func TestRowsPastTheWindowAreCaughtWhileAcknowledgedOnReceipt(t *testing.T) {
-	refused := make(chan frame.ErrorCode, 1)
-	flooder := scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
+	flooder, refused := rowFlooder(t, 6, []byte("row"))
+	_, co := oneJobOn(t, flooder, "rows")
+	rows, down, err := rowsUntilDown(co)
+	if err != nil || down == nil || !strings.Contains(down.Error(), "past its window") || rows > 5 {
+		t.Fatalf("Recv %v after %d rows (at most 5), node down: %v", err, rows, down)
+	}
+	if code := <-refused; code != frame.CodeUnexpected {
+		t.Fatalf("node got ERROR %v, want UNEXPECTED", code)
+	}
+}
+
+// rowFlooder is a node with a window of 5 that answers a DOIT with n
+// copies of row in one write, ACKs or not; the code of the ERROR it gets
+// comes on refused.
+func rowFlooder(t *testing.T, n int, row []byte) (addr string, refused <-chan frame.ErrorCode) {
+	codes := make(chan frame.ErrorCode, 1)
+	addr = scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
 		switch f.Type {
-		case frame.TypeDoit: // six rows in one write, with a window of 5
+		case frame.TypeDoit:
 			var out []byte
-			for range 6 {
-				out = enc.Append(out, frame.TypeStream, f.Ref, []byte("row"))
+			for range n {
+				out = enc.Append(out, frame.TypeStream, f.Ref, row)
 			}
 			return out
 		case frame.TypeError:
 			code, _, _ := frame.ParseError(f.Payload)
-			refused <- code
+			codes <- code
 		}
 		return nil
 	})
-	_, co := oneJobOn(t, flooder, "rows")
-	rows, down := 0, error(nil)
-	err := co.Recv(RecvOptions{Timeout: 10 * time.Second}, func(m Message) (bool, error) {
+	return addr, codes
+}
+
+// rowsUntilDown receives co's messages until its one job is over and
+// returns the rows that came and the job's node-down error.
+func rowsUntilDown(co *Coordinator) (rows int, down, err error) {
+	err = co.Recv(RecvOptions{Timeout: 10 * time.Second}, func(m Message) (bool, error) {
 		switch m.Kind {
 		case KindRow:
 			rows++
@@ -307,12 +303,7 @@ func TestRowsPastTheWindowAreCaughtWhileAcknowledgedOnReceipt(t *testing.T) {
 		}
 		return false, nil
 	})
-	if err != nil || down == nil || !strings.Contains(down.Error(), "past its window") || rows > 5 {
-		t.Fatalf("Recv %v after %d rows (at most 5), node down: %v", err, rows, down)
-	}
-	if code := <-refused; code != frame.CodeUnexpected {
-		t.Fatalf("node got ERROR %v, want UNEXPECTED", code)
-	}
+	return rows, down, err
 }
 
 // What a node may send at most once per job (STREAM_INIT, and one of
