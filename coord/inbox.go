@@ -40,8 +40,8 @@ func (k Kind) String() string {
 // KindNodeDown, KindOverload) error is the batch's failures[off]. An entry
 // is 16 bytes and holds no pointer: a reader writes the entries on one
 // core and a receive loop reads them on another, so every cache line of
-// them crosses between the two (48-byte entries with the session and
-// error in them were a tenth of a streaming coordinator's CPU).
+// them crosses between the two (with 48-byte entries, the two lines that
+// first touch one were a tenth of a streaming coordinator's CPU).
 type entry struct {
 	kind  Kind
 	acked bool  // a row the reader acknowledged on receipt
@@ -167,8 +167,7 @@ func (b *inbox) pushFailure(k Kind, slot int32, sess *session, err error) {
 	b.cur.entries = append(b.cur.entries, entry{kind: k, slot: slot, off: int32(len(b.cur.failures))})
 	b.cur.failures = append(b.cur.failures, failure{sess, err})
 	b.cur.cost += frameCost(nil)
-	b.held.Add(frameCost(nil)) // under the lock: the loop cannot give it back first
-	b.total.Add(frameCost(nil))
+	b.count(frameCost(nil))
 }
 
 // frameCost is what a frame held counts against MaxHeldBytes.
@@ -232,11 +231,15 @@ func (b *inbox) take(empty batch) batch {
 	return full
 }
 
-// giveBack returns what a batch of b's counted against MaxHeldBytes.
-func (b *inbox) giveBack(cost int64) {
-	b.held.Add(-cost)
-	b.total.Add(-cost)
+// count adds frames' cost to what b and the client hold (MaxHeldBytes).
+// Callers count under b.mu, so that the loop cannot give it back first.
+func (b *inbox) count(cost int64) {
+	b.held.Add(cost)
+	b.total.Add(cost)
 }
+
+// giveBack returns what a batch of b's counted against MaxHeldBytes.
+func (b *inbox) giveBack(cost int64) { b.count(-cost) }
 
 // shed stops pushes and drops the batch being filled: the client ended
 // the coordinator for what it held (MaxHeldBytes), and its loop drops the

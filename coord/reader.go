@@ -39,10 +39,12 @@ func (s *session) read() error {
 	// trickling one byte a second would never be found down.
 	armed := time.Now()
 	_ = conn.SetReadDeadline(armed.Add(cl.cfg.HeartbeatTimeout))
-	fresh := 0 // bytes read since the deadline was pushed back (plaintext connections)
 	space := func() []byte { return buf[end:] }
 	got := func(n int) error {
-		end, fresh = end+n, fresh+n
+		end += n
+		if s.sess == nil { // on an encrypted connection, what the records carried counts (fr.record)
+			fr.progress += n
+		}
 		for {
 			f, used, err := fr.wire.Decode(buf[start:end])
 			if errors.Is(err, frame.ErrIncomplete) {
@@ -69,13 +71,10 @@ func (s *session) read() error {
 		// After the read's frames, so that they count: re-arming costs a
 		// timer update, so it is done every 1/8 of the timeout, and silence
 		// is detected after 7/8 to 8/8 of it.
-		if s.sess != nil { // on an encrypted connection, what the records carried counts
-			fresh = fr.opened
-		}
-		if fr.framed || fresh >= minProgress {
+		if fr.framed || fr.progress >= minProgress {
 			if now := time.Now(); now.Sub(armed) > cl.cfg.HeartbeatTimeout/8 {
 				_ = conn.SetReadDeadline(now.Add(cl.cfg.HeartbeatTimeout))
-				armed, fr.framed, fresh, fr.opened = now, false, 0, 0
+				armed, fr.framed, fr.progress = now, false, 0
 			}
 		}
 		// Keep the partial frame at the front; grow for a frame larger
@@ -115,7 +114,7 @@ type frameReader struct {
 	scratch   []byte        // decompression
 	expansion frame.ExpansionBudget
 	framed    bool // a frame came since the read deadline was pushed back (a RECORD alone is not one)
-	opened    int  // plaintext bytes opened since then: a byte per record is 33 on the wire
+	progress  int  // frame bytes read since then: of opened plaintext when encrypted (a byte per record is 33 on the wire)
 }
 
 // record opens one RECORD and dispatches the frames it completes.
@@ -126,7 +125,7 @@ func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error
 		fr.s.refuse(rb, &frame.ProtocolError{Code: frame.CodeBadRecord, Detail: err.Error()})
 		return fmt.Errorf("node sent a record that does not open: %w", err)
 	}
-	fr.opened += len(fr.plain) - had
+	fr.progress += len(fr.plain) - had
 	off := 0
 	for off < len(fr.plain) {
 		g, n, err := fr.dec.Decode(fr.plain[off:])
@@ -194,8 +193,7 @@ type readBatch struct {
 func (rb *readBatch) release() {
 	if rb.locked != nil {
 		if rb.runCost != 0 {
-			rb.locked.inbox.held.Add(rb.runCost)
-			rb.locked.inbox.total.Add(rb.runCost)
+			rb.locked.inbox.count(rb.runCost)
 			rb.runCost, rb.heldAdded = 0, true
 		}
 		rb.locked.inbox.mu.Unlock()
