@@ -359,7 +359,8 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 	}
 	s.open += len(jobs)
 	s.inbox.own(first, s.slots[first:]) // before any DOIT is written: the readers check its answers against it
-	// 2. Only then send, batched per node.
+	// 2. Only then send, batched per node: each batch is written as soon as
+	// it is encoded, so the first node works while the next is encoded.
 	failed := false
 	for k, ni := range s.submitN {
 		p := m.peers[ni]
@@ -381,7 +382,7 @@ func (co *Coordinator) Submit(jobs ...Job) (int, error) {
 		if sess.submit(s, jobs, first) {
 			failed = true
 		}
-		s.queued(sess)
+		sess.push()
 	}
 	if failed {
 		s.inbox.notify()
