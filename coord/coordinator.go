@@ -415,7 +415,11 @@ func (s *state) submitSlot(m *membership, j *Job, i int) error {
 				i, n, j.Node, sess.peerMax, ErrJobTooLarge)
 		}
 	}
-	s.slots = append(s.slots, slot{node: s.submitN[k], sess: sess, rng: j.Range, doitLen: int32(n)})
+	// Filled in place: a slot built on the stack is copied with 16-byte
+	// loads of its 4- and 8-byte stores, which stall.
+	s.slots = append(s.slots, slot{})
+	sl := &s.slots[len(s.slots)-1]
+	sl.node, sl.sess, sl.rng, sl.doitLen = s.submitN[k], sess, j.Range, int32(n)
 	return nil
 }
 

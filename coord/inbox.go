@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -196,9 +197,13 @@ func (b *inbox) pushLocked(e entry, payload []byte) (queued, ackNow bool) {
 func (b *inbox) own(first int, slots []slot) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.jobs = b.jobs[:first] // a refused Submit left none behind
-	for _, sl := range slots {
-		b.jobs = append(b.jobs, inboxJob{owner: sl.sess})
+	b.jobs = slices.Grow(b.jobs[:first], len(slots))[:first+len(slots)] // a refused Submit left none behind
+	// Written in place, field by field: a copy of each slot Submit just
+	// wrote, or of an entry built on the stack, stalls on its stores.
+	for i := range slots {
+		j := &b.jobs[first+i]
+		*j = inboxJob{}
+		j.owner = slots[i].sess
 	}
 }
 

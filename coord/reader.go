@@ -45,8 +45,9 @@ func (s *session) read() error {
 		if s.sess == nil { // on an encrypted connection, what the records carried counts (fr.record)
 			fr.progress += n
 		}
+		var f frame.Frame
 		for {
-			f, used, err := fr.wire.Decode(buf[start:end])
+			used, err := fr.wire.DecodeTo(&f, buf[start:end])
 			if errors.Is(err, frame.ErrIncomplete) {
 				break
 			}
@@ -127,8 +128,9 @@ func (fr *frameReader) record(header []byte, f frame.Frame, rb *readBatch) error
 	}
 	fr.progress += len(fr.plain) - had
 	off := 0
+	var g frame.Frame
 	for off < len(fr.plain) {
-		g, n, err := fr.dec.Decode(fr.plain[off:])
+		n, err := fr.dec.DecodeTo(&g, fr.plain[off:])
 		if errors.Is(err, frame.ErrIncomplete) {
 			break
 		}

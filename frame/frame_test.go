@@ -91,6 +91,31 @@ func TestDecodeIncompleteAtEveryCut(t *testing.T) {
 	}
 }
 
+// DecodeTo fills the caller's Frame on success and leaves it alone on any
+// error, so a loop can keep one Frame across reads.
+func TestDecodeToLeavesTheFrameAloneOnError(t *testing.T) {
+	e := Encoder{Checksum: true}
+	b := e.AppendStream(nil, 7, []byte("row"))
+	d := Decoder{Checksum: true}
+	was := Frame{Type: TypeAck, Ref: 99, Payload: []byte("kept")}
+	bad := append([]byte(nil), b...)
+	bad[len(bad)-1] ^= 1 // checksum
+	for name, in := range map[string][]byte{"incomplete": b[:len(b)-1], "bad checksum": bad, "short header": b[:3]} {
+		f := was
+		if n, err := d.DecodeTo(&f, in); err == nil || n != 0 {
+			t.Fatalf("%s: n=%d err=%v, want an error", name, n, err)
+		}
+		if f.Type != was.Type || f.Ref != was.Ref || string(f.Payload) != "kept" {
+			t.Fatalf("%s: frame changed to %+v", name, f)
+		}
+	}
+	f := was
+	n, err := d.DecodeTo(&f, b)
+	if err != nil || n != len(b) || f.Type != TypeStream || f.Flags != FlagChecksum || f.Ref != 7 || string(f.Payload) != "row" {
+		t.Fatalf("whole frame: n=%d err=%v frame %+v", n, err, f)
+	}
+}
+
 func TestDecodePayloadAliasesInput(t *testing.T) {
 	b := (&Encoder{}).AppendStream(nil, 1, []byte("abc"))
 	f, _, _ := (&Decoder{}).Decode(b)

@@ -152,6 +152,7 @@ func (c *conn) traffic() (action gnet.Action) {
 	buf, _ := c.gc.Peek(-1)
 	used, handled := 0, c.handled
 	var err error
+	var f frame.Frame
 	for used < len(buf) {
 		// On an encrypted connection, once the handshake is done, the wire
 		// carries only RECORDs, whose plaintext holds the frames.
@@ -159,9 +160,8 @@ func (c *conn) traffic() (action gnet.Action) {
 		if c.sess != nil {
 			dec = &c.recDec
 		}
-		var f frame.Frame
 		var n int
-		f, n, err = dec.Decode(buf[used:])
+		n, err = dec.DecodeTo(&f, buf[used:])
 		if err == frame.ErrIncomplete {
 			err = nil
 			break

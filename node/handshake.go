@@ -199,8 +199,9 @@ func (c *conn) openRecord(header []byte, f frame.Frame) error {
 		return newConnError(frame.CodeBadRecord, "%v", err)
 	}
 	off := 0
+	var g frame.Frame
 	for off < len(c.plain) {
-		g, n, err := c.dec.Decode(c.plain[off:])
+		n, err := c.dec.DecodeTo(&g, c.plain[off:])
 		if err == frame.ErrIncomplete {
 			break
 		}
