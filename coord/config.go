@@ -61,7 +61,7 @@ type Config struct {
 	MaxWindow int
 	// MaxHeldBytes bounds the memory of what nodes sent that the client
 	// holds for its coordinators and they have not consumed yet (rows,
-	// replies, final frames: payload bytes plus about 48 a frame). When a
+	// replies, final frames: payload bytes plus 16 a frame). When a
 	// frame takes the client past it, the open coordinator holding the
 	// most is ended at once: what it holds is dropped (its receive loop
 	// stops after the callback in progress and returns ErrHeldBytes), its
@@ -71,8 +71,10 @@ type Config struct {
 	// process's memory for what is counted may be several times it (its
 	// buffers grow by doubling, and the garbage collector leaves
 	// headroom: 3–4× measured with 16 MiB rows; GOMEMLIMIT narrows it).
-	// An ended coordinator's frames that a receive loop had set aside go
-	// at its next receive loop or Close. Default 1 GiB.
+	// What an ended coordinator holds goes at once, what an earlier
+	// receive loop stopped before included, whether or not the
+	// application receives again; only the batch a callback is running
+	// on waits for that callback to return. Default 1 GiB.
 	MaxHeldBytes int
 
 	// DialTimeout bounds connecting plus the handshake. Default 5 s.

@@ -84,11 +84,10 @@ type state struct {
 	shed     atomic.Int32 // notShed, or ended by the client's MaxHeldBytes (its loop drops what it holds once shedDone)
 
 	// The batch not in the inbox: spare (empty, swapped in by the next
-	// take) or left (entries a receive loop stopped before). A batch being
-	// dispatched is held only by the loop.
+	// take). A batch being dispatched is held only by the loop, and what a
+	// loop stopped before is parked in the inbox (inbox.left).
 	bufs    *buffers // the pool's wrapper, returned on release
 	spare   batch
-	left    batch
 	acks    []int32    // slots with rows to acknowledge after this batch
 	pushes  []*session // sessions with control frames queued in this batch
 	handler []byte     // reused for DOIT encoding
@@ -192,13 +191,13 @@ func (s *state) release() {
 // after a callback returns checks closed before it looks at a slot). (abandon runs in a runtime
 // cleanup, when nothing else of s's runs: its goroutine is gone.)
 func (s *state) recycle() {
-	cur, jobs := s.inbox.close()
+	cur, left, jobs := s.inbox.close()
 	s.inbox.giveBack(s.inbox.held.Load()) // closed: nothing is pushed any more, and no loop gives back after this
 	other := s.spare
 	if other.entries == nil && other.data == nil {
-		other = s.left
+		other = left
 	}
-	s.spare, s.left = batch{}, batch{}
+	s.spare = batch{}
 	s.bufs.put(cur, other, s.slots, jobs)
 	s.bufs, s.slots = nil, nil
 }
@@ -258,8 +257,8 @@ func (s *state) absorbFinals() {
 			}
 		}
 	}
-	collect(s.left)
 	s.inbox.mu.Lock()
+	collect(s.inbox.left)
 	collect(s.inbox.cur)
 	s.inbox.mu.Unlock()
 	// Finished after the inbox lock is let go: telling the reaper's table

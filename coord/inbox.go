@@ -92,8 +92,14 @@ const entrySize = int(unsafe.Sizeof(entry{}))
 type inbox struct {
 	mu     sync.Mutex
 	cur    batch
-	closed bool          // released: pushes are dropped
+	closed bool          // released or shed: pushes are dropped
 	signal chan struct{} // capacity 1: something was pushed
+	// left is what a receive loop stopped before (its callback said
+	// done), parked here until the next loop: under mu, so that shed can
+	// drop it while no loop runs, or a coordinator the application keeps
+	// open without receiving would hold it past MaxHeldBytes.
+	left     batch
+	released bool // close ran: what the coordinator held was given back whole
 
 	// Per job slot, what a reader checks a node's frame against.
 	jobs  []inboxJob
@@ -246,26 +252,53 @@ func (b *inbox) count(cost int64) {
 // giveBack returns what a batch of b's counted against MaxHeldBytes.
 func (b *inbox) giveBack(cost int64) { b.count(-cost) }
 
-// shed stops pushes and drops the batch being filled: the client ended
-// the coordinator for what it held (MaxHeldBytes), and its loop drops the
-// batch it holds. The job array stays: the loop may still read it.
+// shed stops pushes and drops the batch being filled and the one a loop
+// left parked: the client ended the coordinator for what it held
+// (MaxHeldBytes), and a running loop drops the batch it holds. The job
+// array stays: the loop may still read it.
 func (b *inbox) shed() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
-	b.giveBack(b.cur.cost)
-	b.cur = batch{}
+	b.giveBack(b.cur.cost + b.left.cost)
+	b.cur, b.left = batch{}, batch{}
 }
 
-// close stops pushes and hands over the batch being filled and the job
-// array.
-func (b *inbox) close() (batch, []inboxJob) {
+// unpark hands a receive loop what the previous one stopped before.
+func (b *inbox) unpark() batch {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.closed = true
-	cur, jobs := b.cur, b.jobs
-	b.cur, b.jobs = batch{}, nil // a reader that still holds the coordinator finds no job
-	return cur, jobs
+	left := b.left
+	b.left = batch{}
+	return left
+}
+
+// park keeps what a receive loop stopped before for the next one; once
+// the coordinator is shed or released it is dropped at once.
+func (b *inbox) park(left batch) {
+	if left.entries == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.released: // close gave back all that was held
+	case b.closed: // shed
+		b.giveBack(left.cost)
+	default:
+		b.left = left
+	}
+}
+
+// close stops pushes and hands over the batch being filled, the one a
+// loop left parked and the job array.
+func (b *inbox) close() (cur, left batch, jobs []inboxJob) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed, b.released = true, true
+	cur, left, jobs = b.cur, b.left, b.jobs
+	b.cur, b.left, b.jobs = batch{}, batch{}, nil // a reader that still holds the coordinator finds no job
+	return cur, left, jobs
 }
 
 // buffers are what a released coordinator hands to the next one: its two

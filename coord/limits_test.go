@@ -116,6 +116,52 @@ func TestHeldBytesEndTheCoordinatorHoldingTheMost(t *testing.T) {
 	}
 }
 
+// What a receive loop stopped before (its callback said done) waits for
+// the next loop; a coordinator the client ends for what it holds gives it
+// back at once, even if the application keeps it open and never receives
+// again, so the client holds no more than MaxHeldBytes for it.
+func TestShedDropsWhatALoopLeftForTheNext(t *testing.T) {
+	row := bytes.Repeat([]byte("r"), 1<<20)
+	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		var out []byte
+		for range 5 {
+			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
+		}
+		return out
+	})
+	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, MaxHeldBytes: 12 << 20})
+	idle := mustNew(t, cl, context.Background(), 2)
+	defer idle.Close()
+	for range 2 { // 10 MiB
+		if _, err := idle.Submit(Job{Node: node, Handler: "rows"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "10 rows held", func() bool { return cl.Stats().HeldBytes >= 10<<20 })
+	if err := idle.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if held := cl.Stats().HeldBytes; held < 9<<20 {
+		t.Fatalf("%d bytes held after a loop that took one row of ten, want the other nine still held", held)
+	}
+
+	greedy := mustNew(t, cl, context.Background(), 1) // 5 MiB more: over the limit
+	defer greedy.Close()
+	if _, err := greedy.Submit(Job{Node: node, Handler: "rows"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the client to end the idle coordinator", func() bool { return cl.Stats().HeldShed == 1 })
+	eventually(t, "what it set aside to be given back without another Recv", func() bool { return cl.Stats().HeldBytes <= 6<<20 })
+	if err := idle.Recv(RecvOptions{Timeout: waitFor}, func(Message) (bool, error) { return false, nil }); !errors.Is(err, ErrHeldBytes) {
+		t.Fatalf("the idle coordinator's next Recv: %v, want ErrHeldBytes", err)
+	}
+	idle.Close()
+	greedy.Close()
+	if held := cl.Stats().HeldBytes; held != 0 {
+		t.Fatalf("%d bytes held after both closed", held)
+	}
+}
+
 // A coordinator ended for what it holds stops in the middle of the batch
 // it is dispatching: the callback running when the client ended it is
 // the last, and the rest is given back at once.

@@ -63,10 +63,10 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 	if s.closed {
 		return ErrClosed
 	}
-	if s.shed.Load() == shedDone && s.left.entries != nil { // what an earlier loop set aside: shedHeld cannot reach it
-		s.inbox.giveBack(s.left.cost)
-		s.left = batch{}
-	}
+	// What an earlier loop stopped before: this loop's while it runs,
+	// parked in the inbox again (where shedding can drop it) when it ends.
+	left := s.inbox.unpark()
+	defer func() { s.inbox.park(left) }()
 	if err := s.ctx.Err(); err != nil {
 		return fmt.Errorf("coord: receive: %w", context.Cause(s.ctx))
 	}
@@ -92,8 +92,8 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		// b is this loop's alone while it is dispatched: neither the inbox
 		// nor s refers to it until it is handed back below.
 		var b batch
-		if s.left.entries != nil { // what an earlier loop stopped before
-			b, s.left = s.left, batch{}
+		if left.entries != nil { // what an earlier loop stopped before
+			b, left = left, batch{}
 		} else {
 			b, s.spare = s.inbox.take(s.spare), batch{}
 		}
@@ -109,12 +109,12 @@ func (s *state) loop(opts RecvOptions, pending func() []WorkerInfo, handle func(
 		}
 		if s.shed.Load() == shedDone { // ended for what it held: drop the rest now
 			s.inbox.giveBack(b.cost)
-			s.spare, s.left = b.recycled(), batch{}
+			s.spare = b.recycled()
 			return fmt.Errorf("coord: receive: %w", context.Cause(s.ctx))
 		}
 		if n < len(b.entries) {
 			// Stopped mid-batch: keep the rest for the next receive loop.
-			s.left = batch{entries: b.entries[n:], data: b.data, failures: b.failures, cost: b.cost}
+			left = batch{entries: b.entries[n:], data: b.data, failures: b.failures, cost: b.cost}
 		} else {
 			s.inbox.giveBack(b.cost)
 			s.spare = b.recycled()
