@@ -3,7 +3,9 @@ package coord
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/rexi-go/rexi/frame"
 )
@@ -86,7 +88,7 @@ type NodeError struct {
 
 // Error implements error.
 func (e *NodeError) Error() string {
-	return fmt.Sprintf("node %s sent ERROR %s: %s", e.Node, e.Code, e.Reason)
+	return fmt.Sprintf("node %s sent ERROR %s: %s", e.Node, e.Code, printable(e.Reason))
 }
 
 // WorkerError is a remote worker's EXIT.
@@ -99,7 +101,7 @@ type WorkerError struct {
 
 // Error implements error.
 func (e *WorkerError) Error() string {
-	return fmt.Sprintf("coord: worker %v exited (%s): %s", e.Worker, e.Kind, e.Reason)
+	return fmt.Sprintf("coord: worker %v exited (%s): %s", e.Worker, e.Kind, printable(e.Reason))
 }
 
 // Is matches ErrWorkerExit, and ErrNodeOverloaded for EXIT OVERLOADED.
@@ -163,3 +165,16 @@ func (e *OverloadError) Error() string {
 
 // Is matches ErrOverloaded.
 func (e *OverloadError) Is(target error) bool { return target == ErrOverloaded }
+
+// printable is a node's text as an error message shows it: as it is when
+// every rune prints, else quoted with Go escapes, so that a node cannot
+// put terminal escapes or forged lines into what an application prints
+// or logs as text. The error's field keeps the text as sent.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}

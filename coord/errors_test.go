@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,25 @@ func TestPinnedKeysNeedEncryption(t *testing.T) {
 	cfg := Config{Nodes: []string{"127.0.0.1:1"}, Secret: secret, InsecurePlaintext: true, NodeKeys: []secure.PublicKey{{1}}}
 	if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
 		t.Fatalf("Validate %v, want ErrConfig", err)
+	}
+}
+
+// A node's text reaches the application's error messages quoted when it
+// holds anything that does not print (terminal escapes, forged lines);
+// ordinary text reads as it was sent, and the field keeps it raw.
+func TestNodeTextsPrintSafely(t *testing.T) {
+	hostile := "boom\x1b[2J\nlevel=INFO msg=forged"
+	for _, err := range []error{
+		&WorkerError{Kind: frame.ExitError, Reason: hostile},
+		&NodeError{Node: "n1", Code: frame.CodeMalformed, Reason: hostile},
+		&HandshakeError{Node: "n1", Code: frame.CodeAuthFailed, Reason: hostile},
+	} {
+		msg := err.Error()
+		if strings.ContainsAny(msg, "\x1b\n") || !strings.Contains(msg, `"boom\x1b[2J\nlevel=INFO msg=forged"`) {
+			t.Errorf("%T: %q, want the reason quoted with escapes", err, msg)
+		}
+	}
+	if msg := (&WorkerError{Kind: frame.ExitError, Reason: "disk full: ünïcode ok"}).Error(); !strings.HasSuffix(msg, ": disk full: ünïcode ok") {
+		t.Errorf("plain reason changed: %q", msg)
 	}
 }

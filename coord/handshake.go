@@ -21,7 +21,7 @@ type HandshakeError struct {
 
 // Error implements error.
 func (e *HandshakeError) Error() string {
-	return fmt.Sprintf("coord: handshake with %s failed: %s: %s", e.Node, e.Code, e.Reason)
+	return fmt.Sprintf("coord: handshake with %s failed: %s: %s", e.Node, e.Code, printable(e.Reason))
 }
 
 // Permanent reports a refusal that retrying will not fix until someone
