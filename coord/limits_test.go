@@ -67,19 +67,29 @@ func TestWriteBuffersGivenBackAfterABurst(t *testing.T) {
 	}
 }
 
+// mebibyteRowsNode answers each DOIT with five rows of 1 MiB (a window
+// of them), and a LAST if last is set: the bytes a node within the
+// protocol may make a coordinator hold before it consumes any.
+func mebibyteRowsNode(t *testing.T, last bool) string {
+	row := bytes.Repeat([]byte("r"), 1<<20)
+	return forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
+		var out []byte
+		for range 5 {
+			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
+		}
+		if last {
+			out = enc.Append(out, frame.TypeLast, doit.Ref, nil)
+		}
+		return out
+	})
+}
+
 // A node within the protocol may send a window of rows per job, each up to
 // MaxPayload, before the coordinator consumes any. Past the client's
 // MaxHeldBytes, the coordinator holding the most is ended with
 // ErrHeldBytes, and others go on; what it held is given back at Close.
 func TestHeldBytesEndTheCoordinatorHoldingTheMost(t *testing.T) {
-	row := bytes.Repeat([]byte("r"), 1<<20)
-	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
-		var out []byte
-		for range 5 { // the scripted node's window
-			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
-		}
-		return enc.Append(out, frame.TypeLast, doit.Ref, nil)
-	})
+	node := mebibyteRowsNode(t, true)
 	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, MaxHeldBytes: 8 << 20})
 	greedy := mustNew(t, cl, context.Background(), 4)
 	defer greedy.Close()
@@ -121,14 +131,7 @@ func TestHeldBytesEndTheCoordinatorHoldingTheMost(t *testing.T) {
 // back at once, even if the application keeps it open and never receives
 // again, so the client holds no more than MaxHeldBytes for it.
 func TestShedDropsWhatALoopLeftForTheNext(t *testing.T) {
-	row := bytes.Repeat([]byte("r"), 1<<20)
-	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
-		var out []byte
-		for range 5 {
-			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
-		}
-		return out
-	})
+	node := mebibyteRowsNode(t, false)
 	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, MaxHeldBytes: 12 << 20})
 	idle := mustNew(t, cl, context.Background(), 2)
 	defer idle.Close()
@@ -166,14 +169,7 @@ func TestShedDropsWhatALoopLeftForTheNext(t *testing.T) {
 // it is dispatching: the callback running when the client ended it is
 // the last, and the rest is given back at once.
 func TestHeldBytesStopTheLoopMidBatch(t *testing.T) {
-	row := bytes.Repeat([]byte("r"), 1<<20)
-	node := forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
-		var out []byte
-		for range 5 {
-			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
-		}
-		return out
-	})
+	node := mebibyteRowsNode(t, false)
 	cl := connectedClient(t, Config{Nodes: []string{node}, InsecurePlaintext: true, MaxHeldBytes: 8 << 20})
 	greedy := mustNew(t, cl, context.Background(), 4)
 	defer greedy.Close()
