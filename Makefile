@@ -41,12 +41,14 @@ bench:
 fuzz:
 	cd frame && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
-## compare: rexi vs the gRPC-go baseline, every workload, one run (bench/README.md)
+## compare: rexi vs the gRPC-go baseline, every workload, COMPARE_ROUNDS rounds
+## (default 3) with the medians in the table (bench/README.md)
+COMPARE_ROUNDS ?= 3
 compare:
 	mkdir -p bin
 	$(GO) build -o bin/rexinode ./cmd/rexinode
 	cd bench/grpcbase && $(GO) build -o ../../bin/grpcbase .
-	$(GO) run ./bench/compare -rexinode bin/rexinode -grpcbase bin/grpcbase $(COMPARE_FLAGS)
+	$(GO) run ./bench/compare -rexinode bin/rexinode -grpcbase bin/grpcbase -rounds $(COMPARE_ROUNDS) $(COMPARE_FLAGS)
 
 ## reference: W-cast and W-stream on a minimal gnet node and coordinator, none of rexi:
 ## what the transport allows on this host (bench/README.md)

@@ -1,7 +1,9 @@
 // Command compare runs the anchor workloads on rexi and on the gRPC-go
 // baseline in one run, alternately, with three node processes each and one
 // coordinator process, and prints (and writes) a table of ours, gRPC and
-// the ratio, plus a latency distribution plot. `make compare` runs it.
+// the ratio, plus a latency distribution plot. With -rounds N it runs it
+// all N times and the table gives the medians, each round's table after
+// it. `make compare` runs it (COMPARE_FLAGS=-rounds=3 for three rounds).
 package main
 
 import (
@@ -46,14 +48,19 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "w-conc duration")
 	workloads := flag.String("workloads", "w-cast,w-stream,w-reap,w-conc", "workloads to run")
 	out := flag.String("out", "bench/results", "directory for compare.json, compare.md and latency.svg")
+	rounds := flag.Int("rounds", 1, "rounds: every workload on every system, once per round; the table gives medians")
 	flag.Parse()
-	if err := run(*rexinode, *grpcbase, *fanouts, *warmup, *duration, strings.Split(*workloads, ","), *out); err != nil {
+	if *rounds < 1 {
+		fmt.Fprintln(os.Stderr, "compare: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*rexinode, *grpcbase, *fanouts, *warmup, *duration, strings.Split(*workloads, ","), *rounds, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration, workloads []string, out string) error {
+func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration, workloads []string, rounds int, out string) error {
 	unlock, err := benchproc.Lock(benchproc.LockPath)
 	if err != nil {
 		return err
@@ -106,29 +113,35 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 			return append(args, common(w)...)
 		}
 	}
-	results := map[string][]result{}
-	for _, w := range workloads {
-		row := make([]result, len(systems))
-		for i, s := range systems { // alternately, in one run
-			fmt.Fprintf(os.Stderr, "%s %s ...\n", s.name, w)
-			r, err := s.bench(w)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", s.name, w, err)
+	// Each round runs every workload on every system, one after the
+	// other, so that the ratios of a round come from one sitting.
+	var runs []map[string][]result
+	for k := range rounds {
+		results := map[string][]result{}
+		for _, w := range workloads {
+			row := make([]result, len(systems))
+			for i, s := range systems {
+				fmt.Fprintf(os.Stderr, "round %d/%d: %s %s ...\n", k+1, rounds, s.name, w)
+				r, err := s.bench(w)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", s.name, w, err)
+				}
+				r.TotalRuns = r.Fanouts + warmup
+				if w == "w-reap" {
+					r.TotalRuns = r.Fanouts + warmup/10
+				}
+				row[i] = r
 			}
-			r.TotalRuns = r.Fanouts + warmup
-			if w == "w-reap" {
-				r.TotalRuns = r.Fanouts + warmup/10
-			}
-			row[i] = r
+			results[w] = row
 		}
-		results[w] = row
+		runs = append(runs, results)
 	}
 	names := make([]string, len(systems))
 	for i, s := range systems {
 		names[i] = s.name
 	}
 	baseline := slices.IndexFunc(systems, func(s *system) bool { return s.baseline })
-	return report(os.Stdout, names, baseline, results, workloads, out)
+	return report(os.Stdout, names, baseline, runs, workloads, out)
 }
 
 func (s *system) start(args ...string) error {

@@ -15,13 +15,6 @@ import (
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
 
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.3f", a/b)
-}
-
 // cpuPerFanout is the CPU of all four processes per fan-out, in ms.
 func cpuPerFanout(r result) float64 {
 	if r.TotalRuns == 0 {
@@ -31,14 +24,56 @@ func cpuPerFanout(r result) float64 {
 }
 
 // report prints and writes the table: one column per system (names, in
-// the order of results' rows), then each rexi variant's ratio to the gRPC
-// baseline (the system at index baseline) and, for the variants after the
-// first, to the first; the table also goes to stdout.
-func report(stdout io.Writer, names []string, baseline int, results map[string][]result, workloads []string, out string) error {
+// the order of each round's rows), then each rexi variant's ratio to the
+// gRPC baseline (the system at index baseline) and, for the variants after
+// the first, to the first. With several rounds each cell is the median of
+// the rounds' figures (a ratio: of each round's ratio, so that both sides
+// of it come from one sitting) and leaked workers are summed; each
+// round's own table follows. The text also goes to stdout.
+func report(stdout io.Writer, names []string, baseline int, runs []map[string][]result, workloads []string, out string) error {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "Run %s on %s (%d cores, %s/%s, %s); 3 node processes + 1 coordinator process per system, on 127.0.0.1.\n\n",
+	fmt.Fprintf(&b, "Run %s on %s (%d cores, %s/%s, %s); 3 node processes + 1 coordinator process per system, on 127.0.0.1.",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if len(runs) > 1 {
+		fmt.Fprintf(&b, " Medians of %d rounds (a ratio: the median of each round's ratio; leaked workers: the sum); each round's table follows.", len(runs))
+	}
+	b.WriteString("\n\n")
+	table(&b, names, baseline, runs, workloads)
+	if len(runs) > 1 {
+		for k := range runs {
+			fmt.Fprintf(&b, "\nRound %d:\n\n", k+1)
+			table(&b, names, baseline, runs[k:k+1], workloads)
+		}
+	}
+	fmt.Fprint(stdout, b.String())
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "compare.md"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(summaryJSON(names, runs), "", "  ")
+	if err := os.WriteFile(filepath.Join(out, "compare.json"), js, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, "latency.svg"), []byte(plot(names, baseline, merged(runs))), 0o644)
+}
+
+// median of vs (the mean of the middle two for an even count).
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// table writes the markdown table of runs (one round or several: see
+// report).
+func table(b *strings.Builder, names []string, baseline int, runs []map[string][]result, workloads []string) {
 	var variants []int // the rexi systems, in order
 	for i := range names {
 		if i != baseline {
@@ -53,19 +88,34 @@ func report(stdout io.Writer, names []string, baseline int, results map[string][
 	for _, i := range variants[1:] {
 		head = append(head, names[i]+" / "+names[variants[0]])
 	}
-	fmt.Fprintf(&b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
-	row := func(w, metric string, rs []result, val func(result) float64, show func(float64) string) {
+	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	row := func(w, metric string, val func(result) float64, show func(float64) string) {
+		over := func(f func(rs []result) float64) float64 {
+			vs := make([]float64, len(runs))
+			for k, r := range runs {
+				vs[k] = f(r[w])
+			}
+			return median(vs)
+		}
+		ratioOf := func(i, base int) string {
+			for _, r := range runs {
+				if val(r[w][base]) == 0 {
+					return "—"
+				}
+			}
+			return fmt.Sprintf("%.3f", over(func(rs []result) float64 { return val(rs[i]) / val(rs[base]) }))
+		}
 		cells := []string{w, metric}
-		for _, r := range rs {
-			cells = append(cells, show(val(r)))
+		for i := range names {
+			cells = append(cells, show(over(func(rs []result) float64 { return val(rs[i]) })))
 		}
 		for _, i := range variants {
-			cells = append(cells, ratio(val(rs[i]), val(rs[baseline])))
+			cells = append(cells, ratioOf(i, baseline))
 		}
 		for _, i := range variants[1:] {
-			cells = append(cells, ratio(val(rs[i]), val(rs[variants[0]])))
+			cells = append(cells, ratioOf(i, variants[0]))
 		}
-		fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
+		fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
 	}
 	msOf := func(f func(result) time.Duration) func(result) float64 {
 		return func(r result) float64 { return float64(f(r)) }
@@ -73,56 +123,68 @@ func report(stdout io.Writer, names []string, baseline int, results map[string][
 	showMs := func(v float64) string { return ms(time.Duration(v)) }
 	show3 := func(v float64) string { return fmt.Sprintf("%.3f", v) }
 	for _, w := range workloads {
-		rs, ok := results[w]
-		if !ok {
+		if _, ok := runs[0][w]; !ok {
 			continue
 		}
 		if w == "w-conc" {
-			row(w, "fan-outs/s", rs, func(r result) float64 { return r.PerSecond }, func(v float64) string { return fmt.Sprintf("%.0f", v) })
-			row(w, "CPU ms / fan-out (all processes)", rs, func(r result) float64 {
+			row(w, "fan-outs/s", func(r result) float64 { return r.PerSecond }, func(v float64) string { return fmt.Sprintf("%.0f", v) })
+			row(w, "CPU ms / fan-out (all processes)", func(r result) float64 {
 				return (r.CPUSeconds + r.NodeCPU) * 1000 / math.Max(1, float64(r.Fanouts))
 			}, show3)
 			continue
 		}
-		row(w, "p50", rs, msOf(func(r result) time.Duration { return r.P50 }), showMs)
-		row(w, "p99", rs, msOf(func(r result) time.Duration { return r.P99 }), showMs)
-		row(w, "mean", rs, msOf(func(r result) time.Duration { return r.Mean }), showMs)
+		row(w, "p50", msOf(func(r result) time.Duration { return r.P50 }), showMs)
+		row(w, "p99", msOf(func(r result) time.Duration { return r.P99 }), showMs)
+		row(w, "mean", msOf(func(r result) time.Duration { return r.Mean }), showMs)
 		if w == "w-reap" {
 			cells := []string{w, "leaked workers"}
-			for _, r := range rs {
-				cells = append(cells, fmt.Sprint(r.Leaked))
+			for i := range names {
+				var leaked int64
+				for _, r := range runs {
+					leaked += r[w][i].Leaked
+				}
+				cells = append(cells, fmt.Sprint(leaked))
 			}
 			for range len(head) - len(cells) {
 				cells = append(cells, "")
 			}
-			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
+			fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
 		} else {
-			row(w, "CPU ms / fan-out (all processes)", rs, cpuPerFanout, show3)
+			row(w, "CPU ms / fan-out (all processes)", cpuPerFanout, show3)
 		}
 	}
-	fmt.Fprint(stdout, b.String())
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(out, "compare.md"), []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	js, _ := json.MarshalIndent(summaryJSON(names, results), "", "  ")
-	if err := os.WriteFile(filepath.Join(out, "compare.json"), js, 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(out, "latency.svg"), []byte(plot(names, baseline, results)), 0o644)
 }
 
-// summaryJSON drops the raw samples: workload → system → result.
-func summaryJSON(names []string, results map[string][]result) map[string]map[string]result {
-	out := map[string]map[string]result{}
-	for w, rs := range results {
-		out[w] = map[string]result{}
-		for i, r := range rs {
-			r.Samples = nil
-			out[w][names[i]] = r
+// merged is every round's samples together, per workload and system, for
+// the plot.
+func merged(runs []map[string][]result) map[string][]result {
+	out := map[string][]result{}
+	for w, rs := range runs[0] {
+		row := make([]result, len(rs))
+		for i := range rs {
+			for _, r := range runs {
+				row[i].Samples = append(row[i].Samples, r[w][i].Samples...)
+			}
 		}
+		out[w] = row
+	}
+	return out
+}
+
+// summaryJSON drops the raw samples: one entry per round, each workload →
+// system → result.
+func summaryJSON(names []string, runs []map[string][]result) []map[string]map[string]result {
+	var out []map[string]map[string]result
+	for _, results := range runs {
+		round := map[string]map[string]result{}
+		for w, rs := range results {
+			round[w] = map[string]result{}
+			for i, r := range rs {
+				r.Samples = nil
+				round[w][names[i]] = r
+			}
+		}
+		out = append(out, round)
 	}
 	return out
 }

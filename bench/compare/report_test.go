@@ -25,7 +25,7 @@ func TestReportRatiosToTheBaseline(t *testing.T) {
 		row = append(row, result{Result: bench.Summarize("w-cast", []time.Duration{d})})
 	}
 	out := t.TempDir()
-	if err := report(io.Discard, names, 0, map[string][]result{"w-cast": row}, []string{"w-cast"}, out); err != nil {
+	if err := report(io.Discard, names, 0, []map[string][]result{{"w-cast": row}}, []string{"w-cast"}, out); err != nil {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "compare.md"))
@@ -36,5 +36,42 @@ func TestReportRatiosToTheBaseline(t *testing.T) {
 		if !strings.Contains(string(md), want) {
 			t.Fatalf("compare.md lacks\n%s\n:\n%s", want, md)
 		}
+	}
+}
+
+// With several rounds a cell is the median of the rounds' figures, a ratio
+// the median of each round's ratio (both sides from one sitting), leaked
+// workers the sum; each round's own table follows.
+func TestReportMediansOfRounds(t *testing.T) {
+	names := []string{"rexi", "gRPC-go"}
+	round := func(rexi, grpc time.Duration, leaked int64) map[string][]result {
+		r := result{Result: bench.Summarize("w-reap", []time.Duration{rexi})}
+		r.Leaked = leaked
+		return map[string][]result{"w-reap": {r, {Result: bench.Summarize("w-reap", []time.Duration{grpc})}}}
+	}
+	runs := []map[string][]result{
+		round(1*time.Millisecond, 10*time.Millisecond, 0), // ratio 0.100
+		round(3*time.Millisecond, 10*time.Millisecond, 2), // ratio 0.300
+		round(2*time.Millisecond, 40*time.Millisecond, 0), // ratio 0.050
+	}
+	out := t.TempDir()
+	if err := report(io.Discard, names, 1, runs, []string{"w-reap"}, out); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "compare.md"))
+	for _, want := range []string{
+		"Medians of 3 rounds",
+		"| w-reap | p50 | 2.000 ms | 10.000 ms | 0.100 |", // not 2/10 = 0.200: the median of the rounds' ratios
+		"| w-reap | leaked workers | 2 | 0 |",
+		"Round 3:",
+		"| w-reap | p50 | 2.000 ms | 40.000 ms | 0.050 |",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Fatalf("compare.md lacks\n%s\n:\n%s", want, md)
+		}
+	}
+	js, _ := os.ReadFile(filepath.Join(out, "compare.json"))
+	if n := strings.Count(string(js), `"rexi": {`); n != 3 {
+		t.Fatalf("compare.json holds %d rounds of rexi, want 3:\n%s", n, js)
 	}
 }
