@@ -3,7 +3,7 @@
 // coordinator process, and prints (and writes) a table of ours, gRPC and
 // the ratio, plus a latency distribution plot. With -rounds N it runs it
 // all N times and the table gives the medians, each round's table after
-// it. `make compare` runs it (COMPARE_FLAGS=-rounds=3 for three rounds).
+// it. `make compare` runs it, with three rounds (COMPARE_ROUNDS).
 package main
 
 import (
