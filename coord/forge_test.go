@@ -273,6 +273,13 @@ func TestRowsPastTheWindowAreCaughtWhileAcknowledgedOnReceipt(t *testing.T) {
 // copies of row in one write, ACKs or not; the code of the ERROR it gets
 // comes on refused.
 func rowFlooder(t *testing.T, n int, row []byte) (addr string, refused <-chan frame.ErrorCode) {
+	return rowsNode(t, n, row, false)
+}
+
+// rowsNode answers each DOIT with n copies of row in one write, then a
+// LAST if last is set; the code of the first ERROR it gets comes on
+// refused.
+func rowsNode(t *testing.T, n int, row []byte, last bool) (addr string, refused <-chan frame.ErrorCode) {
 	codes := make(chan frame.ErrorCode, 1)
 	addr = scriptedNode(t, func(enc *frame.Encoder, f frame.Frame) []byte {
 		switch f.Type {
@@ -281,10 +288,16 @@ func rowFlooder(t *testing.T, n int, row []byte) (addr string, refused <-chan fr
 			for range n {
 				out = enc.Append(out, frame.TypeStream, f.Ref, row)
 			}
+			if last {
+				out = enc.Append(out, frame.TypeLast, f.Ref, nil)
+			}
 			return out
 		case frame.TypeError:
 			code, _, _ := frame.ParseError(f.Payload)
-			codes <- code
+			select {
+			case codes <- code:
+			default: // the first is kept
+			}
 		}
 		return nil
 	})

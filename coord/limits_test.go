@@ -71,17 +71,8 @@ func TestWriteBuffersGivenBackAfterABurst(t *testing.T) {
 // of them), and a LAST if last is set: the bytes a node within the
 // protocol may make a coordinator hold before it consumes any.
 func mebibyteRowsNode(t *testing.T, last bool) string {
-	row := bytes.Repeat([]byte("r"), 1<<20)
-	return forgingNode(t, func(enc *frame.Encoder, doit frame.Frame) []byte {
-		var out []byte
-		for range 5 {
-			out = enc.Append(out, frame.TypeStream, doit.Ref, row)
-		}
-		if last {
-			out = enc.Append(out, frame.TypeLast, doit.Ref, nil)
-		}
-		return out
-	})
+	addr, _ := rowsNode(t, 5, bytes.Repeat([]byte("r"), 1<<20), last)
+	return addr
 }
 
 // A node within the protocol may send a window of rows per job, each up to
