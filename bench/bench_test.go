@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -172,5 +173,46 @@ func TestWorkloadsRun(t *testing.T) {
 		if res.Fanouts != 5 || res.P50 <= 0 || res.Leaked != 0 {
 			t.Fatalf("%s: %+v", w, res)
 		}
+	}
+}
+
+// lateContext has a deadline its Done never reports: a context whose timer
+// has not fired yet when a client that reads the deadline itself (gRPC-go)
+// already fails its call with "deadline exceeded".
+type lateContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c lateContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func TestConcurrentEndsAtItsDeadlineWhateverTheContextSays(t *testing.T) {
+	parent := lateContext{Context: context.Background(), deadline: time.Now().Add(100 * time.Millisecond)}
+	type outcome struct {
+		res Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := Concurrent(parent, 4, time.Hour, func(ctx context.Context) error {
+			dl, _ := ctx.Deadline()
+			if !time.Now().Before(dl) {
+				return errors.New("deadline exceeded, read from the clock")
+			}
+			time.Sleep(time.Millisecond) // a fan-out's work
+			return nil
+		})
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			t.Fatalf("a call failed by the run's own deadline failed the run: %v", o.err)
+		}
+		if o.res.Fanouts == 0 {
+			t.Fatal("no fan-out counted")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run did not end at its deadline")
 	}
 }

@@ -289,9 +289,17 @@ func (r *Runner) conc(ctx context.Context) (Result, error) {
 
 // Concurrent runs once from n goroutines back to back for dur and reports
 // the fan-outs per second (W-conc); the first error fails the run.
+//
+// The run ends at its deadline, read from the clock, not only once ctx says
+// so: a client that checks the deadline itself (gRPC-go does) may fail a
+// call with "deadline exceeded" a moment before the context's own timer
+// fires, and that is the run ending, not a failed fan-out (it failed a
+// whole make compare once).
 func Concurrent(ctx context.Context, n int, dur time.Duration, once func(context.Context) error) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
+	running := func() bool { return ctx.Err() == nil && time.Now().Before(deadline) }
 	var mu sync.Mutex
 	var firstErr error
 	count := 0
@@ -301,12 +309,12 @@ func Concurrent(ctx context.Context, n int, dur time.Duration, once func(context
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for running() {
 				err := once(ctx)
 				mu.Lock()
 				if err == nil {
 					count++
-				} else if ctx.Err() == nil && firstErr == nil {
+				} else if running() && firstErr == nil {
 					firstErr = err
 				}
 				mu.Unlock()
