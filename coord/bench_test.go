@@ -35,8 +35,13 @@ func benchFanouts(b *testing.B, handler, args string, receive func(*Coordinator)
 	b.ReportAllocs()
 	for b.Loop() {
 		start := time.Now()
-		co, _ := c.cl.New(context.Background(), len(jobs))
-		co.Submit(jobs...)
+		co, err := c.cl.New(context.Background(), len(jobs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := co.Submit(jobs...); err != nil {
+			b.Fatal(err)
+		}
 		if err := receive(co); err != nil {
 			b.Fatal(err)
 		}

@@ -77,6 +77,12 @@ func BenchmarkLoopReplyTurn(b *testing.B) {
 	if tc.wrote == 0 {
 		b.Fatal("no REPLY written")
 	}
+	// What a turn wrote is REPLYs, not a job's ERROR each: the figure is
+	// of the path it names.
+	var d frame.Decoder
+	if f, _, err := d.Decode(tc.last); err != nil || f.Type != frame.TypeReply {
+		b.Fatalf("a turn wrote %v (%v), not REPLYs", f.Type, err)
+	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*jobs), "ns/DOIT")
 }
 
