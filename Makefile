@@ -37,9 +37,12 @@ test-netns:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
-## fuzz: run the frame decoder fuzzer for FUZZTIME (default 5m)
+## fuzz: run every fuzzer for FUZZTIME each (default 5m): the frame decoder,
+## sealed records, the rows handler's arguments
 fuzz:
-	cd frame && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./frame
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./secure
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRows$$' -fuzztime $(FUZZTIME) ./handlers
 
 ## compare: rexi vs the gRPC-go baseline, every workload, COMPARE_ROUNDS rounds
 ## (default 3) with the medians in the table (bench/README.md)
