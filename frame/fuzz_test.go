@@ -9,10 +9,12 @@ import (
 const fuzzMax = 1 << 16
 
 // FuzzDecode feeds arbitrary bytes to the decoder. Byte 0 picks the
-// receiver's settings (bits 0-1) and the DOIT fields in force (bits 2-3). Properties: no panic; every error is ErrIncomplete or
-// a *ProtocolError; a decoded frame re-encodes to exactly its bytes; typed
-// payloads that parse re-encode to the same payload; decompression never
-// yields more than the maximum.
+// receiver's settings (bits 0-1) and the DOIT fields in force (bits 2-3).
+// Properties: no panic; every error is ErrIncomplete or a
+// *ProtocolError; a decoded frame re-encodes to exactly its bytes; typed
+// payloads that parse (DOIT, EXIT, ACK, KILL_ALL, HELLO, WELCOME, AUTH,
+// ERROR and a BAD_VERSION's version list) re-encode to the same payload;
+// decompression never yields more than the maximum.
 func FuzzDecode(f *testing.F) {
 	for _, v := range vectors() {
 		f.Add(append([]byte{settingsByte(v.dec) | byte(v.doit)}, v.build()...))
@@ -120,6 +122,22 @@ func checkPayload(t *testing.T, fr Frame, doit Feature) {
 			return
 		}
 		re = AppendWelcome(nil, w)
+	case TypeAuth:
+		mac, err := ParseAuth(p)
+		if err != nil {
+			return
+		}
+		re = AppendAuth(nil, mac)
+	case TypeError:
+		code, msg, err := ParseError(p)
+		if err != nil {
+			return
+		}
+		// A BAD_VERSION's message lists versions a coordinator reads back.
+		if vs, ok := ParseVersions(msg); ok && len(vs) == 0 {
+			t.Fatalf("versions in %q parse as none", msg)
+		}
+		re = e.AppendError(nil, fr.Ref, code, string(msg))
 	default:
 		return
 	}
