@@ -1,6 +1,7 @@
 package secure
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/rexi-go/rexi/frame"
@@ -51,4 +52,54 @@ func fuzzPair() (cs, ns *Session, err error) {
 	m3, cs, _ := ci.Write(nil, nil)
 	_, ns, err = nr.Read(nil, m3)
 	return cs, ns, err
+}
+
+// fixedHandshake is one side of a handshake whose ephemeral key is fixed,
+// so that a genuine exchange is the same bytes every time.
+func fixedHandshake(initiator bool) *Handshake {
+	key, eph := fixed(1), fixed(0x81)
+	if !initiator {
+		key, eph = fixed(2), fixed(0xc1)
+	}
+	h, _ := NewHandshake(Config{Key: PrivateKey(key), Secret: []byte("s"), Random: bytes.NewReader(eph)}, initiator)
+	return h
+}
+
+// FuzzHandshake feeds arbitrary bytes to a node's handshake as the
+// coordinator's messages 1 and 3, and to a coordinator's as the node's
+// message 2: they fail cleanly (never panic), and nothing but the genuine
+// exchange, made with the cluster secret, completes the node's side (the
+// coordinator's completes only when it writes message 3).
+func FuzzHandshake(f *testing.F) {
+	ci, nr := fixedHandshake(true), fixedHandshake(false)
+	m1, _, _ := ci.Write(nil, nil)
+	if _, _, err := nr.Read(nil, m1); err != nil {
+		f.Fatal(err)
+	}
+	m2, _, _ := nr.Write(nil, nil)
+	if _, _, err := ci.Read(nil, m2); err != nil {
+		f.Fatal(err)
+	}
+	m3, _, _ := ci.Write(nil, nil)
+	f.Add(m1, m3, m2)
+	f.Add(m1, m3[:len(m3)-1], m2[1:])
+	f.Add(append(m1, 0), m3, append(m2, 0))
+	f.Fuzz(func(t *testing.T, first, third, second []byte) {
+		node := fixedHandshake(false)
+		if _, s, err := node.Read(nil, first); err == nil {
+			if s != nil {
+				t.Fatal("message 1 completed the node's handshake")
+			}
+			node.Write(nil, nil)
+			_, s, err := node.Read(nil, third)
+			if err == nil && s != nil && !(bytes.Equal(first, m1) && bytes.Equal(third, m3)) {
+				t.Fatalf("a forged exchange completed the node's handshake:\n1 %x\n3 %x", first, third)
+			}
+		}
+		coord := fixedHandshake(true)
+		coord.Write(nil, nil)
+		if _, s, err := coord.Read(nil, second); err == nil && s != nil {
+			t.Fatal("message 2 completed the coordinator's handshake")
+		}
+	})
 }
