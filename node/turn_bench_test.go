@@ -1,6 +1,7 @@
 package node
 
 import (
+	"log/slog"
 	"net"
 	"testing"
 
@@ -15,12 +16,21 @@ type turnConn struct {
 	in        []byte
 	wrote     int
 	last      []byte // what the last Write wrote (the node reuses it)
+	keep      bool   // keep everything written in out (the fuzzer's check)
+	out       []byte
 }
 
-func (t *turnConn) InboundBuffered() int          { return len(t.in) }
-func (t *turnConn) Peek(int) ([]byte, error)      { return t.in, nil }
-func (t *turnConn) Discard(n int) (int, error)    { return n, nil }
-func (t *turnConn) Write(p []byte) (int, error)   { t.wrote += len(p); t.last = p; return len(p), nil }
+func (t *turnConn) InboundBuffered() int       { return len(t.in) }
+func (t *turnConn) Peek(int) ([]byte, error)   { return t.in, nil }
+func (t *turnConn) Discard(n int) (int, error) { return n, nil }
+func (t *turnConn) Write(p []byte) (int, error) {
+	t.wrote += len(p)
+	t.last = p
+	if t.keep {
+		t.out = append(t.out, p...)
+	}
+	return len(p), nil
+}
 func (t *turnConn) OutboundBuffered() int         { return 0 }
 func (t *turnConn) Wake(gnet.AsyncCallback) error { return nil }
 func (t *turnConn) RemoteAddr() net.Addr          { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
@@ -28,22 +38,34 @@ func (t *turnConn) RemoteAddr() net.Addr          { return &net.TCPAddr{IP: net.
 // turnNode is a node with loop handlers echo and rows, and a connection
 // to it past the handshake over a turnConn.
 func turnNode(b *testing.B) (*conn, *turnConn) {
-	n, err := New(Config{Name: "n1", Secret: testSecret, Logger: quietLogger(), InsecurePlaintext: true})
+	tc := &turnConn{}
+	return turnConnOf(newTurnNode(b, quietLogger()), tc, frame.FeatureRange|frame.FeatureTraceContext), tc
+}
+
+// newTurnNode is a node, never started, with loop handlers echo and rows.
+func newTurnNode(tb testing.TB, log *slog.Logger) *Node {
+	n, err := New(Config{Name: "n1", Secret: testSecret, Logger: log, InsecurePlaintext: true})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	n.HandleReply("echo", func(args, nonce, dst []byte) ([]byte, error) { return append(dst, args...), nil })
 	n.HandleStream("rows", func(args, nonce []byte) (RowSource, error) {
 		count, size := parseRowsArgs(string(args))
 		return &knownRows{countRows: countRows{n: count, size: size}}, nil
 	})
-	tc := &turnConn{}
+	return n
+}
+
+// turnConnOf is a connection to n over tc, past its handshake with the
+// DOIT fields fields in force.
+func turnConnOf(n *Node, tc *turnConn, fields frame.Feature) *conn {
 	c := newConn(n, tc)
 	name := "bench"
 	c.peerName.Store(&name)
-	c.phase, c.peerMax, c.doitFields = phaseReady, 1<<20, frame.FeatureRange|frame.FeatureTraceContext
+	c.phase, c.peerMax, c.doitFields = phaseReady, 1<<20, fields
 	c.dec = frame.Decoder{MaxPayload: 1 << 20}
-	return c, tc
+	c.ready.Store(true) // past the handshake: closeAll has no handshake slot to give back
+	return c
 }
 
 // runTurn is one event-loop turn that reads in; a turn that ends the

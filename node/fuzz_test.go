@@ -1,0 +1,108 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/rexi-go/rexi/frame"
+)
+
+// panicLog records the log lines a recovered panic leaves: a turn
+// recovers its own panics (a bug must not take the loop down), so the
+// fuzzer finds them here.
+type panicLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (p *panicLog) Enabled(context.Context, slog.Level) bool { return true }
+func (p *panicLog) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p *panicLog) WithGroup(string) slog.Handler            { return p }
+func (p *panicLog) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "panic") {
+		p.mu.Lock()
+		p.lines = append(p.lines, r.Message)
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+func (p *panicLog) take() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.lines
+	p.lines = nil
+	return l
+}
+
+// sentError says whether the coordinator's bytes hold an ERROR, which
+// ends the connection with no ERROR in answer.
+func sentError(in []byte) bool {
+	d := frame.Decoder{MaxPayload: 1 << 20}
+	for len(in) > 0 {
+		fr, used, err := d.Decode(in)
+		if err != nil {
+			return false
+		}
+		if fr.Type == frame.TypeError {
+			return true
+		}
+		in = in[used:]
+	}
+	return false
+}
+
+// FuzzLoopTurn feeds arbitrary bytes, as one read, to a node connection
+// past its handshake (loop handlers echo and rows; byte 0 picks the DOIT
+// fields in force). Properties: no panic, recovered or not; the turn goes
+// on or closes; every byte the node wrote decodes as frames; a turn that
+// closes the connection wrote ERROR last, unless the coordinator sent one.
+func FuzzLoopTurn(f *testing.F) {
+	panics := &panicLog{}
+	n := newTurnNode(f, slog.New(panics))
+	const fields = frame.FeatureRange | frame.FeatureTraceContext
+	enc := frame.Encoder{Doit: fields}
+	echo := enc.AppendDoit(nil, 1, frame.Doit{Handler: []byte("echo"), Nonce: []byte("n"), Args: []byte("a"), TimeoutMillis: 5000})
+	rows := enc.AppendDoit(nil, 2, frame.Doit{Handler: []byte("rows"), Args: []byte("3:10")})
+	rows = enc.Append(rows, frame.TypeStart, 2, nil)
+	rows = enc.AppendAck(rows, 2, 5)
+	for _, seed := range [][]byte{
+		echo,
+		rows,
+		append(append([]byte{}, rows...), enc.AppendKillAll(nil, []uint64{1, 2})...),
+		enc.Append(nil, frame.TypeCancel, 2, nil),
+		enc.AppendDoit(nil, 3, frame.Doit{Handler: []byte("nope")}),
+		echo[:len(echo)-1],
+		{0, 0, 0, 0, 0xff},
+	} {
+		f.Add(byte(fields), seed)
+	}
+	f.Fuzz(func(t *testing.T, sel byte, in []byte) {
+		tc := &turnConn{keep: true, in: in}
+		c := turnConnOf(n, tc, frame.Feature(sel)&fields)
+		a := c.traffic()
+		c.closeAll()
+		if l := panics.take(); len(l) > 0 {
+			t.Fatalf("a turn panicked: %q", l)
+		}
+		if a != gnet.None && a != gnet.Close {
+			t.Fatalf("action %v", a)
+		}
+		d := frame.Decoder{MaxPayload: 1 << 20}
+		var last frame.Frame
+		for out := tc.out; len(out) > 0; {
+			fr, used, err := d.Decode(out)
+			if err != nil {
+				t.Fatalf("the node wrote bytes that do not decode (%v): %x", err, out)
+			}
+			last, out = fr, out[used:]
+		}
+		if a == gnet.Close && last.Type != frame.TypeError && !sentError(in) {
+			t.Fatalf("closed after writing %v last, not ERROR", last.Type)
+		}
+	})
+}
