@@ -9,6 +9,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rexi-go/rexi/frame"
+	"github.com/rexi-go/rexi/secure"
 )
 
 // panicLog records the log lines a recovered panic leaves: a turn
@@ -89,20 +90,73 @@ func FuzzLoopTurn(f *testing.F) {
 		if l := panics.take(); len(l) > 0 {
 			t.Fatalf("a turn panicked: %q", l)
 		}
-		if a != gnet.None && a != gnet.Close {
-			t.Fatalf("action %v", a)
+		checkWritten(t, a, tc.out, in)
+	})
+}
+
+// checkWritten: a turn either goes on or closes; every byte the node
+// wrote decodes as frames; a turn that closes wrote ERROR last, unless
+// the coordinator's bytes in held one.
+func checkWritten(t *testing.T, a gnet.Action, out, in []byte) {
+	t.Helper()
+	if a != gnet.None && a != gnet.Close {
+		t.Fatalf("action %v", a)
+	}
+	d := frame.Decoder{MaxPayload: 1 << 20, Compression: true}
+	var last frame.Frame
+	for len(out) > 0 {
+		// Checksums start once a handshake negotiated them: each frame is
+		// held to what its own flag says.
+		d.Checksum = len(out) > 5 && frame.Flags(out[5])&frame.FlagChecksum != 0
+		fr, used, err := d.Decode(out)
+		if err != nil {
+			t.Fatalf("the node wrote bytes that do not decode (%v): %x", err, out)
 		}
-		d := frame.Decoder{MaxPayload: 1 << 20}
-		var last frame.Frame
-		for out := tc.out; len(out) > 0; {
-			fr, used, err := d.Decode(out)
-			if err != nil {
-				t.Fatalf("the node wrote bytes that do not decode (%v): %x", err, out)
-			}
-			last, out = fr, out[used:]
+		last, out = fr, out[used:]
+	}
+	if a == gnet.Close && last.Type != frame.TypeError && !sentError(in) {
+		t.Fatalf("closed after writing %v last, not ERROR", last.Type)
+	}
+}
+
+// FuzzHandshakeTurn feeds arbitrary bytes, as one read, to a connection
+// that has just opened, to a plaintext node or (sel odd) one that requires
+// the Noise handshake. Properties as FuzzLoopTurn's; and a connection the
+// turn leaves gives its handshake place back when it goes.
+func FuzzHandshakeTurn(f *testing.F) {
+	panics := &panicLog{}
+	plain := newTurnNode(f, slog.New(panics))
+	sealed, err := New(Config{Name: "n2", Secret: testSecret, Logger: slog.New(panics)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	hello := frame.AppendHello(nil, frame.Hello{Version: frame.Version, MaxPayload: 1 << 20, Name: []byte("c")})
+	f.Add(byte(0), hello)
+	f.Add(byte(0), append(append([]byte{}, hello...), frame.AppendAuth(nil, [frame.MACSize]byte{})...))
+	f.Add(byte(1), secure.NoiseFrame(nil, make([]byte, 32)))
+	f.Add(byte(1), hello)
+	f.Fuzz(func(t *testing.T, sel byte, in []byte) {
+		n := plain
+		if sel&1 != 0 {
+			n = sealed
 		}
-		if a == gnet.Close && last.Type != frame.TypeError && !sentError(in) {
-			t.Fatalf("closed after writing %v last, not ERROR", last.Type)
+		tc := &turnConn{keep: true, in: in}
+		c := newConn(n, tc)
+		n.mu.Lock() // as OnOpen admits it
+		n.sources[c.source]++
+		n.inHS++
+		n.mu.Unlock()
+		a := c.traffic()
+		c.closeAll()
+		if l := panics.take(); len(l) > 0 {
+			t.Fatalf("a turn panicked: %q", l)
 		}
+		n.mu.Lock()
+		inHS, src := n.inHS, n.sources[c.source]
+		n.mu.Unlock()
+		if inHS != 0 || src != 0 {
+			t.Fatalf("after the connection went: %d in the handshake, %d from its source", inHS, src)
+		}
+		checkWritten(t, a, tc.out, in)
 	})
 }
