@@ -38,12 +38,13 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
 ## fuzz: run every fuzzer for FUZZTIME each (default 5m): the frame decoder,
-## a node's turns (past and in the handshake), sealed records, the Noise
-## handshake, the rows handler's arguments
+## a node's turns (past and in the handshake), a client reading a node's
+## output, sealed records, the Noise handshake, the rows handler's arguments
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./frame
 	$(GO) test -run '^$$' -fuzz '^FuzzLoopTurn$$' -fuzztime $(FUZZTIME) ./node
 	$(GO) test -run '^$$' -fuzz '^FuzzHandshakeTurn$$' -fuzztime $(FUZZTIME) ./node
+	$(GO) test -run '^$$' -fuzz '^FuzzNodeOutput$$' -fuzztime $(FUZZTIME) ./coord
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./secure
 	$(GO) test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) ./secure
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRows$$' -fuzztime $(FUZZTIME) ./handlers

@@ -93,10 +93,9 @@ func TestSockReaderKeepsConnReadsContract(t *testing.T) {
 	}
 }
 
-// A read that leaves the socket empty waits without reading again, and
-// what arrives while run is between reads still wakes it: two writes
-// with a short read between them both reach got, byte for byte, and a
-// read that fills the space reads again at once.
+// What arrives while run is between reads, or waiting, still wakes it:
+// writes with short reads between them all reach got, byte for byte, and
+// a read that fills the space reads again at once.
 func TestSockReaderShortReadStillSeesWhatFollows(t *testing.T) {
 	s, peer := tcpPair(t)
 	r := newSockReader(s)
@@ -126,6 +125,53 @@ func TestSockReaderShortReadStillSeesWhatFollows(t *testing.T) {
 		if b != byte(i) {
 			t.Fatalf("byte %d is %d", i, b)
 		}
+	}
+}
+
+// A peer that writes and closes at once leaves its data and its FIN
+// behind one readiness mark: the read that takes the data leaves the FIN
+// queued with nothing to mark it again, so run must read on past a short
+// read. It waited for the read deadline instead (a node's last frames
+// followed by its close went unnoticed until the heartbeat timeout; found
+// by FuzzNodeOutput). Here the last data and the FIN both arrive while
+// got is handling the first byte, so both are queued when run reads next.
+func TestSockReaderSeesACloseThatCameWithTheData(t *testing.T) {
+	s, peer := tcpPair(t)
+	r := newSockReader(s)
+	s.conn.SetReadDeadline(time.Now().Add(waitFor)) // bounds the test: run must end with EOF first
+	inGot, goOn := make(chan struct{}), make(chan struct{})
+	type result struct {
+		got []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		buf := make([]byte, 64)
+		var got []byte
+		err := r.run(func() []byte { return buf }, func(n int) error {
+			got = append(got, buf[:n]...)
+			if len(got) == 1 {
+				inGot <- struct{}{}
+				<-goOn
+			}
+			return nil
+		})
+		done <- result{got, err}
+	}()
+	if _, err := peer.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	<-inGot
+	if _, err := peer.Write([]byte(" last word")); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	close(goOn)
+	res := <-done
+	if string(res.got) != "a last word" || res.err != io.EOF {
+		t.Fatalf("run: %q, %v; want the data, then io.EOF", res.got, res.err)
 	}
 }
 

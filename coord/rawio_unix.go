@@ -42,22 +42,25 @@ func newSockReader(s *session) *sockReader { return &sockReader{raw: s.raw} }
 // net.ErrClosed, a read's errno, or got's error.
 //
 // The loop runs inside one RawConn.Read, which clears the socket's
-// readiness once, on entry. So a read that did not fill space() can go
-// straight to waiting: the socket held no more at that moment, and
-// whatever arrives after it marks the socket ready again, which the wait
-// sees. Calling Read per batch would clear that mark each time and need
-// one more read per batch, answering EAGAIN, to learn the socket is
-// empty. After maxFullReads reads in a row that filled space(), run lets
-// go of the Read and takes a new one all the same: a node that keeps the
-// socket full would otherwise keep us in one Read, and closing the
-// connection waits for the Read to end (a flooding node hung
-// Client.Close, and the session's end, for as long as it sent). Waiting
-// there instead would not do: bytes already buffered mark nothing ready.
+// readiness once, on entry, and waits only when a read answers EAGAIN.
+// A short read is not enough to wait on: data and the peer's FIN that
+// arrive together leave one readiness mark, which the wake-up for the
+// data consumed, and the read that takes the data stops at the FIN and
+// leaves it queued with nothing to mark it again. Waiting then missed a
+// node's close until the read deadline (the heartbeat timeout). So run
+// reads until EAGAIN or EOF, as conn.Read's callers do.
+//
+// After maxReads reads without an EAGAIN, run lets go of the Read and
+// takes a new one all the same: a node that keeps the socket busy would
+// otherwise keep us in one Read, and closing the connection waits for
+// the Read to end (a flooding node hung Client.Close, and the session's
+// end, for as long as it sent). Waiting there instead would not do: bytes
+// already buffered mark nothing ready.
 func (r *sockReader) run(space func() []byte, got func(n int) error) error {
 	var err error
-	more := false // maxFullReads full reads: read on in a new Read
+	more := false // maxReads reads: read on in a new Read
 	read := func(fd uintptr) bool {
-		for full := 0; full < maxFullReads; full++ {
+		for range maxReads {
 			b := space()
 			n, e := sysIO(syscall.SYS_READ, fd, b)
 			switch {
@@ -72,9 +75,6 @@ func (r *sockReader) run(space func() []byte, got func(n int) error) error {
 			}
 			if err = got(n); err != nil {
 				return true
-			}
-			if n < len(b) {
-				return false
 			}
 		}
 		more = true
@@ -91,8 +91,8 @@ func (r *sockReader) run(space func() []byte, got func(n int) error) error {
 	}
 }
 
-// maxFullReads: see sockReader.run.
-const maxFullReads = 16
+// maxReads: see sockReader.run.
+const maxReads = 16
 
 // tryWrite writes as much of buf as the socket takes now, from the
 // calling goroutine, without waiting: the direct path that spares a
