@@ -37,21 +37,29 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
-// fuzzPair is a fresh coordinator and node session pair.
+// fuzzPair is a fresh coordinator and node session pair (random
+// ephemerals: a record sealed for one pair opens for no other).
 func fuzzPair() (cs, ns *Session, err error) {
 	ci, _ := NewHandshake(Config{Key: PrivateKey(fixed(1)), Secret: []byte("s")}, true)
 	nr, _ := NewHandshake(Config{Key: PrivateKey(fixed(2)), Secret: []byte("s")}, false)
-	m1, _, _ := ci.Write(nil, nil)
-	if _, _, err := nr.Read(nil, m1); err != nil {
-		return nil, nil, err
-	}
-	m2, _, _ := nr.Write(nil, nil)
-	if _, _, err := ci.Read(nil, m2); err != nil {
-		return nil, nil, err
-	}
-	m3, cs, _ := ci.Write(nil, nil)
-	_, ns, err = nr.Read(nil, m3)
+	_, _, _, cs, ns, err = exchange(ci, nr)
 	return cs, ns, err
+}
+
+// exchange runs a handshake between coordinator ci and node nr: its three
+// messages and the two sessions.
+func exchange(ci, nr *Handshake) (m1, m2, m3 []byte, cs, ns *Session, err error) {
+	m1, _, _ = ci.Write(nil, nil)
+	if _, _, err = nr.Read(nil, m1); err != nil {
+		return
+	}
+	m2, _, _ = nr.Write(nil, nil)
+	if _, _, err = ci.Read(nil, m2); err != nil {
+		return
+	}
+	m3, cs, _ = ci.Write(nil, nil)
+	_, ns, err = nr.Read(nil, m3)
+	return
 }
 
 // fixedHandshake is one side of a handshake whose ephemeral key is fixed,
@@ -71,16 +79,10 @@ func fixedHandshake(initiator bool) *Handshake {
 // exchange, made with the cluster secret, completes the node's side (the
 // coordinator's completes only when it writes message 3).
 func FuzzHandshake(f *testing.F) {
-	ci, nr := fixedHandshake(true), fixedHandshake(false)
-	m1, _, _ := ci.Write(nil, nil)
-	if _, _, err := nr.Read(nil, m1); err != nil {
+	m1, m2, m3, _, _, err := exchange(fixedHandshake(true), fixedHandshake(false))
+	if err != nil {
 		f.Fatal(err)
 	}
-	m2, _, _ := nr.Write(nil, nil)
-	if _, _, err := ci.Read(nil, m2); err != nil {
-		f.Fatal(err)
-	}
-	m3, _, _ := ci.Write(nil, nil)
 	f.Add(m1, m3, m2)
 	f.Add(m1, m3[:len(m3)-1], m2[1:])
 	f.Add(append(m1, 0), m3, append(m2, 0))
