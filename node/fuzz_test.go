@@ -40,21 +40,29 @@ func (p *panicLog) take() []string {
 	return l
 }
 
+// decodeEach decodes b frame by frame, calling fn on each, until it ends
+// or a frame does not decode (that error). Checksums start once a
+// handshake negotiated them, so each frame is held to its own flag.
+func decodeEach(b []byte, fn func(frame.Frame)) error {
+	d := frame.Decoder{MaxPayload: 1 << 20, Compression: true}
+	for len(b) > 0 {
+		d.Checksum = len(b) > 5 && frame.Flags(b[5])&frame.FlagChecksum != 0
+		fr, used, err := d.Decode(b)
+		if err != nil {
+			return err
+		}
+		fn(fr)
+		b = b[used:]
+	}
+	return nil
+}
+
 // sentError says whether the coordinator's bytes hold an ERROR, which
 // ends the connection with no ERROR in answer.
 func sentError(in []byte) bool {
-	d := frame.Decoder{MaxPayload: 1 << 20}
-	for len(in) > 0 {
-		fr, used, err := d.Decode(in)
-		if err != nil {
-			return false
-		}
-		if fr.Type == frame.TypeError {
-			return true
-		}
-		in = in[used:]
-	}
-	return false
+	sent := false
+	_ = decodeEach(in, func(f frame.Frame) { sent = sent || f.Type == frame.TypeError })
+	return sent
 }
 
 // FuzzLoopTurn feeds arbitrary bytes, as one read, to a node connection
@@ -102,17 +110,9 @@ func checkWritten(t *testing.T, a gnet.Action, out, in []byte) {
 	if a != gnet.None && a != gnet.Close {
 		t.Fatalf("action %v", a)
 	}
-	d := frame.Decoder{MaxPayload: 1 << 20, Compression: true}
 	var last frame.Frame
-	for len(out) > 0 {
-		// Checksums start once a handshake negotiated them: each frame is
-		// held to what its own flag says.
-		d.Checksum = len(out) > 5 && frame.Flags(out[5])&frame.FlagChecksum != 0
-		fr, used, err := d.Decode(out)
-		if err != nil {
-			t.Fatalf("the node wrote bytes that do not decode (%v): %x", err, out)
-		}
-		last, out = fr, out[used:]
+	if err := decodeEach(out, func(f frame.Frame) { last = f }); err != nil {
+		t.Fatalf("the node wrote bytes that do not decode (%v): %x", err, out)
 	}
 	if a == gnet.Close && last.Type != frame.TypeError && !sentError(in) {
 		t.Fatalf("closed after writing %v last, not ERROR", last.Type)
