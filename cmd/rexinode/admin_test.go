@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -294,5 +295,32 @@ func TestBenchAllWithoutMetricsSkipsReap(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "w-cast,w-stream,w-conc" {
 		t.Fatalf("bench ran %v, want every workload but w-reap", got)
+	}
+}
+
+// rexinode bench writes the coordinator's CPU profile and execution trace
+// where -cpuprofile and -trace say; a file it cannot create is a usage
+// error naming the flag.
+func TestBenchWritesProfileAndTrace(t *testing.T) {
+	sf := secretFile(t, "bench-trace")
+	var nodes []string
+	for range 3 {
+		nodes = append(nodes, startServe(t, "-secret-file", sf).Addr)
+	}
+	dir := t.TempDir()
+	prof, tr := filepath.Join(dir, "coord.pprof"), filepath.Join(dir, "coord.trace")
+	bench := []string{"bench", "-nodes", strings.Join(nodes, ","), "-secret-file", sf, "-workload", "w-cast", "-fanouts", "2", "-warmup", "1"}
+	if out, errOut, code := runCmd(t, append(bench, "-cpuprofile", prof, "-trace", tr)...); code != 0 {
+		t.Fatalf("bench -cpuprofile -trace: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Fatalf("CPU profile: %v, %v; want a non-empty file", st, err)
+	}
+	if b, err := os.ReadFile(tr); err != nil || !bytes.HasPrefix(b, []byte("go 1.")) {
+		t.Fatalf("execution trace: %v, starts %q; want a Go trace", err, b[:min(len(b), 16)])
+	}
+	_, errOut, code := runCmd(t, append(bench, "-trace", filepath.Join(dir, "missing", "x.trace"))...)
+	if code != exitUsage || !strings.Contains(errOut, "trace:") {
+		t.Fatalf("bench -trace into a missing directory: exit %d, want %d naming the flag:\n%s", code, exitUsage, errOut)
 	}
 }

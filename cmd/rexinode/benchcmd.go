@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"time"
 
@@ -31,6 +32,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	samples := fs.Bool("samples", false, "with -json, include every latency sample")
 	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the coordinator side) to the file")
+	execTrace := fs.String("trace", "", "write this process's execution trace (go tool trace: goroutine wake-ups, system calls, scheduling) to the file")
 	var secret []byte
 	var err error
 	if o.Nodes, secret, err = cc.parse(fs, args); err != nil {
@@ -72,17 +74,16 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fail(exitUsage, "cpuprofile: %v", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail(exitUsage, "cpuprofile: %v", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopCPU, err := record("cpuprofile", *cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile)
+	if err != nil {
+		return err
 	}
+	defer stopCPU()
+	stopTrace, err := record("trace", *execTrace, trace.Start, trace.Stop)
+	if err != nil {
+		return err
+	}
+	defer stopTrace()
 	var results []bench.Result
 	for _, w := range list {
 		res, err := r.Run(ctx, w)
@@ -101,4 +102,22 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		return json.NewEncoder(stdout).Encode(results)
 	}
 	return nil
+}
+
+// record starts a recorder (the CPU profile, the execution trace) writing
+// to path, unless path is empty; the returned func stops it and closes the
+// file.
+func record(flag, path string, start func(io.Writer) error, stop func()) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fail(exitUsage, "%s: %v", flag, err)
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, fail(exitUsage, "%s: %v", flag, err)
+	}
+	return func() { stop(); f.Close() }, nil
 }
