@@ -89,10 +89,10 @@ func report(b *testing.B, samples []time.Duration) {
 }
 
 // timedLoop runs one fan-out per iteration after a warm-up.
-func timedLoop(b *testing.B, once func(context.Context) error) {
+func timedLoop(b *testing.B, once fanout) {
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
-		if err := once(ctx); err != nil {
+		if _, err := once(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,25 +101,27 @@ func timedLoop(b *testing.B, once func(context.Context) error) {
 	b.ResetTimer()
 	for b.Loop() {
 		start := time.Now()
-		if err := once(ctx); err != nil {
+		end, err := once(ctx)
+		if err != nil {
 			b.Fatal(err)
 		}
-		samples = append(samples, time.Since(start))
+		samples = append(samples, end.Sub(start))
 	}
 	report(b, samples)
 }
 
-// BenchmarkWCast: 192 echo jobs with 64-byte replies per op.
+// BenchmarkWCast: 192 echo jobs with 64-byte replies per op; a sample
+// ends when the last reply is in (Close follows, untimed).
 func BenchmarkWCast(b *testing.B) {
 	p := startInProcess(b, Options{})
-	timedLoop(b, p.r.Cast)
+	timedLoop(b, p.r.castOnce)
 }
 
 // BenchmarkWStream: 192 streaming jobs, 64 chosen, 10 rows of 100 bytes,
 // window 5, Close's KILL_ALLs included.
 func BenchmarkWStream(b *testing.B) {
 	p := startInProcess(b, Options{})
-	timedLoop(b, p.r.Stream)
+	timedLoop(b, p.r.streamOnce)
 }
 
 // BenchmarkWReap: from the coordinator's death to no live worker anywhere.
@@ -148,7 +150,7 @@ func BenchmarkWConc(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := p.r.Stream(context.Background()); err != nil {
+			if err := p.r.streamFanout(context.Background()); err != nil {
 				b.Error(err)
 				return
 			}
@@ -214,5 +216,20 @@ func TestConcurrentEndsAtItsDeadlineWhateverTheContextSays(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the run did not end at its deadline")
+	}
+}
+
+// A sample ends where the fan-out says, not when it returns: W-cast's
+// Close, after the last reply, is not timed.
+func TestTimedEndsEachSampleWhereTheFanoutSays(t *testing.T) {
+	const after = time.Second // work after the sample's end, such as a Close
+	r := &Runner{o: Options{Fanouts: 1}}
+	res, err := r.timed(context.Background(), "test", func(context.Context) (time.Time, error) {
+		end := time.Now()
+		time.Sleep(after)
+		return end, nil
+	})
+	if err != nil || res.P50 >= after {
+		t.Fatalf("sample %v (%v), want it to end before the work after it (%v)", res.P50, err, after)
 	}
 }

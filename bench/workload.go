@@ -158,9 +158,9 @@ func (r *Runner) Run(ctx context.Context, w string) (Result, error) {
 	var err error
 	switch w {
 	case WCast:
-		res, err = r.timed(ctx, w, r.Cast)
+		res, err = r.timed(ctx, w, r.castOnce)
 	case WStream:
-		res, err = r.timed(ctx, w, r.Stream)
+		res, err = r.timed(ctx, w, r.streamOnce)
 	case WReap:
 		res, err = r.reapAll(ctx)
 	case WConc:
@@ -179,40 +179,56 @@ func CPUSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-func (r *Runner) timed(ctx context.Context, w string, once func(context.Context) error) (Result, error) {
+func (r *Runner) timed(ctx context.Context, w string, once fanout) (Result, error) {
 	for i := 0; i < r.o.Warmup; i++ {
-		if err := once(ctx); err != nil {
+		if _, err := once(ctx); err != nil {
 			return Result{}, fmt.Errorf("%s warm-up: %w", w, err)
 		}
 	}
 	samples := make([]time.Duration, 0, r.o.Fanouts)
 	for i := 0; i < r.o.Fanouts; i++ {
 		start := time.Now()
-		if err := once(ctx); err != nil {
+		end, err := once(ctx)
+		if err != nil {
 			return Result{}, fmt.Errorf("%s fan-out %d: %w", w, i, err)
 		}
-		samples = append(samples, time.Since(start))
+		samples = append(samples, end.Sub(start))
 	}
 	return Summarize(w, samples), nil
 }
 
-// Cast is one W-cast fan-out: 192 echo jobs, done when every reply is in.
-func (r *Runner) Cast(ctx context.Context) error {
+// fanout runs one fan-out and returns the instant its sample ends, which
+// the workload's definition says: W-cast's when the last reply is in (the
+// coordinator's Close follows, untimed), W-stream's once the cleanup's
+// KILL_ALLs are sent (part of its timed work).
+type fanout func(context.Context) (end time.Time, err error)
+
+// castOnce is one W-cast fan-out: 192 echo jobs, done when every reply is
+// in.
+func (r *Runner) castOnce(ctx context.Context) (time.Time, error) {
 	co, err := r.cl.New(ctx, len(r.cast))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	defer co.Close()
 	if _, err := co.Submit(r.cast...); err != nil {
-		return err
+		return time.Time{}, err
 	}
-	return co.Recv(coord.RecvOptions{Timeout: 30 * time.Second}, func(m coord.Message) (bool, error) {
+	err = co.Recv(coord.RecvOptions{Timeout: 30 * time.Second}, func(m coord.Message) (bool, error) {
 		return false, m.Err
 	})
+	return time.Now(), err
 }
 
-// Stream is one W-stream fan-out, including Close's KILL_ALLs.
-func (r *Runner) Stream(ctx context.Context) error {
+// streamOnce is one timed W-stream fan-out, Close's KILL_ALLs included.
+func (r *Runner) streamOnce(ctx context.Context) (time.Time, error) {
+	err := r.streamFanout(ctx)
+	return time.Now(), err
+}
+
+// streamFanout is one W-stream fan-out, including Close's KILL_ALLs (W-conc
+// runs it back to back).
+func (r *Runner) streamFanout(ctx context.Context) error {
 	co, err := r.cl.New(ctx, len(r.stream))
 	if err != nil {
 		return err
@@ -284,7 +300,7 @@ func (r *Runner) reapOnce(ctx context.Context) (time.Duration, int64, error) {
 
 // conc runs W-conc: Concurrency coordinators doing W-stream back to back.
 func (r *Runner) conc(ctx context.Context) (Result, error) {
-	return Concurrent(ctx, r.o.Concurrency, r.o.Duration, r.Stream)
+	return Concurrent(ctx, r.o.Concurrency, r.o.Duration, r.streamFanout)
 }
 
 // Concurrent runs once from n goroutines back to back for dur and reports
