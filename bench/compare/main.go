@@ -114,13 +114,15 @@ func run(rexinode, grpcbase string, fanouts, warmup int, duration time.Duration,
 		}
 	}
 	// Each round runs every workload on every system, one after the
-	// other, so that the ratios of a round come from one sitting.
+	// other, so that the ratios of a round come from one sitting, and
+	// starts with a different system (see turnOrder).
 	var runs []map[string][]result
 	for k := range rounds {
 		results := map[string][]result{}
 		for _, w := range workloads {
 			row := make([]result, len(systems))
-			for i, s := range systems {
+			for _, i := range turnOrder(k, len(systems)) {
+				s := systems[i]
 				fmt.Fprintf(os.Stderr, "round %d/%d: %s %s ...\n", k+1, rounds, s.name, w)
 				r, err := s.bench(w)
 				if err != nil {
@@ -192,4 +194,17 @@ func (s *system) nodeCPU() float64 {
 		total += benchproc.CPUSeconds(c.Process.Pid)
 	}
 	return total
+}
+
+// turnOrder is the order in which round k runs n systems: rotated by k,
+// so that over n rounds each system runs in each place once. On the
+// development VM, of two runs back to back the first came out 5–15 µs
+// faster, whichever it was; a fixed order would have given the first
+// system that edge in every round.
+func turnOrder(k, n int) []int {
+	order := make([]int, n)
+	for j := range order {
+		order[j] = (j + k) % n
+	}
+	return order
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,23 @@ func TestReportMediansOfRounds(t *testing.T) {
 	js, _ := os.ReadFile(filepath.Join(out, "compare.json"))
 	if n := strings.Count(string(js), `"rexi": {`); n != 3 {
 		t.Fatalf("compare.json holds %d rounds of rexi, want 3:\n%s", n, js)
+	}
+}
+
+// Over n rounds each system runs once in each place.
+func TestTurnOrderGivesEverySystemEveryPlace(t *testing.T) {
+	const n = 4
+	seen := make([][n]bool, n) // seen[system][place]
+	for k := range n {
+		order := turnOrder(k, n)
+		for place, sys := range order {
+			if seen[sys][place] {
+				t.Fatalf("round %d: system %d runs in place %d again (orders %v)", k, sys, place, order)
+			}
+			seen[sys][place] = true
+		}
+	}
+	if got := turnOrder(0, n); !slices.Equal(got, []int{0, 1, 2, 3}) {
+		t.Fatalf("round 0 runs %v, want the systems in their order", got)
 	}
 }
