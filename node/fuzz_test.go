@@ -143,8 +143,7 @@ func FuzzHandshakeTurn(f *testing.F) {
 		tc := &turnConn{keep: true, in: in}
 		c := newConn(n, tc)
 		n.mu.Lock() // as OnOpen admits it
-		n.sources[c.source]++
-		n.inHS++
+		n.enteredHandshakeLocked(c.source)
 		n.mu.Unlock()
 		a := c.traffic()
 		c.closeAll()

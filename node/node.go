@@ -449,8 +449,7 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		c.source = src
 		gc.SetContext(c)
 		e.n.conns[c] = struct{}{}
-		e.n.sources[src]++
-		e.n.inHS++
+		e.n.enteredHandshakeLocked(src)
 	}
 	e.n.mu.Unlock()
 	if why != "" {
@@ -519,6 +518,13 @@ func sourceOf(gc gnet.Conn) netip.Addr {
 		return a.AddrPort().Addr().Unmap()
 	}
 	return netip.Addr{}
+}
+
+// enteredHandshakeLocked counts a connection from src into the handshake
+// (leftHandshake counts it out). Caller holds n.mu.
+func (n *Node) enteredHandshakeLocked(src netip.Addr) {
+	n.sources[src]++
+	n.inHS++
 }
 
 // leftHandshake counts a connection out of the handshake: authenticated,
