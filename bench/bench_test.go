@@ -29,6 +29,13 @@ type inProcess struct {
 
 func startInProcess(tb testing.TB, o Options) *inProcess {
 	tb.Helper()
+	return startWith(tb, o, handlers.Register)
+}
+
+// startWith is startInProcess with the nodes' handlers installed by
+// register (handlers.RegisterOnGoroutines measures the goroutine path).
+func startWith(tb testing.TB, o Options, register func(*node.Node)) *inProcess {
+	tb.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	secret := []byte("bench")
 	p := &inProcess{}
@@ -38,7 +45,7 @@ func startInProcess(tb testing.TB, o Options) *inProcess {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		handlers.Register(n)
+		register(n)
 		if err := n.Start(); err != nil {
 			tb.Fatal(err)
 		}
@@ -121,6 +128,21 @@ func BenchmarkWCast(b *testing.B) {
 // window 5, Close's KILL_ALLs included.
 func BenchmarkWStream(b *testing.B) {
 	p := startInProcess(b, Options{})
+	timedLoop(b, p.r.streamOnce)
+}
+
+// BenchmarkWCastGoroutine is BenchmarkWCast with echo run by node.Handle,
+// a pooled worker goroutine per job.
+func BenchmarkWCastGoroutine(b *testing.B) {
+	p := startWith(b, Options{}, handlers.RegisterOnGoroutines)
+	timedLoop(b, p.r.castOnce)
+}
+
+// BenchmarkWStreamGoroutine is BenchmarkWStream with rows run by
+// node.Handle (node.Streaming): each started job streams from a pooled
+// worker goroutine through Worker.Stream.
+func BenchmarkWStreamGoroutine(b *testing.B) {
+	p := startWith(b, Options{}, handlers.RegisterOnGoroutines)
 	timedLoop(b, p.r.streamOnce)
 }
 

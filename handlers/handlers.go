@@ -53,7 +53,10 @@ func RowsOnGoroutine(ctx context.Context, w *node.Worker) error {
 	if err != nil {
 		return err
 	}
-	var buf []byte
+	// Rows are built on the stack (Stream copies each), so a job with rows
+	// up to its size allocates nothing for them.
+	var stack [256]byte
+	buf := stack[:0]
 	for {
 		row, ok := src.Next(buf[:0])
 		if !ok {

@@ -1,9 +1,15 @@
 package handlers
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rexi-go/rexi/coord"
 	"github.com/rexi-go/rexi/internal/leak"
 	"github.com/rexi-go/rexi/node"
 	"go.uber.org/goleak"
@@ -85,5 +91,61 @@ func TestRowsSource(t *testing.T) {
 	}
 	if r, _ := Echo([]byte("hi"), nil, []byte("> ")); string(r) != "> hi" {
 		t.Fatalf("echo %q", r)
+	}
+}
+
+// The rows handler on a worker goroutine streams exactly what the loop one
+// does, rows and LAST, for rows that fit its stack buffer and rows that
+// do not.
+func TestRowsOnGoroutineMatchesTheLoopHandler(t *testing.T) {
+	secret := []byte("handlers")
+	quiet := slog.New(slog.DiscardHandler)
+	var addrs []string
+	for _, register := range []func(*node.Node){Register, RegisterOnGoroutines} {
+		n, err := node.New(node.Config{Secret: secret, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		register(n)
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		addrs = append(addrs, n.Addr())
+	}
+	cl, err := coord.NewClient(coord.Config{Nodes: addrs, Secret: secret, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stream := func(addr, args string) []string {
+		co, err := cl.New(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer co.Close()
+		if _, err := co.Submit(coord.Job{Node: addr, Handler: "rows", Args: []byte(args), Range: coord.FullRing}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		err = co.Stream(coord.StreamOptions{RecvOptions: coord.RecvOptions{Timeout: 5 * time.Second}}, func(m coord.Message) error {
+			got = append(got, fmt.Sprintf("%v %s", m.Kind, m.Payload))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("rows %s on %s: %v", args, addr, err)
+		}
+		return got
+	}
+	for _, args := range []string{"12:100:3", "12:300", "0"} {
+		loop, gor := stream(addrs[0], args), stream(addrs[1], args)
+		if len(loop) == 0 || !slices.Equal(loop, gor) {
+			t.Fatalf("rows %s: loop handler sent %q, goroutine handler %q", args, loop, gor)
+		}
 	}
 }
