@@ -108,7 +108,9 @@ func (w *Worker) Nonce() []byte { return w.nonce }
 func (w *Worker) Range() (lo, hi uint32, ok bool) { return w.rangeLo, w.rangeHi, w.ranged }
 
 // Reply sends a REPLY. It may wait for room under the connection's
-// outbound limit; it fails once the worker must stop.
+// outbound limit; it fails once the worker must stop. Like Last and
+// Stream, it copies payload before it returns, so a handler may reuse one
+// buffer (or one on its stack) for everything it sends.
 func (w *Worker) Reply(payload []byte) error {
 	if w.fn != nil {
 		return ErrStreaming
@@ -131,7 +133,9 @@ func (w *Worker) Ping() error {
 // START (returns ErrKilled on CANCEL) or the init timeout. Afterwards at
 // most the node's window of rows are un-acked on the wire; up to another
 // window of rows waits in the node, sent as ACKs arrive, and past that
-// Stream blocks for an ACK, up to the ack timeout.
+// Stream blocks for an ACK, up to the ack timeout. The row is copied
+// before Stream returns (a row waiting in the node is a copy too), so the
+// caller may build the next one in the same buffer.
 func (w *Worker) Stream(row []byte) error {
 	c := w.c
 	c.mu.Lock()
