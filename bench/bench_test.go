@@ -3,15 +3,13 @@ package bench
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"runtime"
 	"testing"
 	"time"
 
-	"github.com/rexi-go/rexi/coord"
 	"github.com/rexi-go/rexi/handlers"
 	"github.com/rexi-go/rexi/internal/leak"
+	"github.com/rexi-go/rexi/internal/testcluster"
 	"github.com/rexi-go/rexi/node"
 	"go.uber.org/goleak"
 )
@@ -20,10 +18,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, leak.IgnoreGnet...)
 }
 
-// inProcess is three nodes on 127.0.0.1 in this process and a client.
+// inProcess is three nodes on 127.0.0.1 in this process, a client and a
+// Runner over them.
 type inProcess struct {
 	nodes []*node.Node
-	cl    *coord.Client
 	r     *Runner
 }
 
@@ -36,39 +34,9 @@ func startInProcess(tb testing.TB, o Options) *inProcess {
 // register (handlers.RegisterOnGoroutines measures the goroutine path).
 func startWith(tb testing.TB, o Options, register func(*node.Node)) *inProcess {
 	tb.Helper()
-	quiet := slog.New(slog.DiscardHandler)
-	secret := []byte("bench")
-	p := &inProcess{}
-	var addrs []string
-	for i := 0; i < 3; i++ {
-		n, err := node.New(node.Config{Name: fmt.Sprint("n", i), Secret: secret, Logger: quiet})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		register(n)
-		if err := n.Start(); err != nil {
-			tb.Fatal(err)
-		}
-		p.nodes = append(p.nodes, n)
-		addrs = append(addrs, n.Addr())
-	}
-	cl, err := coord.NewClient(coord.Config{Nodes: addrs, Secret: secret, Logger: quiet})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.cl = cl
-	tb.Cleanup(func() {
-		cl.Close()
-		for _, n := range p.nodes {
-			n.Close()
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.WaitConnected(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	o.Nodes = addrs
+	c := testcluster.Start(tb, 3, register)
+	p := &inProcess{nodes: c.Nodes}
+	o.Nodes = c.Addrs
 	o.WatchReap = func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
 		return func() (int64, time.Time, error) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -82,7 +50,8 @@ func startWith(tb testing.TB, o Options, register func(*node.Node)) *inProcess {
 			return left, time.Time{}, nil
 		}
 	}
-	if p.r, err = NewRunner(cl, o); err != nil {
+	var err error
+	if p.r, err = NewRunner(c.Client, o); err != nil {
 		tb.Fatal(err)
 	}
 	return p

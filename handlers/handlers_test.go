@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/rexi-go/rexi/coord"
 	"github.com/rexi-go/rexi/internal/leak"
+	"github.com/rexi-go/rexi/internal/testcluster"
 	"github.com/rexi-go/rexi/node"
 	"go.uber.org/goleak"
 )
@@ -98,32 +98,12 @@ func TestRowsSource(t *testing.T) {
 // does, rows and LAST, for rows that fit its stack buffer and rows that
 // do not.
 func TestRowsOnGoroutineMatchesTheLoopHandler(t *testing.T) {
-	secret := []byte("handlers")
-	quiet := slog.New(slog.DiscardHandler)
-	var addrs []string
-	for _, register := range []func(*node.Node){Register, RegisterOnGoroutines} {
-		n, err := node.New(node.Config{Secret: secret, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		register(n)
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		addrs = append(addrs, n.Addr())
-	}
-	cl, err := coord.NewClient(coord.Config{Nodes: addrs, Secret: secret, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	loopNode := testcluster.Start(t, 1, Register)
+	goroutineNode := testcluster.Start(t, 1, RegisterOnGoroutines)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := cl.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stream := func(addr, args string) []string {
+	stream := func(c *testcluster.Cluster, args string) []string {
+		cl, addr := c.Client, c.Addrs[0]
 		co, err := cl.New(ctx, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -143,7 +123,7 @@ func TestRowsOnGoroutineMatchesTheLoopHandler(t *testing.T) {
 		return got
 	}
 	for _, args := range []string{"12:100:3", "12:300", "0"} {
-		loop, gor := stream(addrs[0], args), stream(addrs[1], args)
+		loop, gor := stream(loopNode, args), stream(goroutineNode, args)
 		if len(loop) == 0 || !slices.Equal(loop, gor) {
 			t.Fatalf("rows %s: loop handler sent %q, goroutine handler %q", args, loop, gor)
 		}

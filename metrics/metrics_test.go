@@ -12,7 +12,7 @@ import (
 	"github.com/rexi-go/rexi/coord"
 	"github.com/rexi-go/rexi/handlers"
 	"github.com/rexi-go/rexi/internal/leak"
-	"github.com/rexi-go/rexi/node"
+	"github.com/rexi-go/rexi/internal/testcluster"
 	"go.uber.org/goleak"
 )
 
@@ -21,26 +21,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leak.IgnoreGnet...) }
 // A node's and a client's collectors report the totals and the per-handler
 // and per-node series a fan-out leaves behind, and pass Prometheus' lint.
 func TestCollectorsAfterAFanout(t *testing.T) {
-	secret := []byte("metrics-test")
-	n, err := node.New(node.Config{Secret: secret, Name: "m0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handlers.RegisterOnGoroutines(n) // goroutine echo and rows, plus crash and block
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	cl, err := coord.NewClient(coord.Config{Nodes: []string{n.Addr()}, Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c := testcluster.Start(t, 1, handlers.RegisterOnGoroutines) // goroutine echo and rows, plus crash and block
+	n, cl := c.Nodes[0], c.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := cl.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	co, err := cl.New(ctx, 5)
 	if err != nil {
