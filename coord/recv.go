@@ -271,5 +271,5 @@ func (s *state) flushAcks() {
 		sl.unacked = 0
 	}
 	s.acks = s.acks[:0]
-	s.pushQueued() // ACKs, STARTs and CANCELs of this batch: one write per node
+	s.pushQueued() // ACKs and CANCELs of this batch: one write per node (STARTs went when the ring was complete)
 }

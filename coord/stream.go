@@ -176,6 +176,10 @@ func (r *streamRun) maybeStart() error {
 		r.fixedLen += rangeLen(r.s.slots[i].rng)
 		r.running++
 	}
+	// The STARTs go out now, not after the rest of the batch: the workers
+	// wait for them, and a batch that completes the ring often holds other
+	// nodes' INITs still to be dispatched (and CANCELled below).
+	r.s.pushQueued()
 	// The ring is complete: every other candidate is redundant.
 	for rg, i := range r.cands {
 		if r.s.slots[i].st == slotCandidate {
