@@ -377,9 +377,16 @@ func TestLateCopyDoesNotStartAStreamedRangeOver(t *testing.T) {
 	cl := connectedClient(t, Config{Nodes: []string{c.addrs[0], c.addrs[1], late}, InsecurePlaintext: true, Secret: secret})
 	co := mustNew(t, cl, context.Background(), 3)
 	defer co.Close()
-	const rows = 300
+	// Rows of 4 KiB, so that the node cannot finish before it is closed
+	// at the 50th row, however slowly the callback runs: past the 256 KiB
+	// the coordinator acknowledges on receipt (about 63 of these rows), a
+	// row is acknowledged only once consumed, and the node may send just
+	// its window (5) more. So at most about 120 of the 300 rows are out
+	// when the 50th is consumed. With 20-byte rows, acknowledged on receipt
+	// all, a slow callback let the node send all 300 and its LAST first.
+	const rows, rowSize = 300, 4096
 	whole := Ranges(1)[0]
-	args := []byte(fmt.Sprint(rows, ":20"))
+	args := []byte(fmt.Sprint(rows, ":", rowSize))
 	if _, err := co.Submit(Job{Node: c.addrs[0], Handler: "rows", Args: args, Range: whole}, Job{Node: late, Handler: "rows", Args: args, Range: whole}); err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +396,7 @@ func TestLateCopyDoesNotStartAStreamedRangeOver(t *testing.T) {
 		RecvOptions: RecvOptions{Timeout: waitFor},
 		Replace: func(failed WorkerInfo, cause error) ([]Job, error) {
 			replaced = append(replaced, failed)
-			return []Job{{Node: c.addrs[1], Handler: "rows", Args: []byte(fmt.Sprint(rows, ":20:", failed.Rows)), Range: failed.Range}}, nil
+			return []Job{{Node: c.addrs[1], Handler: "rows", Args: []byte(fmt.Sprint(rows, ":", rowSize, ":", failed.Rows)), Range: failed.Range}}, nil
 		},
 	}, func(m Message) error {
 		if m.Kind == KindRow {
