@@ -18,31 +18,25 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, leak.IgnoreGnet...)
 }
 
-// inProcess is three nodes on 127.0.0.1 in this process, a client and a
-// Runner over them.
-type inProcess struct {
-	nodes []*node.Node
-	r     *Runner
-}
-
-func startInProcess(tb testing.TB, o Options) *inProcess {
+// startInProcess starts three nodes on 127.0.0.1 in this process and a
+// client, and returns a Runner over them.
+func startInProcess(tb testing.TB, o Options) *Runner {
 	tb.Helper()
 	return startWith(tb, o, handlers.Register)
 }
 
 // startWith is startInProcess with the nodes' handlers installed by
 // register (handlers.RegisterOnGoroutines measures the goroutine path).
-func startWith(tb testing.TB, o Options, register func(*node.Node)) *inProcess {
+func startWith(tb testing.TB, o Options, register func(*node.Node)) *Runner {
 	tb.Helper()
 	c := testcluster.Start(tb, 3, register)
-	p := &inProcess{nodes: c.Nodes}
 	o.Nodes = c.Addrs
 	o.WatchReap = func(ctx context.Context, timeout time.Duration) func() (int64, time.Time, error) {
 		return func() (int64, time.Time, error) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			var left int64
-			for _, n := range p.nodes {
+			for _, n := range c.Nodes {
 				if n.WaitNoLive(ctx) != nil {
 					left += n.Stats().Live
 				}
@@ -50,11 +44,11 @@ func startWith(tb testing.TB, o Options, register func(*node.Node)) *inProcess {
 			return left, time.Time{}, nil
 		}
 	}
-	var err error
-	if p.r, err = NewRunner(c.Client, o); err != nil {
+	r, err := NewRunner(c.Client, o)
+	if err != nil {
 		tb.Fatal(err)
 	}
-	return p
+	return r
 }
 
 func report(b *testing.B, samples []time.Duration) {
@@ -89,39 +83,39 @@ func timedLoop(b *testing.B, once fanout) {
 // BenchmarkWCast: 192 echo jobs with 64-byte replies per op; a sample
 // ends when the last reply is in (Close follows, untimed).
 func BenchmarkWCast(b *testing.B) {
-	p := startInProcess(b, Options{})
-	timedLoop(b, p.r.castOnce)
+	r := startInProcess(b, Options{})
+	timedLoop(b, r.castOnce)
 }
 
 // BenchmarkWStream: 192 streaming jobs, 64 chosen, 10 rows of 100 bytes,
 // window 5, Close's KILL_ALLs included.
 func BenchmarkWStream(b *testing.B) {
-	p := startInProcess(b, Options{})
-	timedLoop(b, p.r.streamOnce)
+	r := startInProcess(b, Options{})
+	timedLoop(b, r.streamOnce)
 }
 
 // BenchmarkWCastGoroutine is BenchmarkWCast with echo run by node.Handle,
 // a pooled worker goroutine per job.
 func BenchmarkWCastGoroutine(b *testing.B) {
-	p := startWith(b, Options{}, handlers.RegisterOnGoroutines)
-	timedLoop(b, p.r.castOnce)
+	r := startWith(b, Options{}, handlers.RegisterOnGoroutines)
+	timedLoop(b, r.castOnce)
 }
 
 // BenchmarkWStreamGoroutine is BenchmarkWStream with rows run by
 // node.Handle (node.Streaming): each started job streams from a pooled
 // worker goroutine through Worker.Stream.
 func BenchmarkWStreamGoroutine(b *testing.B) {
-	p := startWith(b, Options{}, handlers.RegisterOnGoroutines)
-	timedLoop(b, p.r.streamOnce)
+	r := startWith(b, Options{}, handlers.RegisterOnGoroutines)
+	timedLoop(b, r.streamOnce)
 }
 
 // BenchmarkWReap: from the coordinator's death to no live worker anywhere.
 func BenchmarkWReap(b *testing.B) {
-	p := startInProcess(b, Options{})
+	r := startInProcess(b, Options{})
 	samples := make([]time.Duration, 0, b.N)
 	var leaked int64
 	for b.Loop() {
-		d, left, err := p.r.reapOnce(context.Background())
+		d, left, err := r.reapOnce(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -135,13 +129,13 @@ func BenchmarkWReap(b *testing.B) {
 // BenchmarkWConc: 8 coordinators running W-stream back to back; each op
 // is one fan-out, and fanouts/s is what the 8 achieve together.
 func BenchmarkWConc(b *testing.B) {
-	p := startInProcess(b, Options{})
+	r := startInProcess(b, Options{})
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := p.r.streamFanout(context.Background()); err != nil {
+			if err := r.streamFanout(context.Background()); err != nil {
 				b.Error(err)
 				return
 			}
@@ -151,9 +145,9 @@ func BenchmarkWConc(b *testing.B) {
 }
 
 func TestWorkloadsRun(t *testing.T) {
-	p := startInProcess(t, Options{Fanouts: 5, Warmup: 1, Duration: 200 * time.Millisecond})
+	r := startInProcess(t, Options{Fanouts: 5, Warmup: 1, Duration: 200 * time.Millisecond})
 	for _, w := range Workloads {
-		res, err := p.r.Run(context.Background(), w)
+		res, err := r.Run(context.Background(), w)
 		if err != nil {
 			t.Fatalf("%s: %v", w, err)
 		}
